@@ -1,0 +1,21 @@
+//! Magnetar's sans-io core.
+//!
+//! Everything that *decides* something lives here and runs unchanged in three places: the
+//! router Worker (wasm32), the native learner, and the seeded simulator. Nothing in this crate
+//! reads a clock, touches a global RNG or does I/O: time comes in as `now_ms`, randomness as
+//! `&mut dyn RngCore`, outcomes as plain [`Outcome`] values classified once at the edge.
+//!
+//! Map of the crate:
+//! - [`outcome`]: the small enum every raw HTTP result is classified into;
+//! - [`fleet`]: the fleet configuration (`config/workers.json`), parsed once into typed values;
+//! - [`strategy`]: the [`Strategy`](strategy::Strategy) trait and one file per algorithm;
+//! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
+//! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope.
+
+pub mod fleet;
+pub mod outcome;
+pub mod retry;
+pub mod strategy;
+pub mod telemetry;
+
+pub use outcome::Outcome;

@@ -1,0 +1,163 @@
+//! Retry planning for one client request.
+//!
+//! An [`AttemptPlan`] tracks the attempts of one request: at most `max_attempts` (default
+//! [`DEFAULT_MAX_ATTEMPTS`] = 3, the penalty-free budget), a different downstream on each attempt
+//! by default ([`AttemptPlan::distinct`]), and retries only after retryable outcomes
+//! ([`Outcome::is_retryable`]) while the overall deadline allows.
+
+use crate::Outcome;
+use crate::strategy::ArmId;
+
+/// Attempts a request gets by default; attempts up to this number carry no penalty.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Hard upper bound on attempts per request, whatever the configuration says.
+pub const MAX_ATTEMPTS_CAP: u32 = 10;
+
+/// One finished attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    pub arm: ArmId,
+    pub outcome: Outcome,
+    /// HTTP status when the downstream answered.
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+}
+
+/// What the caller should do after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Try again (with [`AttemptPlan::excluded`] vetoed).
+    Retry,
+    /// Stop: the last attempt's answer goes to the client.
+    Answer,
+    /// Stop: every attempt failed (budget, deadline or fleet exhausted).
+    GiveUp,
+}
+
+/// The attempts of one request.
+#[derive(Clone, Debug)]
+pub struct AttemptPlan {
+    max_attempts: u32,
+    distinct: bool,
+    fleet_len: usize,
+    deadline_ms: u64,
+    attempts: Vec<AttemptRecord>,
+    excluded: Vec<ArmId>,
+}
+
+impl AttemptPlan {
+    /// A plan for a request that must finish by `deadline_ms` (caller's clock).
+    /// `max_attempts` is clamped to `1..=MAX_ATTEMPTS_CAP`.
+    pub fn new(max_attempts: u32, fleet_len: usize, deadline_ms: u64) -> Self {
+        AttemptPlan {
+            max_attempts: max_attempts.clamp(1, MAX_ATTEMPTS_CAP),
+            distinct: true,
+            fleet_len,
+            deadline_ms,
+            attempts: Vec::new(),
+            excluded: Vec::new(),
+        }
+    }
+
+    /// Whether each attempt must go to a downstream not yet tried (default true). When false,
+    /// the same downstream may be retried.
+    pub fn distinct(mut self, distinct: bool) -> Self {
+        self.distinct = distinct;
+        self
+    }
+
+    /// 1-based number of the next attempt.
+    pub fn next_attempt(&self) -> u32 {
+        self.attempts.len() as u32 + 1
+    }
+
+    /// The attempt budget of this request.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Arms to veto for the next attempt.
+    pub fn excluded(&self) -> &[ArmId] {
+        &self.excluded
+    }
+
+    /// The attempts so far.
+    pub fn attempts(&self) -> &[AttemptRecord] {
+        &self.attempts
+    }
+
+    /// Records an attempt's result and says what to do next, given the time now.
+    pub fn record(&mut self, attempt: AttemptRecord, now_ms: u64) -> Next {
+        let outcome = attempt.outcome;
+        if self.distinct && !self.excluded.contains(&attempt.arm) {
+            self.excluded.push(attempt.arm);
+        }
+        self.attempts.push(attempt);
+        if !outcome.is_retryable() {
+            return Next::Answer;
+        }
+        let budget_left = (self.attempts.len() as u32) < self.max_attempts;
+        let hosts_left = !self.distinct || self.excluded.len() < self.fleet_len;
+        if budget_left && hosts_left && now_ms < self.deadline_ms {
+            Next::Retry
+        } else {
+            Next::GiveUp
+        }
+    }
+
+    /// Whether the request ended in success.
+    pub fn succeeded(&self) -> bool {
+        self.attempts.last().is_some_and(|a| a.outcome.is_success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(arm: ArmId, outcome: Outcome) -> AttemptRecord {
+        AttemptRecord { arm, outcome, status: None, latency_ms: 1.0 }
+    }
+
+    #[test]
+    fn retries_distinct_hosts_up_to_the_budget() {
+        let mut plan = AttemptPlan::new(3, 5, 1_000);
+        assert_eq!(plan.record(rec(0, Outcome::ServerError), 10), Next::Retry);
+        assert_eq!(plan.excluded(), [0]);
+        assert_eq!(plan.next_attempt(), 2);
+        assert_eq!(plan.record(rec(3, Outcome::Timeout), 20), Next::Retry);
+        assert_eq!(plan.record(rec(1, Outcome::RateLimited), 30), Next::GiveUp);
+        assert_eq!(plan.attempts().len(), 3);
+        assert!(!plan.succeeded());
+    }
+
+    #[test]
+    fn success_and_client_errors_are_answered_at_once() {
+        let mut plan = AttemptPlan::new(3, 3, 1_000);
+        assert_eq!(plan.record(rec(0, Outcome::Success), 1), Next::Answer);
+        assert!(plan.succeeded());
+        let mut plan = AttemptPlan::new(3, 3, 1_000);
+        assert_eq!(plan.record(rec(0, Outcome::ClientError), 1), Next::Answer);
+    }
+
+    #[test]
+    fn stops_when_fleet_or_deadline_is_exhausted() {
+        let mut plan = AttemptPlan::new(3, 2, 1_000);
+        plan.record(rec(0, Outcome::ServerError), 1);
+        assert_eq!(plan.record(rec(1, Outcome::ServerError), 2), Next::GiveUp);
+
+        let mut plan = AttemptPlan::new(3, 3, 100);
+        assert_eq!(plan.record(rec(0, Outcome::ServerError), 100), Next::GiveUp);
+
+        let mut plan = AttemptPlan::new(3, 1, 1_000).distinct(false);
+        plan.record(rec(0, Outcome::ServerError), 1);
+        assert!(plan.excluded().is_empty());
+        assert_eq!(plan.record(rec(0, Outcome::ServerError), 2), Next::Retry);
+    }
+
+    #[test]
+    fn budget_is_clamped() {
+        assert_eq!(AttemptPlan::new(0, 3, 0).max_attempts(), 1);
+        assert_eq!(AttemptPlan::new(99, 3, 0).max_attempts(), MAX_ATTEMPTS_CAP);
+    }
+}

@@ -1,0 +1,171 @@
+//! Telemetry: what a router reports about each client request, and the Kafka REST proxy v2
+//! envelope it travels in.
+//!
+//! One client request produces one [`TelemetryRecord`] (schema [`TELEMETRY_SCHEMA`]) holding every
+//! attempt. The router posts it as a one-record batch to `POST /topics/{topic}` with
+//! `Content-Type: application/vnd.kafka.json.v2+json`, the Confluent REST Proxy v2 produce API
+//! (also spoken by Karapace, Redpanda's HTTP proxy and the learner's embedded ingest):
+//!
+//! ```json
+//! {"records": [{"key": "/service", "value": { ...TelemetryRecord... }}]}
+//! ```
+//!
+//! The proxy answers `{"key_schema_id": null, "value_schema_id": null, "offsets":
+//! [{"partition": 0, "offset": 42, "error_code": null, "error": null}]}`; a record whose
+//! `error_code` is set was not stored. The record key is the route, so one route's records keep
+//! their order within a partition.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outcome;
+
+/// Version of [`TelemetryRecord`]'s layout. Bumped on any incompatible change; readers reject
+/// versions they do not know.
+pub const TELEMETRY_SCHEMA: u32 = 1;
+/// The v2 JSON embedded-format content type.
+pub const CONTENT_TYPE_V2_JSON: &str = "application/vnd.kafka.json.v2+json";
+/// The v2 response content type.
+pub const CONTENT_TYPE_V2: &str = "application/vnd.kafka.v2+json";
+/// Default topic for telemetry.
+pub const DEFAULT_TOPIC: &str = "magnetar-telemetry";
+
+/// One attempt of a request, as reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptTelemetry {
+    /// Downstream name (from the fleet).
+    pub downstream: String,
+    /// HTTP status, when the downstream answered.
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+    pub latency_ms: f64,
+}
+
+/// Everything the router reports about one client request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryRecord {
+    /// Always [`TELEMETRY_SCHEMA`] when written by this version.
+    pub schema: u32,
+    /// Unique per request (the router's `x-magnetar-request-id`).
+    pub request_id: String,
+    /// From `x-magnetar-client-id` or `X-Caller-ID`, when the client sent one.
+    pub caller_id: Option<String>,
+    /// The request path the router served, e.g. `/service`.
+    pub route: String,
+    /// Wire name of the strategy that chose the downstreams.
+    pub strategy: String,
+    /// Identifies the router isolate that served the request.
+    pub router_instance: String,
+    /// Router clock (ms since the Unix epoch) when the request arrived.
+    pub started_ms: u64,
+    /// Router clock when the answer was ready.
+    pub finished_ms: u64,
+    /// Attempts in order; never empty for a request that reached the fleet.
+    pub attempts: Vec<AttemptTelemetry>,
+    /// Outcome of the final attempt (what the client got).
+    pub final_outcome: Outcome,
+    /// Status the client got.
+    pub final_status: u16,
+}
+
+/// One record of a v2 produce request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProduceRecord<V> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<serde_json::Value>,
+    pub value: V,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+}
+
+/// The body of `POST /topics/{topic}` in the v2 JSON embedded format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProduceRequest<V> {
+    pub records: Vec<ProduceRecord<V>>,
+}
+
+/// Per-record result in a v2 produce response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProduceOffset {
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub error_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// The answer to a v2 produce request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    pub key_schema_id: Option<i32>,
+    pub value_schema_id: Option<i32>,
+    pub offsets: Vec<ProduceOffset>,
+}
+
+impl ProduceResponse {
+    /// Number of records the proxy reports as not stored.
+    pub fn failed_records(&self) -> usize {
+        self.offsets.iter().filter(|o| o.error_code.is_some()).count()
+    }
+}
+
+impl TelemetryRecord {
+    /// Wraps this record as a one-record v2 produce batch keyed by route.
+    pub fn into_batch(self) -> ProduceRequest<TelemetryRecord> {
+        let key = Some(serde_json::Value::String(self.route.clone()));
+        ProduceRequest { records: vec![ProduceRecord { key, value: self, partition: None }] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> TelemetryRecord {
+        TelemetryRecord {
+            schema: TELEMETRY_SCHEMA,
+            request_id: "r-1".into(),
+            caller_id: Some("client-a".into()),
+            route: "/service".into(),
+            strategy: "round_robin".into(),
+            router_instance: "iso-1".into(),
+            started_ms: 1_000,
+            finished_ms: 1_012,
+            attempts: vec![
+                AttemptTelemetry {
+                    downstream: "downstream-1".into(),
+                    status: Some(500),
+                    outcome: Outcome::ServerError,
+                    latency_ms: 4.5,
+                },
+                AttemptTelemetry {
+                    downstream: "downstream-3".into(),
+                    status: Some(200),
+                    outcome: Outcome::Success,
+                    latency_ms: 6.0,
+                },
+            ],
+            final_outcome: Outcome::Success,
+            final_status: 200,
+        }
+    }
+
+    #[test]
+    fn batch_matches_the_rest_proxy_v2_shape() {
+        let json = serde_json::to_value(sample().into_batch()).unwrap();
+        assert_eq!(json["records"][0]["key"], "/service");
+        assert_eq!(json["records"][0]["value"]["attempts"][0]["outcome"], "server_error");
+        assert!(json["records"][0].get("partition").is_none());
+        let back: ProduceRequest<TelemetryRecord> = serde_json::from_value(json).unwrap();
+        assert_eq!(back.records[0].value, sample());
+    }
+
+    #[test]
+    fn produce_response_counts_failed_records() {
+        let resp: ProduceResponse = serde_json::from_str(
+            r#"{"key_schema_id":null,"value_schema_id":null,"offsets":[
+                {"partition":0,"offset":1,"error_code":null,"error":null},
+                {"partition":null,"offset":null,"error_code":50002,"error":"broker down"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(resp.failed_records(), 1);
+    }
+}
