@@ -9,11 +9,16 @@
 //! - [`outcome`]: the small enum every raw HTTP result is classified into;
 //! - [`fleet`]: the fleet configuration (`config/workers.json`), parsed once into typed values;
 //! - [`strategy`]: the [`Strategy`](strategy::Strategy) trait and one file per algorithm;
+//! - [`posterior`]: the Beta posterior with exponential time decay (the learner's state per arm);
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope.
 
+pub mod config;
+pub mod flaky;
 pub mod fleet;
 pub mod outcome;
+pub mod posterior;
+pub mod request;
 pub mod retry;
 pub mod strategy;
 pub mod telemetry;

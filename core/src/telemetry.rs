@@ -115,6 +115,40 @@ impl TelemetryRecord {
     }
 }
 
+/// A typed payload of a Confluent v3 produce request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct V3Data<V> {
+    /// Always `"JSON"` here.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: V,
+}
+
+/// The body of `POST /v3/clusters/{cluster}/topics/{topic}/records` (Confluent Cloud).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct V3ProduceRecord<V> {
+    pub key: V3Data<String>,
+    pub value: V3Data<V>,
+}
+
+/// The part of a v3 produce answer that says whether the record was stored (`error_code` 200).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct V3ProduceResponse {
+    pub error_code: i32,
+    #[serde(default)]
+    pub partition_id: Option<i32>,
+    #[serde(default)]
+    pub offset: Option<i64>,
+}
+
+/// Wraps a record for the v3 API, keyed by route like the v2 batch.
+pub fn v3_record(record: TelemetryRecord) -> V3ProduceRecord<TelemetryRecord> {
+    V3ProduceRecord {
+        key: V3Data { kind: "JSON".into(), data: record.route.clone() },
+        value: V3Data { kind: "JSON".into(), data: record },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +190,19 @@ mod tests {
         assert!(json["records"][0].get("partition").is_none());
         let back: ProduceRequest<TelemetryRecord> = serde_json::from_value(json).unwrap();
         assert_eq!(back.records[0].value, sample());
+    }
+
+    #[test]
+    fn v3_record_uses_typed_json_payloads() {
+        let json = serde_json::to_value(v3_record(sample())).unwrap();
+        assert_eq!(json["key"], serde_json::json!({"type": "JSON", "data": "/service"}));
+        assert_eq!(json["value"]["type"], "JSON");
+        assert_eq!(json["value"]["data"]["request_id"], "r-1");
+        let resp: V3ProduceResponse = serde_json::from_str(
+            r#"{"error_code":200,"cluster_id":"c","partition_id":0,"offset":7}"#,
+        )
+        .unwrap();
+        assert_eq!(resp.offset, Some(7));
     }
 
     #[test]

@@ -1,1 +1,34 @@
+//! Magnetar's edge router, a Cloudflare Worker.
+//!
+//! Thin by design: every decision (which downstream, whether to retry, what counts as success,
+//! how configuration and requests are read) is made by `magnetar-core`; this crate only moves
+//! bytes between the client, the downstreams, the learner and the Kafka REST proxy.
+//!
+//! - [`proxy`]: one client request: buffer the body once, attempt downstreams, answer;
+//! - [`attempt`]: one attempt with its deadline (AbortController + Delay);
+//! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters);
+//! - [`learner`]: `/recommendation` per attempt and background `/params` refreshes;
+//! - [`telemetry`]: one batch per request posted to the REST proxy in `wait_until`;
+//! - [`control`]: the router's own `/_magnetar/*` endpoints and JSON error responses.
 
+use worker::{Context, Env, Request, Response, Result, Router, event};
+
+pub mod attempt;
+pub mod control;
+pub mod isolate;
+pub mod learner;
+pub mod proxy;
+pub mod telemetry;
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    console_error_panic_hook::set_once();
+    Router::with_data(ctx)
+        .get("/_magnetar/health", control::health)
+        .get("/_magnetar/fleet", control::fleet)
+        .get("/_magnetar/state", control::state)
+        .or_else_any_method_async("/", proxy::handle)
+        .or_else_any_method_async("/*path", proxy::handle)
+        .run(req, env)
+        .await
+}

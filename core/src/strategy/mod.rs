@@ -11,7 +11,23 @@
 //! learning locally.
 //!
 //! Strategies are built by name through [`StrategyKind`]; the names are the wire names used by
-//! `?algo=`, `x-magnetar-algo`, the learner and the lab.
+//! `?algo=`, `x-magnetar-algo`, the learner and the lab. [`StrategyKind::build`] uses every
+//! default; [`StrategyKind::build_with`] takes [`StrategyParams`] (fleet weights, the
+//! penalty-free budget, forgetting rates).
+//!
+//! Families:
+//! - baselines: [`round_robin`], [`random`], [`weighted_random`], [`least_outstanding`];
+//! - the flaky-load-balancer design (V1 to V8): [`discover_exploit`], [`ucb1`], [`ucb_attempt`],
+//!   [`thompson`], [`thompson_attempt`], [`thompson_masked`], [`thompson_window`],
+//!   [`blocking_bandit`];
+//! - the bandit literature: [`thompson_discounted`], [`kl_ucb`], [`ucb1_tuned`], [`moss`],
+//!   [`epsilon_greedy`], [`exp3`];
+//! - a peer baseline: [`envoy_outlier`] (what Envoy's outlier detection would do).
+//!
+//! Every learning strategy reads an outcome the same way unless its module says otherwise: a
+//! success ([`Outcome::is_success`]) is a reward of 1, anything else (5xx, timeout, connection
+//! error, 429) a reward of 0. The rate-limit-aware ones ([`thompson_masked`], [`thompson_window`],
+//! [`blocking_bandit`]) do not count a 429 as a failure: they rest the downstream instead.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,8 +37,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
 
+pub mod beta;
+pub mod blocking_bandit;
+pub mod discover_exploit;
+pub mod envoy_outlier;
+pub mod epsilon_greedy;
+pub mod exp3;
+pub mod kl_ucb;
+pub mod least_outstanding;
+pub mod moss;
 pub mod random;
 pub mod round_robin;
+pub mod thompson;
+pub mod thompson_attempt;
+pub mod thompson_discounted;
+pub mod thompson_masked;
+pub mod thompson_window;
+pub mod ucb1;
+pub mod ucb1_tuned;
+pub mod ucb_attempt;
+pub mod weighted_random;
 
 /// Index of a downstream in the fleet, `0..fleet_len`.
 pub type ArmId = usize;
@@ -71,12 +105,53 @@ impl Feedback {
 
 /// Per-arm learned state in a strategy-neutral form: (possibly discounted) success and failure
 /// counts, as a Beta posterior `Beta(1 + successes, 1 + failures)` reads them.
+///
+/// What the counts mean, for every strategy that exports them: `successes` is the (possibly
+/// discounted or windowed) number of attempts on the arm that succeeded, `failures` the number
+/// that failed, *as the strategy counted them* (the rate-limit-aware strategies do not count a
+/// 429). The uniform prior `Beta(1, 1)` is not included: a fresh arm is `{0, 0}`. A count-based
+/// strategy (UCB family, epsilon-greedy, V1) reads `successes + failures` as its pull count and
+/// `successes / (successes + failures)` as its empirical mean, so a router can start any of them
+/// from the learner's counts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct ArmPosterior {
     /// Effective successes (may be fractional after decay).
     pub successes: f64,
     /// Effective failures (may be fractional after decay).
     pub failures: f64,
+}
+
+impl ArmPosterior {
+    /// Adds one observation.
+    pub fn observe(&mut self, success: bool) {
+        if success {
+            self.successes += 1.0;
+        } else {
+            self.failures += 1.0;
+        }
+    }
+
+    /// Effective number of observations.
+    pub fn pulls(&self) -> f64 {
+        self.successes + self.failures
+    }
+
+    /// Empirical success rate `s / (s + f)`; `None` before any observation.
+    pub fn empirical_mean(&self) -> Option<f64> {
+        let n = self.pulls();
+        (n > 0.0).then(|| self.successes / n)
+    }
+
+    /// Posterior mean `(1 + s) / (2 + s + f)` under the uniform prior.
+    pub fn posterior_mean(&self) -> f64 {
+        (1.0 + self.successes) / (2.0 + self.pulls())
+    }
+
+    /// The same counts with anything not finite and non-negative read as zero.
+    pub fn sanitized(&self) -> ArmPosterior {
+        let clean = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
+        ArmPosterior { successes: clean(self.successes), failures: clean(self.failures) }
+    }
 }
 
 /// A versioned, strategy-neutral export of what a strategy has learned.
@@ -92,6 +167,11 @@ pub struct PosteriorSnapshot {
 
 impl PosteriorSnapshot {
     pub const SCHEMA: u32 = 1;
+
+    /// A snapshot of these counts taken at `now_ms`.
+    pub fn of(arms: &[ArmPosterior], now_ms: u64) -> PosteriorSnapshot {
+        PosteriorSnapshot { schema: PosteriorSnapshot::SCHEMA, taken_ms: now_ms, arms: arms.to_vec() }
+    }
 }
 
 /// A snapshot could not be applied to a strategy.
@@ -152,6 +232,51 @@ pub trait Strategy: Send {
     }
 }
 
+/// Validates `snapshot` and copies its counts into `counts` (the common `restore` of the
+/// count-based strategies).
+pub fn restore_counts(
+    counts: &mut [ArmPosterior],
+    snapshot: &PosteriorSnapshot,
+) -> Result<(), SnapshotError> {
+    validate_snapshot(snapshot, counts.len())?;
+    counts.clone_from_slice(&snapshot.arms);
+    Ok(())
+}
+
+/// Picks the allowed arm with the highest score, breaking exact ties uniformly at random (the
+/// RNG is only drawn on a tie). A NaN score counts as `-inf`. `None` only when every arm is
+/// excluded.
+pub fn argmax_allowed(
+    ctx: &SelectContext<'_>,
+    arms: usize,
+    rng: &mut dyn RngCore,
+    mut score: impl FnMut(ArmId) -> f64,
+) -> Option<ArmId> {
+    let mut best: Option<(ArmId, f64)> = None;
+    let mut ties = 1u64;
+    for arm in 0..arms {
+        if ctx.is_excluded(arm) {
+            continue;
+        }
+        let s = score(arm);
+        let s = if s.is_nan() { f64::NEG_INFINITY } else { s };
+        match best {
+            Some((_, b)) if s < b => {}
+            Some((_, b)) if s == b => {
+                ties += 1;
+                if rng.next_u64() % ties == 0 {
+                    best = Some((arm, s));
+                }
+            }
+            _ => {
+                best = Some((arm, s));
+                ties = 1;
+            }
+        }
+    }
+    best.map(|(arm, _)| arm)
+}
+
 /// Picks uniformly among the arms that are not excluded, with one RNG draw.
 pub fn uniform_allowed(
     ctx: &SelectContext<'_>,
@@ -194,6 +319,102 @@ macro_rules! strategy_kinds {
 strategy_kinds! {
     RoundRobin => "round_robin": "cycle through the downstreams in order",
     Random => "random": "uniformly random downstream",
+    WeightedRandom => "weighted_random": "random downstream in proportion to its fleet weight",
+    LeastOutstanding => "least_outstanding":
+        "power of two choices on in-flight requests (least outstanding requests)",
+    DiscoverExploit => "discover_exploit":
+        "V1: most uncertain downstream during discovery, then the best empirical rate",
+    Ucb1 => "ucb1": "V2: UCB1 upper confidence bound",
+    UcbAttempt => "ucb_attempt": "V3: UCB exploring harder during the penalty-free attempts",
+    Thompson => "thompson": "V4: Beta-Bernoulli Thompson sampling",
+    ThompsonAttempt => "thompson_attempt":
+        "V5: Thompson sampling with wider draws during the penalty-free attempts",
+    ThompsonMasked => "thompson_masked":
+        "V6: Thompson sampling; a 429 rests the downstream instead of counting as a failure",
+    ThompsonWindow => "thompson_window":
+        "V7: Thompson sampling over each downstream's recent outcomes only",
+    BlockingBandit => "blocking_bandit":
+        "V8: Thompson sampling; 429s block the downstream with exponential backoff",
+    ThompsonDiscounted => "thompson_discounted":
+        "discounted Thompson sampling: every downstream's evidence fades each step",
+    KlUcb => "kl_ucb": "KL-UCB: upper confidence bound from the Bernoulli KL divergence",
+    Ucb1Tuned => "ucb1_tuned": "UCB1-Tuned: UCB1 with a variance-aware bonus",
+    Moss => "moss": "MOSS: minimax-optimal UCB (anytime form)",
+    EpsilonGreedy => "epsilon_greedy": "epsilon-greedy with a decaying exploration rate",
+    Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits",
+    EnvoyOutlier => "envoy_outlier":
+        "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin",
+}
+
+/// Tunable parameters shared by [`StrategyKind::build_with`]. Each strategy reads only the
+/// fields it needs and ignores the rest; `Default` gives every strategy's documented defaults.
+/// Values out of range are sanitized by the strategies (see each field); use
+/// [`StrategyParams::check`] to report them instead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrategyParams {
+    /// Relative weight per arm (`weighted_random`), e.g. from [`crate::fleet::Downstream::weight`].
+    /// Empty means equal weights; a list of the wrong length is ignored.
+    pub weights: Vec<f64>,
+    /// Attempts per request that carry no penalty (`ucb_attempt`, `thompson_attempt`).
+    pub penalty_free_attempts: u32,
+    /// Per-step discount factor of `thompson_discounted`, in `(0, 1]`.
+    pub discount: f64,
+    /// Outcomes kept per arm by `thompson_window` (at least 1).
+    pub window: usize,
+    /// How long a 429 rests a downstream in `thompson_masked` and `thompson_window`, ms.
+    pub rate_limit_cooldown_ms: u64,
+}
+
+impl Default for StrategyParams {
+    fn default() -> Self {
+        StrategyParams {
+            weights: Vec::new(),
+            penalty_free_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
+            discount: thompson_discounted::DEFAULT_DISCOUNT,
+            window: thompson_window::DEFAULT_WINDOW,
+            rate_limit_cooldown_ms: thompson_masked::DEFAULT_COOLDOWN_MS,
+        }
+    }
+}
+
+/// A [`StrategyParams`] field is out of range. The message names the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamsError {
+    #[error("weights: {got} weights given for {arms} downstreams")]
+    WeightCount { arms: usize, got: usize },
+    #[error("weights[{0}]: must be a finite number >= 0")]
+    Weight(usize),
+    #[error("discount: must be in (0, 1], got {0}")]
+    Discount(f64),
+    #[error("window: must be at least 1")]
+    Window,
+}
+
+impl StrategyParams {
+    /// Defaults, with the fleet's weights.
+    pub fn from_fleet(fleet: &crate::fleet::Fleet) -> StrategyParams {
+        StrategyParams {
+            weights: fleet.downstreams().iter().map(|d| d.weight).collect(),
+            ..StrategyParams::default()
+        }
+    }
+
+    /// Reports the first field that a strategy would have to sanitize for a fleet of `arms`.
+    pub fn check(&self, arms: usize) -> Result<(), ParamsError> {
+        if !self.weights.is_empty() && self.weights.len() != arms {
+            return Err(ParamsError::WeightCount { arms, got: self.weights.len() });
+        }
+        if let Some(i) = self.weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(ParamsError::Weight(i));
+        }
+        if !(self.discount > 0.0 && self.discount <= 1.0) {
+            return Err(ParamsError::Discount(self.discount));
+        }
+        if self.window == 0 {
+            return Err(ParamsError::Window);
+        }
+        Ok(())
+    }
 }
 
 impl StrategyKind {
@@ -204,10 +425,57 @@ impl StrategyKind {
 
     /// Builds a fresh instance for a fleet of `arms` downstreams with default parameters.
     pub fn build(self, arms: usize) -> Box<dyn Strategy> {
+        self.build_with(arms, &StrategyParams::default())
+    }
+
+    /// Builds a fresh instance for a fleet of `arms` downstreams with `params`.
+    pub fn build_with(self, arms: usize, params: &StrategyParams) -> Box<dyn Strategy> {
+        use StrategyKind as K;
+        let free = params.penalty_free_attempts;
         match self {
-            StrategyKind::RoundRobin => Box::new(round_robin::RoundRobin::new(arms)),
-            StrategyKind::Random => Box::new(random::Random::new(arms)),
+            K::RoundRobin => Box::new(round_robin::RoundRobin::new(arms)),
+            K::Random => Box::new(random::Random::new(arms)),
+            K::WeightedRandom => {
+                Box::new(weighted_random::WeightedRandom::new(arms, &params.weights))
+            }
+            K::LeastOutstanding => Box::new(least_outstanding::LeastOutstanding::new(arms)),
+            K::DiscoverExploit => Box::new(discover_exploit::DiscoverExploit::new(arms)),
+            K::Ucb1 => Box::new(ucb1::Ucb1::new(arms)),
+            K::UcbAttempt => Box::new(ucb_attempt::UcbAttempt::new(arms).penalty_free(free)),
+            K::Thompson => Box::new(thompson::Thompson::new(arms)),
+            K::ThompsonAttempt => {
+                Box::new(thompson_attempt::ThompsonAttempt::new(arms).penalty_free(free))
+            }
+            K::ThompsonMasked => Box::new(
+                thompson_masked::ThompsonMasked::new(arms).cooldown(params.rate_limit_cooldown_ms),
+            ),
+            K::ThompsonWindow => Box::new(
+                thompson_window::ThompsonWindow::new(arms, params.window)
+                    .cooldown(params.rate_limit_cooldown_ms),
+            ),
+            K::BlockingBandit => Box::new(blocking_bandit::BlockingBandit::new(arms)),
+            K::ThompsonDiscounted => {
+                Box::new(thompson_discounted::ThompsonDiscounted::new(arms, params.discount))
+            }
+            K::KlUcb => Box::new(kl_ucb::KlUcb::new(arms)),
+            K::Ucb1Tuned => Box::new(ucb1_tuned::Ucb1Tuned::new(arms)),
+            K::Moss => Box::new(moss::Moss::new(arms)),
+            K::EpsilonGreedy => Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
+            K::Exp3 => Box::new(exp3::Exp3::new(arms)),
+            K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::new(arms)),
         }
+    }
+
+    /// Whether the strategy learns from outcomes (and so exports meaningful snapshots).
+    pub fn learns(self) -> bool {
+        !matches!(
+            self,
+            StrategyKind::RoundRobin
+                | StrategyKind::Random
+                | StrategyKind::WeightedRandom
+                | StrategyKind::LeastOutstanding
+                | StrategyKind::EnvoyOutlier
+        )
     }
 }
 

@@ -1,0 +1,357 @@
+//! The router's configuration, parsed once from its environment (wrangler `[vars]` and secrets).
+//!
+//! [`RouterConfig::from_lookup`] takes a lookup function instead of reading an environment, so
+//! the same parser serves the Worker (backed by `worker::Env`) and native tests. Every default is
+//! a named constant; every error names the variable.
+
+use crate::fleet::{Fleet, FleetError};
+use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP};
+use crate::strategy::{StrategyKind, UnknownStrategy};
+use crate::telemetry::DEFAULT_TOPIC;
+
+/// Strategy used when a request names none.
+pub const DEFAULT_ALGO: &str = "thompson";
+/// Deadline of one attempt.
+pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
+/// Deadline of the whole client request, all attempts included.
+pub const DEFAULT_REQUEST_DEADLINE_MS: u64 = 6_000;
+/// Deadline of one telemetry post (it runs after the response, in `wait_until`).
+pub const DEFAULT_TELEMETRY_TIMEOUT_MS: u64 = 1_000;
+/// Deadline of one `/recommendation` call on the request path.
+pub const DEFAULT_LEARNER_TIMEOUT_MS: u64 = 100;
+/// Least time between two `/params` refreshes of one isolate.
+pub const DEFAULT_PARAMS_REFRESH_MS: u64 = 5_000;
+
+/// Which strategy a request uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    /// A strategy of the core, run in the router isolate.
+    Local(StrategyKind),
+    /// Ask the learner's `/recommendation` per attempt; Thompson sampling locally when the
+    /// learner does not answer in time.
+    Learner,
+}
+
+/// Wire name of [`Algo::Learner`].
+pub const LEARNER_ALGO: &str = "learner";
+
+impl Algo {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Local(kind) => kind.name(),
+            Algo::Learner => LEARNER_ALGO,
+        }
+    }
+
+    /// Every valid name, comma-separated.
+    pub fn names() -> String {
+        format!("{}, {LEARNER_ALGO}", StrategyKind::names())
+    }
+}
+
+impl std::str::FromStr for Algo {
+    type Err = UnknownStrategy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case(LEARNER_ALGO) {
+            return Ok(Algo::Learner);
+        }
+        s.parse::<StrategyKind>()
+            .map(Algo::Local)
+            .map_err(|e| UnknownStrategy { given: e.given, valid: Algo::names() })
+    }
+}
+
+/// The REST proxy API flavour telemetry is posted with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestApi {
+    /// Confluent REST Proxy v2: `POST {base}/topics/{topic}`.
+    V2,
+    /// Confluent v3 (Confluent Cloud): `POST {base}/v3/clusters/{cluster}/topics/{topic}/records`.
+    V3 { cluster_id: String },
+}
+
+/// Where and how telemetry is posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    pub rest_url: String,
+    pub topic: String,
+    pub api: RestApi,
+    /// Basic auth (`KAFKA_REST_USERNAME` / `KAFKA_REST_PASSWORD`, set as Worker secrets).
+    pub basic_auth: Option<(String, String)>,
+    pub timeout_ms: u64,
+}
+
+impl TelemetryConfig {
+    /// The URL one batch is posted to.
+    pub fn endpoint(&self) -> String {
+        match &self.api {
+            RestApi::V2 => format!("{}/topics/{}", self.rest_url, self.topic),
+            RestApi::V3 { cluster_id } => {
+                format!("{}/v3/clusters/{cluster_id}/topics/{}/records", self.rest_url, self.topic)
+            }
+        }
+    }
+}
+
+/// How the router reaches the learner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LearnerConfig {
+    pub url: String,
+    pub timeout_ms: u64,
+    pub params_refresh_ms: u64,
+}
+
+/// Everything the router needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouterConfig {
+    pub fleet: Fleet,
+    pub default_algo: Algo,
+    pub max_attempts: u32,
+    pub distinct_downstreams: bool,
+    pub attempt_timeout_ms: u64,
+    pub request_deadline_ms: u64,
+    pub telemetry: Option<TelemetryConfig>,
+    pub learner: Option<LearnerConfig>,
+    /// `Access-Control-Allow-Origin` for browser clients such as the test-bed page.
+    pub cors_allow_origin: Option<String>,
+}
+
+/// A variable of the router's environment was missing or invalid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("FLEET: {0}")]
+    Fleet(#[from] FleetError),
+    #[error("{var}: {problem}")]
+    Invalid { var: &'static str, problem: String },
+}
+
+fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { var, problem: problem.into() }
+}
+
+fn parse_u64(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = lookup(var) else { return Ok(default) };
+    let value: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| invalid(var, format!("expected a whole number, got {raw:?}")))?;
+    if !range.contains(&value) {
+        return Err(invalid(
+            var,
+            format!("{value} is outside {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_bool(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match lookup(var).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(invalid(var, format!("expected true or false, got {other:?}"))),
+    }
+}
+
+fn parse_base_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = raw.trim().trim_end_matches('/');
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.to_owned())
+    } else {
+        Err(invalid(var, format!("must start with http:// or https://, got {raw:?}")))
+    }
+}
+
+impl RouterConfig {
+    /// Parses the configuration; `lookup(name)` returns a variable or secret, `None` if unset.
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lookup = move |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let lookup: &dyn Fn(&str) -> Option<String> = &lookup;
+
+        let fleet_json = lookup("FLEET").ok_or_else(|| invalid("FLEET", "missing"))?;
+        let fleet = Fleet::from_json(&fleet_json)?;
+        let default_algo = lookup("DEFAULT_ALGO")
+            .unwrap_or_else(|| DEFAULT_ALGO.to_owned())
+            .parse::<Algo>()
+            .map_err(|e| invalid("DEFAULT_ALGO", e.to_string()))?;
+        let max_attempts = parse_u64(
+            lookup,
+            "MAX_ATTEMPTS",
+            DEFAULT_MAX_ATTEMPTS.into(),
+            1..=MAX_ATTEMPTS_CAP.into(),
+        )? as u32;
+        let distinct_downstreams = parse_bool(lookup, "DISTINCT_DOWNSTREAMS", true)?;
+        let attempt_timeout_ms =
+            parse_u64(lookup, "ATTEMPT_TIMEOUT_MS", DEFAULT_ATTEMPT_TIMEOUT_MS, 1..=300_000)?;
+        let request_deadline_ms =
+            parse_u64(lookup, "REQUEST_DEADLINE_MS", DEFAULT_REQUEST_DEADLINE_MS, 1..=900_000)?;
+
+        let telemetry = match lookup("KAFKA_REST_URL") {
+            None => None,
+            Some(raw) => {
+                let rest_url = parse_base_url("KAFKA_REST_URL", &raw)?;
+                let topic = lookup("KAFKA_TOPIC").unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
+                if !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                    return Err(invalid("KAFKA_TOPIC", "may hold only letters, digits, . _ -"));
+                }
+                let api = match lookup("KAFKA_REST_API").as_deref().map(str::trim) {
+                    None | Some("v2") => RestApi::V2,
+                    Some("v3") => RestApi::V3 {
+                        cluster_id: lookup("KAFKA_CLUSTER_ID").ok_or_else(|| {
+                            invalid("KAFKA_CLUSTER_ID", "required when KAFKA_REST_API is v3")
+                        })?,
+                    },
+                    Some(other) => {
+                        return Err(invalid("KAFKA_REST_API", format!("v2 or v3, got {other:?}")));
+                    }
+                };
+                let basic_auth =
+                    match (lookup("KAFKA_REST_USERNAME"), lookup("KAFKA_REST_PASSWORD")) {
+                        (Some(u), Some(p)) => Some((u, p)),
+                        (None, None) => None,
+                        _ => {
+                            return Err(invalid(
+                                "KAFKA_REST_PASSWORD",
+                                "set both KAFKA_REST_USERNAME and KAFKA_REST_PASSWORD, or neither",
+                            ));
+                        }
+                    };
+                let timeout_ms = parse_u64(
+                    lookup,
+                    "TELEMETRY_TIMEOUT_MS",
+                    DEFAULT_TELEMETRY_TIMEOUT_MS,
+                    1..=30_000,
+                )?;
+                Some(TelemetryConfig { rest_url, topic, api, basic_auth, timeout_ms })
+            }
+        };
+
+        let learner = match lookup("LEARNER_URL") {
+            None => None,
+            Some(raw) => Some(LearnerConfig {
+                url: parse_base_url("LEARNER_URL", &raw)?,
+                timeout_ms: parse_u64(
+                    lookup,
+                    "LEARNER_TIMEOUT_MS",
+                    DEFAULT_LEARNER_TIMEOUT_MS,
+                    1..=10_000,
+                )?,
+                params_refresh_ms: parse_u64(
+                    lookup,
+                    "PARAMS_REFRESH_MS",
+                    DEFAULT_PARAMS_REFRESH_MS,
+                    100..=3_600_000,
+                )?,
+            }),
+        };
+
+        Ok(RouterConfig {
+            fleet,
+            default_algo,
+            max_attempts,
+            distinct_downstreams,
+            attempt_timeout_ms,
+            request_deadline_ms,
+            telemetry,
+            learner,
+            cors_allow_origin: lookup("CORS_ALLOW_ORIGIN"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const FLEET: &str =
+        r#"[{"name":"a","url":"http://127.0.0.1:1"},{"name":"b","url":"http://127.0.0.1:2"}]"#;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<RouterConfig, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        RouterConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_fleet_is_given() {
+        let cfg = parse(&[("FLEET", FLEET), ("DEFAULT_ALGO", "round_robin")]).unwrap();
+        assert_eq!(cfg.fleet.len(), 2);
+        assert_eq!(cfg.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        assert!(cfg.distinct_downstreams);
+        assert_eq!(cfg.attempt_timeout_ms, DEFAULT_ATTEMPT_TIMEOUT_MS);
+        assert_eq!(cfg.telemetry, None);
+        assert_eq!(cfg.learner, None);
+    }
+
+    #[test]
+    fn telemetry_endpoints_for_v2_and_v3() {
+        let cfg = parse(&[
+            ("FLEET", FLEET),
+            ("DEFAULT_ALGO", "learner"),
+            ("KAFKA_REST_URL", "http://127.0.0.1:8090/"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.default_algo, Algo::Learner);
+        let t = cfg.telemetry.unwrap();
+        assert_eq!(t.endpoint(), "http://127.0.0.1:8090/topics/magnetar-telemetry");
+
+        let cfg = parse(&[
+            ("FLEET", FLEET),
+            ("DEFAULT_ALGO", "random"),
+            ("KAFKA_REST_URL", "https://pkc.example"),
+            ("KAFKA_REST_API", "v3"),
+            ("KAFKA_CLUSTER_ID", "lkc-1"),
+            ("KAFKA_REST_USERNAME", "key"),
+            ("KAFKA_REST_PASSWORD", "secret"),
+        ])
+        .unwrap();
+        let t = cfg.telemetry.unwrap();
+        assert_eq!(
+            t.endpoint(),
+            "https://pkc.example/v3/clusters/lkc-1/topics/magnetar-telemetry/records"
+        );
+        assert_eq!(t.basic_auth, Some(("key".into(), "secret".into())));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "FLEET: missing"),
+            (&[("FLEET", "[]")], "FLEET: fleet is empty"),
+            (&[("FLEET", FLEET), ("DEFAULT_ALGO", "best")], "DEFAULT_ALGO: unknown strategy"),
+            (&[("FLEET", FLEET), ("MAX_ATTEMPTS", "0")], "MAX_ATTEMPTS: 0 is outside"),
+            (&[("FLEET", FLEET), ("MAX_ATTEMPTS", "three")], "MAX_ATTEMPTS: expected a whole"),
+            (&[("FLEET", FLEET), ("DISTINCT_DOWNSTREAMS", "maybe")], "DISTINCT_DOWNSTREAMS"),
+            (&[("FLEET", FLEET), ("KAFKA_REST_URL", "kafka:9092")], "KAFKA_REST_URL: must start"),
+            (
+                &[("FLEET", FLEET), ("KAFKA_REST_URL", "http://x"), ("KAFKA_REST_API", "v3")],
+                "KAFKA_CLUSTER_ID",
+            ),
+            (&[("FLEET", FLEET), ("LEARNER_URL", "x")], "LEARNER_URL"),
+        ];
+        for (vars, expected) in cases {
+            let err = parse(vars).unwrap_err().to_string();
+            assert!(err.contains(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn learner_is_a_valid_algo_and_listed() {
+        assert_eq!("learner".parse::<Algo>().unwrap(), Algo::Learner);
+        let err = "nope".parse::<Algo>().unwrap_err().to_string();
+        assert!(err.contains("learner") && err.contains("round_robin"), "{err}");
+    }
+}

@@ -1,0 +1,81 @@
+//! The state file: the learned state written atomically (temporary file, fsync, rename), so a
+//! crash leaves either the previous checkpoint or the new one, never a torn file.
+//!
+//! In Kafka mode the consumer writes the checkpoint *before* it commits the offsets of the records
+//! inside it. After a crash the learner reloads the checkpoint and resumes from the committed
+//! offsets; the records between those offsets and the checkpoint are replayed, and their request
+//! ids (kept in the checkpoint) make them duplicates, so every record is counted exactly once
+//! as long as a replay stays within the dedupe window.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::state::SavedState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("state file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("state file {path} is not a learner checkpoint: {source}")]
+    Format { path: PathBuf, source: serde_json::Error },
+    #[error("state file {path} has format {got}, this learner reads {expected}")]
+    Version { path: PathBuf, got: u32, expected: u32 },
+}
+
+/// Reads a checkpoint; `Ok(None)` when the file does not exist yet.
+pub fn load(path: &Path) -> Result<Option<SavedState>, CheckpointError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CheckpointError::Io { path: path.to_owned(), source }),
+    };
+    let saved: SavedState = serde_json::from_slice(&bytes)
+        .map_err(|source| CheckpointError::Format { path: path.to_owned(), source })?;
+    if saved.format != SavedState::FORMAT {
+        return Err(CheckpointError::Version {
+            path: path.to_owned(),
+            got: saved.format,
+            expected: SavedState::FORMAT,
+        });
+    }
+    Ok(Some(saved))
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(path: &Path, saved: &SavedState) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io { path: path.to_owned(), source };
+    let bytes = serde_json::to_vec(saved)
+        .map_err(|source| CheckpointError::Format { path: path.to_owned(), source })?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(&bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LearnerState;
+    use magnetar_core::posterior::Decay;
+
+    #[test]
+    fn missing_file_is_no_checkpoint_and_garbage_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("learner-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let _ = std::fs::remove_file(&path);
+        assert!(load(&path).unwrap().is_none());
+        let state = LearnerState::new(Decay::default(), 10);
+        save(&path, &state.to_saved()).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().version, 0);
+        std::fs::write(&path, b"{\"format\": 1").unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(err.to_string().contains("not a learner checkpoint"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

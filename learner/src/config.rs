@@ -1,0 +1,333 @@
+//! The learner's configuration: flags and environment variables (clap), parsed once into a typed
+//! [`LearnerConfig`]. Every default is a named constant below; every error names the flag and the
+//! environment variable it came from.
+//!
+//! | flag | environment | default |
+//! | --- | --- | --- |
+//! | `--mode` | `LEARNER_MODE` | `embedded` (`kafka`, `bridge`, `combined`) |
+//! | `--http-addr` | `LEARNER_HTTP_ADDR` | [`DEFAULT_HTTP_ADDR`] |
+//! | `--kafka-brokers` | `LEARNER_KAFKA_BROKERS` | none; required unless `embedded` |
+//! | `--kafka-topic` | `LEARNER_KAFKA_TOPIC` | [`DEFAULT_TOPIC`] (also the embedded topic) |
+//! | `--kafka-group` | `LEARNER_KAFKA_GROUP` | [`DEFAULT_GROUP`] |
+//! | `--kafka-partitions` | `LEARNER_KAFKA_PARTITIONS` | [`DEFAULT_PARTITIONS`] (when creating the topic) |
+//! | `--half-life-ms` | `LEARNER_HALF_LIFE_MS` | [`DEFAULT_HALF_LIFE_MS`] |
+//! | `--body-limit-bytes` | `LEARNER_BODY_LIMIT_BYTES` | [`DEFAULT_BODY_LIMIT_BYTES`] |
+//! | `--max-batch-records` | `LEARNER_MAX_BATCH_RECORDS` | [`DEFAULT_MAX_BATCH_RECORDS`] |
+//! | `--dedupe-window` | `LEARNER_DEDUPE_WINDOW` | [`DEFAULT_DEDUPE_WINDOW`] request ids (0 = off) |
+//! | `--commit-interval-ms` | `LEARNER_COMMIT_INTERVAL_MS` | [`DEFAULT_COMMIT_INTERVAL_MS`] |
+//! | `--state-file` | `LEARNER_STATE_FILE` | none (state lives in memory only) |
+//! | `--seed` | `LEARNER_SEED` | none (seeded from the OS) |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+pub use magnetar_core::posterior::DEFAULT_HALF_LIFE_MS;
+use magnetar_core::posterior::Decay;
+pub use magnetar_core::telemetry::DEFAULT_TOPIC;
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8090";
+pub const DEFAULT_GROUP: &str = "magnetar-learner";
+pub const DEFAULT_PARTITIONS: i32 = 3;
+/// 1 MiB: a router posts one record of a few hundred bytes per request.
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
+pub const DEFAULT_DEDUPE_WINDOW: usize = 65_536;
+pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1_000;
+
+/// Where telemetry comes from and which endpoints this process serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Answers the Kafka REST v2 produce API itself and learns from what is posted. No Kafka.
+    Embedded,
+    /// Learns from a Kafka consumer group; no produce API.
+    Kafka,
+    /// Only the produce API, forwarding every record to Kafka; no learning endpoints.
+    Bridge,
+    /// `bridge` and `kafka` in one process: REST -> Kafka -> this learner.
+    Combined,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Embedded => "embedded",
+            Mode::Kafka => "kafka",
+            Mode::Bridge => "bridge",
+            Mode::Combined => "combined",
+        }
+    }
+
+    /// Whether this process keeps posteriors and serves `/recommendation` and `/params`.
+    pub fn learns(self) -> bool {
+        !matches!(self, Mode::Bridge)
+    }
+
+    /// Whether this process reads telemetry from a Kafka consumer group.
+    pub fn consumes(self) -> bool {
+        matches!(self, Mode::Kafka | Mode::Combined)
+    }
+
+    /// Whether `POST /topics/{topic}` forwards to Kafka (else it is applied here, or refused).
+    pub fn bridges(self) -> bool {
+        matches!(self, Mode::Bridge | Mode::Combined)
+    }
+}
+
+/// Command line and environment, as clap reads them.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "magnetar-learner",
+    version,
+    about = "Magnetar's learner: telemetry in, routing decisions out."
+)]
+pub struct Args {
+    /// Where telemetry comes from.
+    #[arg(long, env = "LEARNER_MODE", value_enum, default_value = "embedded")]
+    pub mode: Mode,
+    /// HTTP listen address.
+    #[arg(long, env = "LEARNER_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: String,
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "LEARNER_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Telemetry topic (Kafka topic, and the topic the produce API accepts).
+    #[arg(long, env = "LEARNER_KAFKA_TOPIC", default_value = DEFAULT_TOPIC)]
+    pub kafka_topic: String,
+    /// Consumer group id.
+    #[arg(long, env = "LEARNER_KAFKA_GROUP", default_value = DEFAULT_GROUP)]
+    pub kafka_group: String,
+    /// Partitions of the topic when the learner has to create it.
+    #[arg(long, env = "LEARNER_KAFKA_PARTITIONS", default_value_t = DEFAULT_PARTITIONS)]
+    pub kafka_partitions: i32,
+    /// Half-life of an observation's weight in the posteriors, milliseconds.
+    #[arg(long, env = "LEARNER_HALF_LIFE_MS", default_value_t = DEFAULT_HALF_LIFE_MS)]
+    pub half_life_ms: u64,
+    /// Largest produce request body accepted (413 above).
+    #[arg(long, env = "LEARNER_BODY_LIMIT_BYTES", default_value_t = DEFAULT_BODY_LIMIT_BYTES)]
+    pub body_limit_bytes: usize,
+    /// Most records in one produce request (422 above).
+    #[arg(long, env = "LEARNER_MAX_BATCH_RECORDS", default_value_t = DEFAULT_MAX_BATCH_RECORDS)]
+    pub max_batch_records: usize,
+    /// How many recent request ids are remembered to drop replays (0 disables).
+    #[arg(long, env = "LEARNER_DEDUPE_WINDOW", default_value_t = DEFAULT_DEDUPE_WINDOW)]
+    pub dedupe_window: usize,
+    /// How often consumed offsets are committed (and the state file written), milliseconds.
+    #[arg(long, env = "LEARNER_COMMIT_INTERVAL_MS", default_value_t = DEFAULT_COMMIT_INTERVAL_MS)]
+    pub commit_interval_ms: u64,
+    /// Checkpoint file for the learned state; loaded at start, rewritten every commit interval.
+    #[arg(long, env = "LEARNER_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Seed for Thompson sampling (reproducible runs).
+    #[arg(long, env = "LEARNER_SEED")]
+    pub seed: Option<u64>,
+}
+
+/// Kafka settings, present in every mode but `embedded`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group: String,
+    pub partitions: i32,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnerConfig {
+    pub mode: Mode,
+    pub http_addr: SocketAddr,
+    pub topic: String,
+    pub kafka: Option<KafkaConfig>,
+    pub decay: Decay,
+    pub body_limit_bytes: usize,
+    pub max_batch_records: usize,
+    pub dedupe_window: usize,
+    pub commit_interval: Duration,
+    pub state_file: Option<PathBuf>,
+    pub seed: Option<u64>,
+}
+
+/// A setting was missing or out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {field}: {value:?} {reason}")]
+    Invalid { field: &'static str, value: String, reason: &'static str },
+    #[error("{field} is required in {mode} mode")]
+    Missing { field: &'static str, mode: &'static str },
+}
+
+fn invalid(field: &'static str, value: impl ToString, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid { field, value: value.to_string(), reason }
+}
+
+impl TryFrom<Args> for LearnerConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: Args) -> Result<Self, ConfigError> {
+        let http_addr = args.http_addr.parse().map_err(|_| {
+            invalid("--http-addr (LEARNER_HTTP_ADDR)", &args.http_addr, "is not an ip:port address")
+        })?;
+        let topic = args.kafka_topic.trim().to_owned();
+        if topic.is_empty() || topic.contains('/') {
+            return Err(invalid(
+                "--kafka-topic (LEARNER_KAFKA_TOPIC)",
+                &args.kafka_topic,
+                "must be a non-empty topic name without '/'",
+            ));
+        }
+        let decay = Decay::new(args.half_life_ms).map_err(|_| {
+            invalid(
+                "--half-life-ms (LEARNER_HALF_LIFE_MS)",
+                args.half_life_ms,
+                "must be at least 1",
+            )
+        })?;
+        if args.body_limit_bytes < 64 {
+            return Err(invalid(
+                "--body-limit-bytes (LEARNER_BODY_LIMIT_BYTES)",
+                args.body_limit_bytes,
+                "must be at least 64",
+            ));
+        }
+        if args.max_batch_records == 0 {
+            return Err(invalid(
+                "--max-batch-records (LEARNER_MAX_BATCH_RECORDS)",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if args.commit_interval_ms == 0 {
+            return Err(invalid(
+                "--commit-interval-ms (LEARNER_COMMIT_INTERVAL_MS)",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let kafka = if args.mode == Mode::Embedded {
+            None
+        } else {
+            let brokers = args.kafka_brokers.as_deref().map(str::trim).unwrap_or_default();
+            if brokers.is_empty() {
+                return Err(ConfigError::Missing {
+                    field: "--kafka-brokers (LEARNER_KAFKA_BROKERS)",
+                    mode: args.mode.as_str(),
+                });
+            }
+            if args.kafka_group.trim().is_empty() {
+                return Err(invalid(
+                    "--kafka-group (LEARNER_KAFKA_GROUP)",
+                    &args.kafka_group,
+                    "must not be empty",
+                ));
+            }
+            if args.kafka_partitions < 1 {
+                return Err(invalid(
+                    "--kafka-partitions (LEARNER_KAFKA_PARTITIONS)",
+                    args.kafka_partitions,
+                    "must be at least 1",
+                ));
+            }
+            Some(KafkaConfig {
+                brokers: brokers.to_owned(),
+                group: args.kafka_group.trim().to_owned(),
+                partitions: args.kafka_partitions,
+            })
+        };
+        Ok(LearnerConfig {
+            mode: args.mode,
+            http_addr,
+            topic,
+            kafka,
+            decay,
+            body_limit_bytes: args.body_limit_bytes,
+            max_batch_records: args.max_batch_records,
+            dedupe_window: args.dedupe_window,
+            commit_interval: Duration::from_millis(args.commit_interval_ms),
+            state_file: args.state_file,
+            seed: args.seed,
+        })
+    }
+}
+
+impl LearnerConfig {
+    /// Parses flags (the first item is the program name) and the environment.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, Box<dyn std::error::Error + Send + Sync>>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(LearnerConfig::try_from(Args::try_parse_from(args)?)?)
+    }
+}
+
+impl Default for LearnerConfig {
+    /// Embedded mode with every default.
+    fn default() -> Self {
+        let addr = DEFAULT_HTTP_ADDR.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8090)));
+        LearnerConfig {
+            mode: Mode::Embedded,
+            http_addr: addr,
+            topic: DEFAULT_TOPIC.to_owned(),
+            kafka: None,
+            decay: Decay::default(),
+            body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            commit_interval: Duration::from_millis(DEFAULT_COMMIT_INTERVAL_MS),
+            state_file: None,
+            seed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<LearnerConfig, ConfigError> {
+        let argv = std::iter::once("magnetar-learner").chain(args.iter().copied());
+        LearnerConfig::try_from(Args::try_parse_from(argv).unwrap())
+    }
+
+    #[test]
+    fn defaults_are_embedded_on_8090() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config, LearnerConfig::default());
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8090");
+        assert_eq!(config.topic, "magnetar-telemetry");
+        assert_eq!(config.decay.half_life_ms(), 60_000);
+    }
+
+    #[test]
+    fn kafka_modes_need_brokers() {
+        let err = parse(&["--mode", "kafka"]).unwrap_err();
+        assert!(err.to_string().contains("--kafka-brokers (LEARNER_KAFKA_BROKERS)"), "{err}");
+        let config =
+            parse(&["--mode", "combined", "--kafka-brokers", "127.0.0.1:9092", "--seed", "4"])
+                .unwrap();
+        assert_eq!(config.kafka.unwrap().group, DEFAULT_GROUP);
+        assert_eq!(config.seed, Some(4));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse(&["--half-life-ms", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--half-life-ms (LEARNER_HALF_LIFE_MS)"), "{err}");
+        let err = parse(&["--http-addr", "localhost"]).unwrap_err();
+        assert!(err.to_string().contains("--http-addr"), "{err}");
+        let err = parse(&["--kafka-topic", "a/b"]).unwrap_err();
+        assert!(err.to_string().contains("--kafka-topic"), "{err}");
+        let clap_err =
+            Args::try_parse_from(["magnetar-learner", "--body-limit-bytes", "lots"]).unwrap_err();
+        assert!(clap_err.to_string().contains("--body-limit-bytes"), "{clap_err}");
+    }
+
+    #[test]
+    fn mode_capabilities() {
+        assert!(Mode::Embedded.learns() && !Mode::Embedded.consumes() && !Mode::Embedded.bridges());
+        assert!(Mode::Kafka.learns() && Mode::Kafka.consumes() && !Mode::Kafka.bridges());
+        assert!(!Mode::Bridge.learns() && !Mode::Bridge.consumes() && Mode::Bridge.bridges());
+        assert!(Mode::Combined.learns() && Mode::Combined.consumes() && Mode::Combined.bridges());
+    }
+}

@@ -1,0 +1,187 @@
+//! Magnetar's learner: router telemetry in, routing decisions out.
+//!
+//! Routers post one [`TelemetryRecord`](magnetar_core::telemetry::TelemetryRecord) per client
+//! request to a Kafka REST proxy (v2 produce API). The learner turns every attempt in them into an
+//! observation of a decayed Beta posterior per route and downstream
+//! ([`magnetar_core::posterior`]), and answers `GET /recommendation` by Thompson sampling and
+//! `GET /params` with the decayed counts the routers import.
+//!
+//! Modes ([`Mode`]), all in this one binary:
+//!
+//! | mode | produce API `POST /topics/{topic}` | learns from | serves `/recommendation`, `/params` |
+//! | --- | --- | --- | --- |
+//! | `embedded` (default) | applied here | the produce API | yes |
+//! | `kafka` | no (404) | a Kafka consumer group | yes |
+//! | `bridge` | forwarded to Kafka | nothing | no |
+//! | `combined` | forwarded to Kafka | a Kafka consumer group | yes |
+//!
+//! So the local stack needs no Kafka (`embedded`), and router -> REST -> Kafka -> learner runs
+//! either as two processes (`bridge` + `kafka`, the way `scripts/stack.sh --kafka` runs it) or
+//! as one (`combined`). Delivery guarantees are in [`kafka`].
+//!
+//! Map: [`config`] (flags, environment), [`ingest`] (parsing, error codes), [`state`] (what is
+//! learned), [`latency`], [`checkpoint`] (state file), [`metrics`] (`/stats`, `/metrics`),
+//! [`http`] (`app(state) -> Router`), [`kafka`] (consumer, bridge, topic).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+pub mod checkpoint;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod kafka;
+pub mod latency;
+pub mod metrics;
+pub mod state;
+
+pub use config::{LearnerConfig, Mode};
+pub use http::{AppState, app};
+
+use crate::http::{Ingest, SharedLearner};
+use crate::metrics::Counters;
+use crate::state::LearnerState;
+
+/// Why the learner could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnerError {
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("http server: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("{mode} mode needs --kafka-brokers")]
+    NoKafka { mode: &'static str },
+}
+
+/// Loads the state file when configured and present, else starts empty.
+pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerError> {
+    let saved = match &config.state_file {
+        Some(path) => checkpoint::load(path)?,
+        None => None,
+    };
+    Ok(match saved {
+        Some(saved) => {
+            let state = LearnerState::from_saved(saved, config.decay, config.dedupe_window);
+            info!(
+                records_applied = state.records_applied(),
+                version = state.version(),
+                "state file loaded"
+            );
+            state
+        }
+        None => LearnerState::new(config.decay, config.dedupe_window),
+    })
+}
+
+/// Runs the learner on `listener` in `config.mode` until `shutdown` resolves, then stops the
+/// HTTP server gracefully, commits what the consumer applied, writes the state file and flushes
+/// the bridge.
+pub async fn run(
+    listener: TcpListener,
+    config: LearnerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), LearnerError> {
+    let mode = config.mode;
+    let counters = Arc::new(Counters::default());
+    let learner = if mode.learns() {
+        let rng = match config.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_os_rng(),
+        };
+        Some(SharedLearner::new(initial_state(&config)?, rng))
+    } else {
+        None
+    };
+    let kafka = match (&config.kafka, mode) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Mode::Embedded) => None,
+        (None, _) => return Err(LearnerError::NoKafka { mode: mode.as_str() }),
+    };
+    if let Some(k) = &kafka {
+        kafka::ensure_topic(k, &config.topic).await?;
+    }
+    let bridge = match (&kafka, mode.bridges()) {
+        (Some(k), true) => Some(Arc::new(kafka::Bridge::new(k, &config.topic)?)),
+        _ => None,
+    };
+    let ingest = match (&bridge, mode) {
+        (Some(b), _) => Ingest::Forward(b.clone()),
+        (None, Mode::Embedded) => Ingest::Apply,
+        (None, _) => Ingest::Refuse,
+    };
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if let (Some(k), Some(learner), true) = (&kafka, &learner, mode.consumes()) {
+        let task = kafka::ConsumerTask {
+            consumer: kafka::consumer(k, &config.topic)?,
+            topic: config.topic.clone(),
+            learner: learner.clone(),
+            counters: counters.clone(),
+            state_file: config.state_file.clone(),
+            commit_interval: config.commit_interval,
+        };
+        tasks.push(tokio::spawn(task.run(stopped.clone())));
+    }
+    if let (Some(path), Some(learner), Mode::Embedded) = (&config.state_file, &learner, mode) {
+        let (path, learner, counters) = (path.clone(), learner.clone(), counters.clone());
+        let mut stopped = stopped.clone();
+        let interval = config.commit_interval;
+        tasks.push(tokio::spawn(async move {
+            let mut saved_version = learner.lock().state.version();
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                let last = tokio::select! {
+                    _ = stopped.changed() => true,
+                    _ = tick.tick() => false,
+                };
+                let version = learner.lock().state.version();
+                if version != saved_version && kafka::write_checkpoint(&path, &learner, &counters) {
+                    saved_version = version;
+                }
+                if last {
+                    break;
+                }
+            }
+        }));
+    }
+
+    let state = AppState {
+        mode,
+        topic: config.topic.clone().into(),
+        body_limit_bytes: config.body_limit_bytes,
+        max_batch_records: config.max_batch_records,
+        learner,
+        ingest,
+        counters,
+        next_offset: Arc::new(AtomicI64::new(0)),
+    };
+    let addr = listener.local_addr()?;
+    info!(%addr, mode = mode.as_str(), topic = %config.topic, "learner listening");
+    let stop_on_signal = stop.clone();
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("shutting down");
+            let _ = stop_on_signal.send(true);
+        })
+        .await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(bridge) = bridge {
+        bridge.flush(std::time::Duration::from_secs(5));
+    }
+    info!("learner stopped");
+    served.map_err(LearnerError::from)
+}

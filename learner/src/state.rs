@@ -1,0 +1,482 @@
+//! What the learner knows: per route and downstream, a decayed Beta posterior
+//! ([`DecayedBeta`]), outcome counts and a latency histogram; plus a bounded window of recent
+//! request ids so a replayed record is not counted twice.
+//!
+//! Sans-io: every method takes the learner's clock as `now_ms` and randomness as
+//! `&mut dyn RngCore`. Each attempt of a [`TelemetryRecord`] is one observation for its
+//! downstream on the record's route, with [`Outcome::reward`] (the one definition of success)
+//! and the time the attempt ended: `started_ms` plus the latencies of the attempts so far,
+//! capped at `finished_ms` and at `now_ms` (telemetry from a router clock ahead of ours is
+//! treated as current, so it cannot freeze the decay of an arm).
+//!
+//! The whole state serializes to a checkpoint (see [`crate::checkpoint`]).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use magnetar_core::Outcome;
+use magnetar_core::posterior::{Decay, DecayedBeta};
+use magnetar_core::strategy::{ArmPosterior, PosteriorSnapshot};
+use magnetar_core::telemetry::TelemetryRecord;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::latency::LatencyHistogram;
+
+/// Learned state of one downstream on one route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DownstreamState {
+    pub posterior: DecayedBeta,
+    /// Attempts per outcome, in [`Outcome::ALL`] order (not decayed).
+    pub outcomes: [u64; 6],
+    pub latency: LatencyHistogram,
+}
+
+impl DownstreamState {
+    pub fn attempts(&self) -> u64 {
+        self.outcomes.iter().sum()
+    }
+
+    pub fn successes(&self) -> u64 {
+        Outcome::ALL.iter().zip(self.outcomes).filter(|(o, _)| o.is_success()).map(|(_, n)| n).sum()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteState {
+    pub records: u64,
+    pub downstreams: BTreeMap<String, DownstreamState>,
+}
+
+/// The last `capacity` request ids seen, by 64-bit FNV-1a hash (stable across processes, so the
+/// window survives a checkpoint). A capacity of 0 remembers nothing.
+#[derive(Debug, Clone, Default)]
+pub struct RecentIds {
+    capacity: usize,
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl RecentIds {
+    pub fn new(capacity: usize) -> Self {
+        RecentIds { capacity, order: VecDeque::new(), set: HashSet::new() }
+    }
+
+    /// Remembers `id`; false when it was already in the window.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if self.capacity == 0 {
+            return true;
+        }
+        let h = fnv1a(id.as_bytes());
+        if !self.set.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn from_hashes(capacity: usize, hashes: Vec<u64>) -> Self {
+        let mut ids = RecentIds::new(capacity);
+        let skip = hashes.len().saturating_sub(capacity);
+        for h in hashes.into_iter().skip(skip) {
+            if ids.set.insert(h) {
+                ids.order.push_back(h);
+            }
+        }
+        ids
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// What [`LearnerState::apply`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Counted: its attempts are now in the posteriors.
+    New { observations: usize },
+    /// Its request id was in the recent window: ignored.
+    Duplicate,
+}
+
+/// Why there is no recommendation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecommendError {
+    #[error("no downstream has been seen on route {0:?}; pass candidates=a,b,c")]
+    UnknownRoute(String),
+    #[error("every candidate is excluded")]
+    AllExcluded,
+}
+
+/// The answer of `GET /recommendation`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    pub worker: String,
+    pub score: f64,
+    pub scores: BTreeMap<String, f64>,
+    pub route: String,
+}
+
+/// The answer of `GET /params`: decayed counts per downstream name, as of `taken_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    pub schema: u32,
+    pub version: u64,
+    pub taken_ms: u64,
+    pub route: String,
+    pub half_life_ms: u64,
+    pub downstreams: BTreeMap<String, ArmPosterior>,
+}
+
+/// The learner's whole state.
+#[derive(Debug, Clone)]
+pub struct LearnerState {
+    decay: Decay,
+    routes: BTreeMap<String, RouteState>,
+    recent: RecentIds,
+    version: u64,
+    records_applied: u64,
+    duplicates: u64,
+    observations: u64,
+}
+
+impl LearnerState {
+    pub fn new(decay: Decay, dedupe_window: usize) -> Self {
+        LearnerState {
+            decay,
+            routes: BTreeMap::new(),
+            recent: RecentIds::new(dedupe_window),
+            version: 0,
+            records_applied: 0,
+            duplicates: 0,
+            observations: 0,
+        }
+    }
+
+    /// Learns from one record (see the module docs for timing).
+    pub fn apply(&mut self, record: &TelemetryRecord, now_ms: u64) -> Applied {
+        if !record.request_id.is_empty() && !self.recent.insert(&record.request_id) {
+            self.duplicates += 1;
+            return Applied::Duplicate;
+        }
+        let decay = self.decay;
+        let route = self.routes.entry(record.route.clone()).or_default();
+        route.records += 1;
+        let end_ms = record.finished_ms.max(record.started_ms).min(now_ms);
+        let mut elapsed_ms = 0.0;
+        for attempt in &record.attempts {
+            if attempt.latency_ms.is_finite() && attempt.latency_ms > 0.0 {
+                elapsed_ms += attempt.latency_ms;
+            }
+            let at_ms = (record.started_ms as f64 + elapsed_ms).min(end_ms as f64) as u64;
+            let downstream = match route.downstreams.get_mut(&attempt.downstream) {
+                Some(d) => d,
+                None => route.downstreams.entry(attempt.downstream.clone()).or_default(),
+            };
+            downstream.posterior.observe(attempt.outcome.reward(), at_ms, decay);
+            if let Some(i) = Outcome::ALL.iter().position(|o| *o == attempt.outcome) {
+                downstream.outcomes[i] += 1;
+            }
+            downstream.latency.record(attempt.latency_ms);
+        }
+        self.records_applied += 1;
+        self.observations += record.attempts.len() as u64;
+        self.version += 1;
+        Applied::New { observations: record.attempts.len() }
+    }
+
+    /// Thompson sampling over `candidates` (default: every downstream seen on `route`) minus
+    /// `exclude`; a candidate never seen gets the `Beta(1, 1)` prior.
+    pub fn recommend(
+        &self,
+        route: &str,
+        candidates: Option<&[String]>,
+        exclude: &[String],
+        now_ms: u64,
+        rng: &mut dyn RngCore,
+    ) -> Result<Recommendation, RecommendError> {
+        let known = self.routes.get(route);
+        let names: Vec<&String> = match candidates {
+            Some(c) => c.iter().collect(),
+            None => match known {
+                Some(r) if !r.downstreams.is_empty() => r.downstreams.keys().collect(),
+                _ => return Err(RecommendError::UnknownRoute(route.to_owned())),
+            },
+        };
+        let prior = DecayedBeta::new();
+        let mut scores = BTreeMap::new();
+        let mut best: Option<(&String, f64)> = None;
+        for name in names.into_iter().filter(|n| !exclude.contains(n)) {
+            let posterior =
+                known.and_then(|r| r.downstreams.get(name)).map_or(&prior, |d| &d.posterior);
+            let score = posterior.sample(now_ms, self.decay, rng);
+            scores.insert(name.clone(), score);
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((name, score));
+            }
+        }
+        let (worker, score) = best.ok_or(RecommendError::AllExcluded)?;
+        Ok(Recommendation { worker: worker.clone(), score, scores, route: route.to_owned() })
+    }
+
+    /// Decayed counts of every downstream seen on `route`, as of `now_ms`.
+    pub fn params(&self, route: &str, now_ms: u64) -> Params {
+        let downstreams = self
+            .routes
+            .get(route)
+            .map(|r| {
+                r.downstreams
+                    .iter()
+                    .map(|(name, d)| (name.clone(), d.posterior.counts_at(now_ms, self.decay)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Params {
+            schema: PosteriorSnapshot::SCHEMA,
+            version: self.version,
+            taken_ms: now_ms,
+            route: route.to_owned(),
+            half_life_ms: self.decay.half_life_ms(),
+            downstreams,
+        }
+    }
+
+    pub fn decay(&self) -> Decay {
+        self.decay
+    }
+
+    /// Increases by one with every applied record.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn records_applied(&self) -> u64 {
+        self.records_applied
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    pub fn observations(&self) -> u64 {
+        self.observations
+    }
+
+    pub fn routes(&self) -> &BTreeMap<String, RouteState> {
+        &self.routes
+    }
+
+    pub fn recent_ids(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// The serializable form (for the checkpoint file).
+    pub fn to_saved(&self) -> SavedState {
+        SavedState {
+            format: SavedState::FORMAT,
+            version: self.version,
+            records_applied: self.records_applied,
+            duplicates: self.duplicates,
+            observations: self.observations,
+            routes: self.routes.clone(),
+            recent_ids: self.recent.order.iter().copied().collect(),
+        }
+    }
+
+    /// Rebuilds a state from a checkpoint, with this process's decay and window size.
+    pub fn from_saved(saved: SavedState, decay: Decay, dedupe_window: usize) -> Self {
+        LearnerState {
+            decay,
+            routes: saved.routes,
+            recent: RecentIds::from_hashes(dedupe_window, saved.recent_ids),
+            version: saved.version,
+            records_applied: saved.records_applied,
+            duplicates: saved.duplicates,
+            observations: saved.observations,
+        }
+    }
+}
+
+/// Checkpoint layout of [`LearnerState`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedState {
+    pub format: u32,
+    pub version: u64,
+    pub records_applied: u64,
+    pub duplicates: u64,
+    pub observations: u64,
+    pub routes: BTreeMap<String, RouteState>,
+    pub recent_ids: Vec<u64>,
+}
+
+impl SavedState {
+    pub const FORMAT: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA};
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    const NOW: u64 = 1_000_000;
+
+    fn attempt(downstream: &str, outcome: Outcome) -> AttemptTelemetry {
+        AttemptTelemetry { downstream: downstream.into(), status: None, outcome, latency_ms: 5.0 }
+    }
+
+    fn record(id: &str, attempts: Vec<AttemptTelemetry>) -> TelemetryRecord {
+        let final_outcome = attempts.last().map_or(Outcome::ConnectError, |a| a.outcome);
+        TelemetryRecord {
+            schema: TELEMETRY_SCHEMA,
+            request_id: id.into(),
+            caller_id: None,
+            route: "/service".into(),
+            strategy: "thompson".into(),
+            router_instance: "iso".into(),
+            started_ms: NOW - 20,
+            finished_ms: NOW - 5,
+            attempts,
+            final_outcome,
+            final_status: 200,
+        }
+    }
+
+    fn state() -> LearnerState {
+        LearnerState::new(Decay::new(60_000).unwrap(), 100)
+    }
+
+    #[test]
+    fn each_attempt_is_one_observation() {
+        let mut s = state();
+        let r = record(
+            "r1",
+            vec![
+                attempt("a", Outcome::ServerError),
+                attempt("b", Outcome::Timeout),
+                attempt("c", Outcome::ClientError),
+            ],
+        );
+        assert_eq!(s.apply(&r, NOW), Applied::New { observations: 3 });
+        let params = s.params("/service", NOW);
+        assert_eq!(params.version, 1);
+        assert_eq!(params.downstreams.len(), 3);
+        let c = &params.downstreams["c"];
+        assert!(c.successes > 0.99 && c.failures == 0.0, "{c:?}");
+        let a = &params.downstreams["a"];
+        assert!(a.failures > 0.99 && a.successes == 0.0, "{a:?}");
+        let route = &s.routes()["/service"];
+        assert_eq!(route.downstreams["c"].successes(), 1);
+        assert_eq!(route.downstreams["b"].outcomes[4], 1);
+        assert_eq!(s.observations(), 3);
+    }
+
+    #[test]
+    fn replays_within_the_window_are_ignored() {
+        let mut s = state();
+        let r = record("same", vec![attempt("a", Outcome::Success)]);
+        assert!(matches!(s.apply(&r, NOW), Applied::New { .. }));
+        assert_eq!(s.apply(&r, NOW), Applied::Duplicate);
+        assert_eq!((s.records_applied(), s.duplicates(), s.version()), (1, 1, 1));
+        // Empty ids are never deduplicated.
+        let anon = record("", vec![attempt("a", Outcome::Success)]);
+        s.apply(&anon, NOW);
+        s.apply(&anon, NOW);
+        assert_eq!(s.records_applied(), 3);
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut ids = RecentIds::new(3);
+        for id in ["a", "b", "c", "d"] {
+            assert!(ids.insert(id));
+        }
+        assert_eq!(ids.len(), 3);
+        assert!(ids.insert("a"), "a fell out of the window");
+        assert!(!ids.insert("d"));
+        let mut off = RecentIds::new(0);
+        assert!(off.insert("x") && off.insert("x"));
+    }
+
+    #[test]
+    fn future_timestamps_are_treated_as_now() {
+        let mut s = state();
+        let mut r = record("f", vec![attempt("a", Outcome::ServerError)]);
+        r.started_ms = u64::MAX - 10;
+        r.finished_ms = u64::MAX;
+        s.apply(&r, NOW);
+        assert_eq!(s.routes()["/service"].downstreams["a"].posterior.updated_ms(), NOW);
+    }
+
+    #[test]
+    fn recommendation_respects_candidates_and_exclusions() {
+        let mut s = state();
+        let mut rng = SmallRng::seed_from_u64(1);
+        for i in 0..50 {
+            let r = record(&format!("r{i}"), vec![attempt("bad", Outcome::ServerError)]);
+            s.apply(&r, NOW);
+        }
+        let err = s.recommend("/other", None, &[], NOW, &mut rng).unwrap_err();
+        assert_eq!(err, RecommendError::UnknownRoute("/other".into()));
+        let rec = s.recommend("/service", None, &[], NOW, &mut rng).unwrap();
+        assert_eq!(rec.worker, "bad");
+        let candidates = vec!["bad".to_owned(), "new".to_owned()];
+        let mut picked_new = 0;
+        for _ in 0..100 {
+            let rec = s.recommend("/service", Some(&candidates), &[], NOW, &mut rng).unwrap();
+            assert_eq!(rec.scores.len(), 2);
+            picked_new += usize::from(rec.worker == "new");
+        }
+        // Beta(1, 1) against Beta(1, 51): "new" wins unless its draw is below ~1/52.
+        assert!(picked_new >= 90, "{picked_new}");
+        let rec =
+            s.recommend("/service", Some(&candidates), &["new".into()], NOW, &mut rng).unwrap();
+        assert_eq!(rec.worker, "bad");
+        assert!(!rec.scores.contains_key("new"));
+        let err =
+            s.recommend("/service", Some(&candidates), &candidates, NOW, &mut rng).unwrap_err();
+        assert_eq!(err, RecommendError::AllExcluded);
+    }
+
+    #[test]
+    fn params_decay_to_taken_ms() {
+        let mut s = state();
+        s.apply(&record("x", vec![attempt("a", Outcome::Success)]), NOW);
+        // The attempt ended at started_ms + latency = NOW - 15.
+        let later = s.params("/service", NOW - 15 + 60_000);
+        assert!((later.downstreams["a"].successes - 0.5).abs() < 1e-9);
+        assert_eq!(later.half_life_ms, 60_000);
+        assert!(s.params("/nothing", NOW).downstreams.is_empty());
+    }
+
+    #[test]
+    fn checkpoint_round_trips() {
+        let mut s = state();
+        s.apply(&record("x", vec![attempt("a", Outcome::Success)]), NOW);
+        let json = serde_json::to_string(&s.to_saved()).unwrap();
+        let saved: SavedState = serde_json::from_str(&json).unwrap();
+        let mut back = LearnerState::from_saved(saved, s.decay(), 100);
+        assert_eq!(back.params("/service", NOW), s.params("/service", NOW));
+        assert_eq!(back.records_applied(), 1);
+        assert_eq!(
+            back.apply(&record("x", vec![attempt("a", Outcome::Success)]), NOW),
+            Applied::Duplicate
+        );
+    }
+}

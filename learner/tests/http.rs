@@ -1,0 +1,352 @@
+//! The learner's HTTP API against the real app on 127.0.0.1:0 (embedded mode).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use magnetar_core::Outcome;
+use magnetar_learner::LearnerConfig;
+use serde_json::{Value, json};
+
+fn config() -> LearnerConfig {
+    LearnerConfig {
+        body_limit_bytes: 64 * 1024,
+        max_batch_records: 100,
+        seed: Some(7),
+        ..LearnerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn malformed_telemetry_gets_documented_4xx_and_the_learner_keeps_serving() {
+    let learner = InProcess::start(config()).await;
+    let client = reqwest::Client::new();
+    let topic_url = format!("{}/topics/magnetar-telemetry", learner.url);
+    let good =
+        serde_json::to_vec(&batch(&[record("ok-1", "/service", &[("a", Outcome::Success)])]))
+            .unwrap();
+
+    // Bad JSON.
+    let (status, ct, body) = post(&client, &topic_url, V2_JSON, b"{\"records\": [".to_vec()).await;
+    assert_eq!((status, ct.as_str()), (422, "application/vnd.kafka.v2+json"));
+    assert_eq!(body["error_code"], 42201, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
+
+    // Not a batch.
+    let (status, _, body) =
+        post(&client, &topic_url, V2_JSON, br#"{"value": {"schema": 1}}"#.to_vec()).await;
+    assert_eq!((status, body["error_code"].clone()), (422, json!(42202)), "{body}");
+
+    // Wrong types inside a record: the message names the record and the field.
+    let mut wrong =
+        serde_json::to_value(record("w", "/service", &[("a", Outcome::Success)])).unwrap();
+    wrong["attempts"][0]["latency_ms"] = json!("fast");
+    let (status, _, body) = post(
+        &client,
+        &topic_url,
+        V2_JSON,
+        serde_json::to_vec(&json!({"records": [{"value": wrong}]})).unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error_code"].clone()), (422, json!(42205)), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("records[0].value: attempts[0].latency_ms"), "{message}");
+
+    // Empty batch, and more records than allowed.
+    let (status, _, body) =
+        post(&client, &topic_url, V2_JSON, br#"{"records": []}"#.to_vec()).await;
+    assert_eq!((status, body["error_code"].clone()), (422, json!(42203)));
+    let many: Vec<_> = (0..101).map(|_| json!({"value": null})).collect();
+    let (status, _, body) =
+        post(&client, &topic_url, V2_JSON, serde_json::to_vec(&json!({"records": many})).unwrap())
+            .await;
+    assert_eq!((status, body["error_code"].clone()), (422, json!(42204)), "{body}");
+
+    // A body above the limit.
+    let records: Vec<_> = (0..400)
+        .map(|i| record(&format!("big-{i}"), "/service", &[("a", Outcome::Success)]))
+        .collect();
+    let huge = serde_json::to_vec(&batch(&records)).unwrap();
+    assert!(huge.len() > 64 * 1024);
+    let (status, _, body) = post(&client, &topic_url, V2_JSON, huge).await;
+    assert_eq!((status, body["error_code"].clone()), (413, json!(41300)), "{body}");
+
+    // Wrong content type, unknown topic.
+    let (status, _, body) = post(&client, &topic_url, "text/plain", good.clone()).await;
+    assert_eq!((status, body["error_code"].clone()), (415, json!(41500)), "{body}");
+    let (status, _, body) =
+        post(&client, &format!("{}/topics/somewhere-else", learner.url), V2_JSON, good.clone())
+            .await;
+    assert_eq!((status, body["error_code"].clone()), (404, json!(40401)), "{body}");
+
+    // An unknown schema version fails only its own record.
+    let mut future =
+        serde_json::to_value(record("f-1", "/service", &[("a", Outcome::Success)])).unwrap();
+    future["schema"] = json!(99);
+    let ok = record("ok-2", "/service", &[("a", Outcome::Success)]);
+    let (status, ct, body) = post(
+        &client,
+        &topic_url,
+        "application/json; charset=utf-8",
+        serde_json::to_vec(
+            &json!({"records": [{"value": future}, {"key": "/service", "value": ok}]}),
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/vnd.kafka.v2+json"), "{body}");
+    assert_eq!(body["offsets"][0]["error_code"], 42206, "{body}");
+    assert!(body["offsets"][0]["error"].as_str().unwrap().contains("schema 99"), "{body}");
+    assert_eq!(body["offsets"][1]["error_code"], Value::Null);
+    assert_eq!(body["offsets"][1]["partition"], 0);
+
+    // Still serving: a good batch is accepted with offsets, and the rejections were counted.
+    let (status, _, body) = post(&client, &topic_url, V2_JSON, good).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["key_schema_id"], Value::Null);
+    assert!(body["offsets"][0]["offset"].as_i64().unwrap() >= 1, "{body}");
+    let (status, health) = get_json(&client, &format!("{}/healthz", learner.url)).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(stats["records_applied"], 2, "{stats}");
+    assert_eq!(stats["batches"], 2, "{stats}");
+    assert_eq!(stats["rejected"]["batches"], 8, "{stats}");
+    assert_eq!(stats["rejected"]["records"], 1, "{stats}");
+    for kind in [
+        "invalid_json",
+        "not_a_batch",
+        "invalid_record",
+        "empty_batch",
+        "too_many_records",
+        "body_too_large",
+        "unsupported_media_type",
+        "unknown_topic",
+        "unsupported_schema",
+    ] {
+        assert_eq!(stats["rejected"]["by_kind"][kind], 1, "{kind}: {stats}");
+    }
+    let metrics = client.get(format!("{}/metrics", learner.url)).send().await.unwrap();
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("magnetar_learner_records_applied_total 2"), "{text}");
+    assert!(text.contains("magnetar_learner_ingest_errors_total{kind=\"body_too_large\"} 1"));
+    assert!(text.contains("magnetar_learner_posterior_mean{route=\"/service\",downstream=\"a\"}"));
+    learner.stop().await;
+}
+
+#[tokio::test]
+async fn replayed_records_are_acknowledged_but_counted_once() {
+    let learner = InProcess::start(config()).await;
+    let client = reqwest::Client::new();
+    let topic_url = format!("{}/topics/magnetar-telemetry", learner.url);
+    let body =
+        serde_json::to_vec(&batch(&[record("same", "/r", &[("a", Outcome::Success)])])).unwrap();
+    for _ in 0..3 {
+        let (status, _, _) = post(&client, &topic_url, V2_JSON, body.clone()).await;
+        assert_eq!(status, 200);
+    }
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(
+        (stats["records_applied"].clone(), stats["duplicates"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(stats["version"], 1);
+    learner.stop().await;
+}
+
+/// Plays the router against the learner: each request asks `/recommendation` per attempt
+/// (excluding downstreams already tried, at most 3 attempts) and posts its telemetry.
+async fn route_requests(
+    client: &reqwest::Client,
+    url: &str,
+    fleet: &mut FlakyFleet,
+    requests: usize,
+    first_choices: &mut Vec<String>,
+) {
+    let candidates = fleet.names.join(",");
+    for i in 0..requests {
+        let mut attempts: Vec<(String, Outcome)> = Vec::new();
+        while attempts.len() < 3 {
+            let exclude: Vec<&str> = attempts.iter().map(|(d, _)| d.as_str()).collect();
+            let (status, rec) = get_json(
+                client,
+                &format!(
+                    "{url}/recommendation?route=/service&candidates={candidates}&exclude={}",
+                    exclude.join(",")
+                ),
+            )
+            .await;
+            assert_eq!(status, 200, "{rec}");
+            let worker = rec["worker"].as_str().unwrap().to_owned();
+            assert!(!exclude.contains(&worker.as_str()), "recommended an excluded downstream");
+            if attempts.is_empty() {
+                first_choices.push(worker.clone());
+            }
+            let outcome = fleet.attempt(&worker);
+            attempts.push((worker, outcome));
+            if outcome.is_success() {
+                break;
+            }
+        }
+        let attempts: Vec<(&str, Outcome)> =
+            attempts.iter().map(|(d, o)| (d.as_str(), *o)).collect();
+        let body =
+            serde_json::to_vec(&batch(&[record(&format!("req-{i}"), "/service", &attempts)]))
+                .unwrap();
+        let (status, _, answer) =
+            post(client, &format!("{url}/topics/magnetar-telemetry"), V2_JSON, body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn recommendation_converges_to_the_best_downstream() {
+    let learner = InProcess::start(config()).await;
+    let client = reqwest::Client::new();
+    let mut fleet = FlakyFleet::standard(42);
+    let mut first = Vec::new();
+    route_requests(&client, &learner.url, &mut fleet, 300, &mut first).await;
+
+    let late = &first[200..];
+    let late_best = late.iter().filter(|w| *w == "downstream-3").count();
+    // downstream-1 and -2 never succeed: after ~30 failures each their Beta(1, 1 + n) draws
+    // rarely beat downstream-3's ~Beta(1 + 0.1 n, 1 + 0.9 n). Expected share well above 90 %.
+    assert!(late_best >= 85, "downstream-3 was the first choice {late_best}/100 times late on");
+
+    let mut picks: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..200 {
+        let (_, rec) =
+            get_json(&client, &format!("{}/recommendation?route=/service", learner.url)).await;
+        *picks.entry(rec["worker"].as_str().unwrap().to_owned()).or_default() += 1;
+        assert_eq!(rec["route"], "/service");
+        assert_eq!(rec["scores"].as_object().unwrap().len(), 3);
+        assert_eq!(rec["score"], rec["scores"][rec["worker"].as_str().unwrap()]);
+    }
+    assert!(picks.get("downstream-3").copied().unwrap_or(0) >= 190, "{picks:?}");
+
+    let (status, params) =
+        get_json(&client, &format!("{}/params?route=/service", learner.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(params["schema"], 1);
+    assert_eq!(params["route"], "/service");
+    assert_eq!(params["half_life_ms"], 60_000);
+    assert_eq!(params["version"], 300);
+    assert!(params["taken_ms"].as_u64().unwrap() >= now_ms() - 60_000);
+    let d1 = &params["downstreams"]["downstream-1"];
+    let d3 = &params["downstreams"]["downstream-3"];
+    assert!(d1["successes"].as_f64().unwrap() == 0.0 && d1["failures"].as_f64().unwrap() > 5.0);
+    assert!(d3["successes"].as_f64().unwrap() > 5.0, "{params}");
+
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    let s3 = &stats["routes"]["/service"]["downstreams"]["downstream-3"];
+    let rate = s3["success_rate"].as_f64().unwrap();
+    assert!((0.03..0.2).contains(&rate), "downstream-3 success rate {rate}");
+    assert_eq!(s3["latency_ms"]["p50"], 3.0);
+    assert_eq!(stats["routes"]["/service"]["downstreams"]["downstream-1"]["success_rate"], 0.0);
+    learner.stop().await;
+}
+
+#[tokio::test]
+async fn recommendation_and_params_errors_are_clear() {
+    let learner = InProcess::start(config()).await;
+    let client = reqwest::Client::new();
+    let u = &learner.url;
+    let (status, body) = get_json(&client, &format!("{u}/recommendation?candidates=a")).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("route"), "{body}");
+    let (status, body) = get_json(&client, &format!("{u}/recommendation?route=/nothing")).await;
+    assert_eq!(status, 404);
+    assert!(body["message"].as_str().unwrap().contains("candidates"), "{body}");
+    let (status, body) =
+        get_json(&client, &format!("{u}/recommendation?route=/x&candidates=a,b&exclude=b,a")).await;
+    assert_eq!(status, 404);
+    assert!(body["message"].as_str().unwrap().contains("excluded"), "{body}");
+    // Unknown candidates get the prior; empty list items are ignored.
+    let (status, body) =
+        get_json(&client, &format!("{u}/recommendation?route=/x&candidates=a,,b&exclude=")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["scores"].as_object().unwrap().len(), 2, "{body}");
+    let (status, body) = get_json(&client, &format!("{u}/params?route=/x")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["downstreams"], json!({}));
+    assert_eq!(body["version"], 0);
+    let (status, _) = get_json(&client, &format!("{u}/params")).await;
+    assert_eq!(status, 400);
+    let (status, body) = get_json(&client, &format!("{u}/nowhere")).await;
+    assert_eq!((status, body["error_code"].clone()), (404, json!(40400)));
+    learner.stop().await;
+}
+
+#[tokio::test]
+async fn get_endpoints_allow_any_origin() {
+    let learner = InProcess::start(config()).await;
+    let client = reqwest::Client::new();
+    for path in ["/stats", "/params?route=/service", "/healthz"] {
+        let response = client
+            .get(format!("{}{path}", learner.url))
+            .header("origin", "http://127.0.0.1:8080")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["access-control-allow-origin"], "*", "{path}");
+    }
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{}/stats", learner.url))
+        .header("origin", "http://127.0.0.1:8080")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    learner.stop().await;
+}
+
+#[tokio::test]
+async fn the_state_file_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("learner-http-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.json");
+    let _ = std::fs::remove_file(&path);
+    let config = LearnerConfig {
+        state_file: Some(path.clone()),
+        commit_interval: Duration::from_millis(50),
+        ..config()
+    };
+    let client = reqwest::Client::new();
+    let learner = InProcess::start(config.clone()).await;
+    let records: Vec<_> =
+        (0..5).map(|i| record(&format!("s-{i}"), "/s", &[("a", Outcome::Success)])).collect();
+    let (status, _, _) = post(
+        &client,
+        &format!("{}/topics/magnetar-telemetry", learner.url),
+        V2_JSON,
+        serde_json::to_vec(&batch(&records)).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    learner.stop().await;
+    assert!(path.exists());
+
+    let learner = InProcess::start(config).await;
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(stats["records_applied"], 5, "{stats}");
+    // The request ids came back with the state: a replay is a duplicate.
+    let (status, _, _) = post(
+        &client,
+        &format!("{}/topics/magnetar-telemetry", learner.url),
+        V2_JSON,
+        serde_json::to_vec(&batch(&records[..1])).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(
+        (stats["records_applied"].clone(), stats["duplicates"].clone()),
+        (json!(5), json!(1))
+    );
+    learner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

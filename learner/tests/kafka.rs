@@ -1,0 +1,265 @@
+//! Router -> REST bridge -> Kafka -> learner, with a real Kafka-protocol broker (tansu, in-memory
+//! storage) on loopback, and the built `magnetar-learner` binary as child processes.
+//!
+//! These tests fail (they do not skip) when tansu is missing: see `common::tansu_bin`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use magnetar_core::Outcome;
+use serde_json::{Value, json};
+
+struct Tansu {
+    _process: ChildProcess,
+    port: u16,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        let bin = tansu_bin();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let args = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ];
+        let (process, _) = ChildProcess::spawn("tansu", &bin, &args, None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen; log:\n{}", process.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Tansu { _process: process, port }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let output = Command::new(tansu_bin())
+            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "tansu topic create: {output:?}");
+    }
+}
+
+fn learner_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_magnetar-learner"))
+}
+
+/// Starts the learner binary on 127.0.0.1:0 and returns it with its base URL.
+fn start_learner(name: &str, args: &[&str]) -> (ChildProcess, String) {
+    let mut all = vec!["--http-addr", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (process, addr) =
+        ChildProcess::spawn(name, &learner_bin(), &all, Some("learner listening"));
+    let url = format!("http://{}", addr.unwrap());
+    (process, url)
+}
+
+/// Posts `count` records (ids `{prefix}-{i}`, spread over four routes) in batches of `per_batch`
+/// and checks every offset is a real Kafka (partition, offset), distinct from all seen before.
+async fn produce(
+    client: &reqwest::Client,
+    bridge: &str,
+    prefix: &str,
+    count: usize,
+    per_batch: usize,
+    pause: Duration,
+    seen: &mut BTreeSet<(i64, i64)>,
+) {
+    let url = format!("{bridge}/topics/magnetar-telemetry");
+    let mut fleet = FlakyFleet::standard(count as u64);
+    for start in (0..count).step_by(per_batch) {
+        let records: Vec<_> = (start..(start + per_batch).min(count))
+            .map(|i| {
+                let d = &fleet.names[i % 3].clone();
+                let outcome = fleet.attempt(d);
+                record(&format!("{prefix}-{i}"), &format!("/route-{}", i % 4), &[(d, outcome)])
+            })
+            .collect();
+        let (status, ct, body) =
+            post(client, &url, V2_JSON, serde_json::to_vec(&batch(&records)).unwrap()).await;
+        assert_eq!((status, ct.as_str()), (200, "application/vnd.kafka.v2+json"), "{body}");
+        let offsets = body["offsets"].as_array().unwrap();
+        assert_eq!(offsets.len(), records.len());
+        for o in offsets {
+            assert_eq!(o["error_code"], Value::Null, "{body}");
+            let (p, off) = (o["partition"].as_i64().unwrap(), o["offset"].as_i64().unwrap());
+            assert!((0..3).contains(&p) && off >= 0, "{o}");
+            assert!(seen.insert((p, off)), "offset {p}/{off} returned twice");
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn stats(client: &reqwest::Client, url: &str) -> Value {
+    get_json(client, &format!("{url}/stats")).await.1
+}
+
+async fn wait_applied(client: &reqwest::Client, url: &str, n: u64, timeout: Duration) -> Value {
+    eventually(timeout, &format!("{n} records applied at {url}"), || async {
+        let s = stats(client, url).await;
+        (s["records_applied"].as_u64() == Some(n)).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_to_kafka_to_learner_resumes_exactly_after_sigkill() {
+    let tansu = Tansu::start();
+    tansu.create_topic("magnetar-telemetry", 3);
+    let brokers = tansu.brokers();
+    let client = reqwest::Client::new();
+    let dir = std::env::temp_dir().join(format!("learner-kafka-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state_file = dir.join("state.json");
+    let _ = std::fs::remove_file(&state_file);
+    let state_arg = state_file.to_str().unwrap().to_owned();
+
+    let (mut bridge, bridge_url) =
+        start_learner("bridge", &["--mode", "bridge", "--kafka-brokers", &brokers]);
+    let learner_args = [
+        "--mode",
+        "kafka",
+        "--kafka-brokers",
+        &brokers,
+        "--kafka-group",
+        "learner-test",
+        "--state-file",
+        &state_arg,
+        "--commit-interval-ms",
+        "1000",
+    ];
+    let (mut learner, learner_url) = start_learner("learner", &learner_args);
+
+    // Phase 1: everything produced arrives.
+    let mut seen = BTreeSet::new();
+    produce(&client, &bridge_url, "a", 200, 10, Duration::ZERO, &mut seen).await;
+    // A record of an unknown schema is refused on its own, and not forwarded.
+    let mut future =
+        serde_json::to_value(record("future", "/route-0", &[("downstream-3", Outcome::Success)]))
+            .unwrap();
+    future["schema"] = json!(2);
+    let (status, _, body) = post(
+        &client,
+        &format!("{bridge_url}/topics/magnetar-telemetry"),
+        V2_JSON,
+        serde_json::to_vec(&json!({"records": [{"value": future}]})).unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["offsets"][0]["error_code"].clone()), (200, json!(42206)), "{body}");
+    let s = wait_applied(&client, &learner_url, 200, Duration::from_secs(60)).await;
+    assert_eq!(s["kafka"]["consumed"], 200, "{s}");
+    assert_eq!(s["routes"].as_object().unwrap().len(), 4, "{s}");
+    let (status, params) = get_json(&client, &format!("{learner_url}/params?route=/route-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(params["downstreams"].as_object().unwrap().len(), 3, "{params}");
+    let (status, _) = get_json(&client, &format!("{learner_url}/recommendation?route=/route-1")).await;
+    assert_eq!(status, 200);
+    // A kafka-mode learner has no produce API: telemetry goes through the bridge.
+    let (status, _, body) = post(
+        &client,
+        &format!("{learner_url}/topics/magnetar-telemetry"),
+        V2_JSON,
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Phase 2: keep producing, SIGKILL the learner in the middle, restart it.
+    let producer = {
+        let (client, bridge_url) = (client.clone(), bridge_url.clone());
+        let mut seen = seen.clone();
+        tokio::spawn(async move {
+            produce(&client, &bridge_url, "b", 300, 5, Duration::from_millis(15), &mut seen).await;
+        })
+    };
+    wait_until_applied_at_least(&client, &learner_url, 260).await;
+    learner.signal("KILL");
+    let status = learner.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "the learner was killed, not stopped: {status}");
+    drop(learner);
+
+    let (mut learner, learner_url) = start_learner("learner-2", &learner_args);
+    producer.await.unwrap();
+    let total = 500;
+    wait_applied(&client, &learner_url, total, Duration::from_secs(90)).await;
+    // A few commit intervals later it is still exact: nothing was counted twice.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let s2 = stats(&client, &learner_url).await;
+    assert_eq!(s2["records_applied"], total, "{s2}");
+    let consumed = s2["kafka"]["consumed"].as_u64().unwrap();
+    let resumed: i64 = s2["kafka"]["resumed_from"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    // It resumed from the committed offsets, not from the beginning of the topic.
+    assert!(consumed < total, "the restarted learner re-read {consumed} records: {s2}");
+    assert!(resumed >= 200, "resumed from {resumed} in total: {s2}");
+    // What it re-read beyond the committed offsets but already had in the checkpoint was
+    // recognised as replayed.
+    let duplicates = s2["duplicates"].as_u64().unwrap();
+    eprintln!(
+        "restart: consumed {consumed} records, {duplicates} replays dropped, resumed from {}",
+        s2["kafka"]["resumed_from"]
+    );
+
+    // Graceful stop: SIGTERM commits and exits 0.
+    learner.signal("TERM");
+    assert!(learner.wait_exit(Duration::from_secs(20)).success(), "{}", learner.log_text());
+    assert!(learner.log_text().contains("consumer stopped"), "{}", learner.log_text());
+    bridge.signal("TERM");
+    assert!(bridge.wait_exit(Duration::from_secs(20)).success(), "{}", bridge.log_text());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn wait_until_applied_at_least(client: &reqwest::Client, url: &str, n: u64) {
+    eventually(Duration::from_secs(60), &format!("at least {n} records applied"), || async {
+        let s = stats(client, url).await;
+        (s["records_applied"].as_u64().unwrap_or(0) >= n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_mode_runs_rest_to_kafka_to_learner_in_one_process() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    let client = reqwest::Client::new();
+    // No topic yet: the learner creates it.
+    let (mut learner, url) = start_learner(
+        "combined",
+        &["--mode", "combined", "--kafka-brokers", &brokers, "--kafka-partitions", "3"],
+    );
+    let mut seen = BTreeSet::new();
+    produce(&client, &url, "c", 60, 20, Duration::ZERO, &mut seen).await;
+    let s = wait_applied(&client, &url, 60, Duration::from_secs(60)).await;
+    assert_eq!(s["records_forwarded"], 60, "{s}");
+    assert_eq!(s["mode"], "combined");
+    let (status, rec) = get_json(
+        &client,
+        &format!("{url}/recommendation?route=/route-0&candidates=downstream-1,downstream-3"),
+    )
+    .await;
+    assert_eq!(status, 200, "{rec}");
+    let metrics = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("magnetar_learner_kafka_consumed_total 60"), "{metrics}");
+    learner.signal("TERM");
+    assert!(learner.wait_exit(Duration::from_secs(20)).success(), "{}", learner.log_text());
+}

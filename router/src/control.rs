@@ -1,0 +1,106 @@
+//! The router's own endpoints under `/_magnetar/`, JSON error responses and CORS.
+//!
+//! Error bodies say what was wrong with the request (or the deployment), never internal detail:
+//! `{"error": "<kind>", "message": "<what to fix>"}`.
+
+use magnetar_core::config::{Algo, RouterConfig};
+use magnetar_core::fleet::Target;
+use magnetar_core::strategy::StrategyKind;
+use serde_json::json;
+use worker::{Context, Request, Response, Result, RouteContext};
+
+use crate::{isolate, proxy};
+
+/// Response headers a browser may read (the test-bed page reads them).
+pub const EXPOSED_HEADERS: &str = "x-magnetar-worker, x-magnetar-attempts, x-magnetar-algo, \
+     x-magnetar-request-id, x-magnetar-outcome, x-magnetar-fallback";
+
+/// A JSON error response.
+pub fn error(status: u16, kind: &str, message: impl Into<String>) -> Result<Response> {
+    let body = json!({ "error": kind, "message": message.into() });
+    Ok(Response::from_json(&body)?.with_status(status))
+}
+
+/// Adds CORS headers when the deployment allows a browser origin.
+pub fn with_cors(mut response: Response, config: &RouterConfig) -> Response {
+    if let Some(origin) = &config.cors_allow_origin {
+        let headers = response.headers_mut();
+        let _ = headers.set("access-control-allow-origin", origin);
+        let _ = headers.set("access-control-expose-headers", EXPOSED_HEADERS);
+    }
+    response
+}
+
+/// Answers a CORS preflight.
+pub fn preflight(config: &RouterConfig) -> Result<Response> {
+    let mut response = Response::empty()?.with_status(204);
+    let headers = response.headers_mut();
+    headers.set("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")?;
+    headers.set("access-control-allow-headers", "*")?;
+    headers.set("access-control-max-age", "600")?;
+    Ok(with_cors(response, config))
+}
+
+fn configured(
+    ctx: &RouteContext<Context>,
+) -> std::result::Result<std::rc::Rc<RouterConfig>, Result<Response>> {
+    isolate::config(&ctx.env).map_err(|e| error(500, "router_misconfigured", e.to_string()))
+}
+
+/// `GET /_magnetar/health`: liveness, and whether the configuration is valid.
+pub fn health(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
+    match configured(&ctx) {
+        Ok(config) => Ok(with_cors(Response::from_json(&json!({ "ok": true }))?, &config)),
+        Err(response) => response,
+    }
+}
+
+/// `GET /_magnetar/fleet`: the fleet, the strategies and the defaults.
+pub fn fleet(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
+    let config = match configured(&ctx) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let downstreams: Vec<_> = config
+        .fleet
+        .downstreams()
+        .iter()
+        .map(|d| {
+            let (kind, target) = match &d.target {
+                Target::Url(u) => ("url", u.as_str()),
+                Target::Service(s) => ("service", s.as_str()),
+            };
+            json!({ "name": d.name, kind: target, "weight": d.weight, "tags": d.tags })
+        })
+        .collect();
+    let mut algos: Vec<_> = StrategyKind::ALL
+        .iter()
+        .map(|k| json!({ "name": k.name(), "description": k.describe() }))
+        .collect();
+    algos.push(json!({
+        "name": Algo::Learner.name(),
+        "description": "ask the learner's /recommendation per attempt; local Thompson sampling when it does not answer in time",
+    }));
+    let body = json!({
+        "downstreams": downstreams,
+        "algos": algos,
+        "default_algo": config.default_algo.name(),
+        "max_attempts": config.max_attempts,
+        "distinct_downstreams": config.distinct_downstreams,
+        "attempt_timeout_ms": config.attempt_timeout_ms,
+        "request_deadline_ms": config.request_deadline_ms,
+        "telemetry": config.telemetry.as_ref().map(|t| t.endpoint()),
+        "learner": config.learner.as_ref().map(|l| l.url.clone()),
+        "success_definition": "an attempt succeeds when the downstream answers with a status below 500 other than 429; a request succeeds when its final attempt does",
+    });
+    Ok(with_cors(Response::from_json(&body)?, &config))
+}
+
+/// `GET /_magnetar/state`: this isolate's counters and learned posteriors.
+pub fn state(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
+    let config = match configured(&ctx) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    Ok(with_cors(Response::from_json(&isolate::view(proxy::now_ms()))?, &config))
+}

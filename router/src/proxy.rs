@@ -1,0 +1,223 @@
+//! One client request: read the client's options, attempt downstreams as the
+//! [`AttemptPlan`] allows, answer, and hand telemetry to `wait_until`.
+
+use magnetar_core::Outcome;
+use magnetar_core::config::{Algo, RouterConfig};
+use magnetar_core::request::parse_request_options;
+use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next};
+use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
+use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
+use serde_json::json;
+use worker::{Context, Date, Method, Request, Response, Result, RouteContext};
+
+use crate::attempt::{self, AttemptResult, Outgoing};
+use crate::{control, isolate, learner, telemetry};
+
+/// Strategy the `learner` algo falls back to when the learner does not answer.
+pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
+
+/// Wall clock, milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+fn request_id(started_ms: u64) -> String {
+    let rand = (js_sys::Math::random() * 1e12) as u64;
+    format!("{started_ms:x}-{rand:010x}")
+}
+
+/// Handles every request that is not a `/_magnetar/` endpoint.
+pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Response> {
+    let started_ms = now_ms();
+    let config = match isolate::config(&ctx.env) {
+        Ok(c) => c,
+        Err(e) => return control::error(500, "router_misconfigured", e.to_string()),
+    };
+    if req.method() == Method::Options && config.cors_allow_origin.is_some() {
+        return control::preflight(&config);
+    }
+    let url = req.url()?;
+    let route = url.path().to_owned();
+    let query = url.query().unwrap_or("").to_owned();
+    let body = req.bytes().await.unwrap_or_default();
+    let headers = req.headers();
+    let lookup = |name: &str| headers.get(name).ok().flatten();
+    let content_type = lookup("content-type");
+    let options = match parse_request_options(
+        &query,
+        lookup,
+        content_type.as_deref(),
+        &body,
+        config.max_attempts,
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            let response = control::error(400, "bad_request", e.to_string())?;
+            return Ok(control::with_cors(response, &config));
+        }
+    };
+    isolate::count(|c| c.requests += 1);
+    let algo = options.algo.unwrap_or(config.default_algo);
+    learner::maybe_refresh_params(&config, &route, algo, started_ms, &ctx.data);
+
+    let out = Outgoing {
+        method: req.method(),
+        path_and_query: match url.query() {
+            Some(q) => format!("{route}?{q}"),
+            None => route.clone(),
+        },
+        headers: attempt::copy_headers(req.headers()),
+        body,
+    };
+    let max_attempts = options.max_attempts.unwrap_or(config.max_attempts);
+    let mut plan =
+        AttemptPlan::new(max_attempts, config.fleet.len(), started_ms + config.request_deadline_ms)
+            .distinct(config.distinct_downstreams);
+
+    let mut last_response: Option<Response> = None;
+    let mut fell_back = false;
+    let mut next = Next::GiveUp;
+    loop {
+        let attempt_no = plan.next_attempt();
+        let now = now_ms();
+        let ctx_sel = SelectContext { excluded: plan.excluded(), attempt: attempt_no, now_ms: now };
+        let (arm, local_kind) = match choose(&config, &route, algo, &ctx_sel).await {
+            Some(choice) => choice,
+            None => break,
+        };
+        fell_back |= matches!(algo, Algo::Learner) && local_kind.is_some();
+        let Some(downstream) = config.fleet.get(arm) else { break };
+        let remaining = (started_ms + config.request_deadline_ms).saturating_sub(now).max(1);
+        let timeout = config.attempt_timeout_ms.min(remaining);
+        let result = attempt::send(&ctx.env, downstream, &out, attempt_no, timeout).await;
+        let finished = now_ms();
+        let (outcome, status, response) = match result {
+            AttemptResult::Answered(r) => {
+                (Outcome::from_status(r.status_code()), Some(r.status_code()), Some(r))
+            }
+            AttemptResult::TimedOut => (Outcome::Timeout, None, None),
+            AttemptResult::Failed(_) => (Outcome::ConnectError, None, None),
+        };
+        let latency_ms = finished.saturating_sub(now) as f64;
+        let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: attempt_no };
+        // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
+        // the fallback so it is ready when the learner is not.
+        isolate::update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        isolate::count(|c| c.attempts += 1);
+        last_response = response;
+        next = plan.record(AttemptRecord { arm, outcome, status, latency_ms }, finished);
+        if next != Next::Retry {
+            break;
+        }
+    }
+
+    let finished_ms = now_ms();
+    let id = request_id(started_ms);
+    let response = respond(&config, &plan, next, last_response, algo, &id, fell_back)?;
+    if let Some(telemetry_config) = config.telemetry.clone() {
+        let record = TelemetryRecord {
+            schema: TELEMETRY_SCHEMA,
+            request_id: id,
+            caller_id: options.caller_id,
+            route,
+            strategy: algo.name().to_owned(),
+            router_instance: isolate::instance_id(),
+            started_ms,
+            finished_ms,
+            attempts: attempts_telemetry(&config, &plan),
+            final_outcome: plan.attempts().last().map_or(Outcome::ConnectError, |a| a.outcome),
+            final_status: response.status_code(),
+        };
+        ctx.data.wait_until(telemetry::post(telemetry_config, record));
+    }
+    Ok(control::with_cors(response, &config))
+}
+
+/// Picks the arm of the next attempt. Returns the local strategy that chose it (`None` when the
+/// learner chose).
+async fn choose(
+    config: &RouterConfig,
+    route: &str,
+    algo: Algo,
+    ctx: &SelectContext<'_>,
+) -> Option<(ArmId, Option<StrategyKind>)> {
+    match algo {
+        Algo::Local(kind) => isolate::select(route, kind, ctx).map(|arm| (arm, Some(kind))),
+        Algo::Learner => {
+            if let Some(arm) = learner::recommend(config, route, ctx.excluded).await {
+                isolate::count(|c| c.learner_recommendations += 1);
+                return Some((arm, None));
+            }
+            isolate::count(|c| c.learner_fallbacks += 1);
+            isolate::select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
+        }
+    }
+}
+
+fn attempts_telemetry(config: &RouterConfig, plan: &AttemptPlan) -> Vec<AttemptTelemetry> {
+    plan.attempts()
+        .iter()
+        .map(|a| AttemptTelemetry {
+            downstream: config.fleet.get(a.arm).map(|d| d.name.clone()).unwrap_or_default(),
+            status: a.status,
+            outcome: a.outcome,
+            latency_ms: a.latency_ms,
+        })
+        .collect()
+}
+
+fn respond(
+    config: &RouterConfig,
+    plan: &AttemptPlan,
+    next: Next,
+    last: Option<Response>,
+    algo: Algo,
+    id: &str,
+    fell_back: bool,
+) -> Result<Response> {
+    let last_attempt = plan.attempts().last();
+    let worker_name = last_attempt
+        .and_then(|a| config.fleet.get(a.arm))
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    let mut response = match (next, last) {
+        (Next::Answer, Some(downstream_response)) => {
+            // Responses from fetch have immutable headers: copy them into a fresh set.
+            let headers = attempt::copy_headers(downstream_response.headers());
+            downstream_response.with_headers(headers)
+        }
+        _ => {
+            let attempts: Vec<_> = plan
+                .attempts()
+                .iter()
+                .map(|a| {
+                    json!({
+                        "downstream": config.fleet.get(a.arm).map(|d| d.name.as_str()),
+                        "outcome": a.outcome,
+                        "status": a.status,
+                        "latency_ms": a.latency_ms,
+                    })
+                })
+                .collect();
+            let message = if attempts.is_empty() {
+                "no downstream could be tried".to_owned()
+            } else {
+                format!("all {} attempts failed", attempts.len())
+            };
+            let body =
+                json!({ "error": "all_attempts_failed", "message": message, "attempts": attempts });
+            Response::from_json(&body)?.with_status(502)
+        }
+    };
+    let headers = response.headers_mut();
+    headers.set("x-magnetar-worker", &worker_name)?;
+    headers.set("x-magnetar-attempts", &plan.attempts().len().to_string())?;
+    headers.set("x-magnetar-algo", algo.name())?;
+    headers.set("x-magnetar-request-id", id)?;
+    let outcome = if plan.succeeded() { "success" } else { "failure" };
+    headers.set("x-magnetar-outcome", outcome)?;
+    if fell_back {
+        headers.set("x-magnetar-fallback", LEARNER_FALLBACK.name())?;
+    }
+    Ok(response)
+}

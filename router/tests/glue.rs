@@ -1,0 +1,68 @@
+//! Tests of the router's JS glue, run in a JS engine:
+//! `cargo test -p magnetar-router --target wasm32-unknown-unknown` (wasm-bindgen-test-runner
+//! under Node, set by scripts/env.sh) or `wasm-pack test --node router`.
+#![cfg(target_arch = "wasm32")]
+// clippy does not see #[wasm_bindgen_test] functions as tests.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use magnetar_router::attempt::{copy_headers, with_deadline};
+use magnetar_router::learner::encode_query_value;
+use magnetar_router::telemetry::base64;
+use wasm_bindgen_test::wasm_bindgen_test;
+use worker::{Delay, Headers};
+
+#[wasm_bindgen_test]
+fn base64_matches_rfc4648_vectors() {
+    let vectors =
+        [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];
+    for (input, expected) in vectors {
+        assert_eq!(base64(input.as_bytes()), expected);
+    }
+}
+
+#[wasm_bindgen_test]
+fn query_values_are_percent_encoded() {
+    assert_eq!(encode_query_value("/service a&b"), "%2Fservice%20a%26b");
+    assert_eq!(encode_query_value("downstream-1"), "downstream-1");
+}
+
+#[wasm_bindgen_test]
+fn copied_headers_are_independent_and_complete() {
+    let original = Headers::new();
+    original.set("x-a", "1").unwrap();
+    original.append("set-cookie", "a=1").unwrap();
+    original.append("set-cookie", "b=2").unwrap();
+    let copy = copy_headers(&original);
+    copy.set("x-magnetar-worker", "w").unwrap();
+    assert_eq!(copy.get("x-a").unwrap().as_deref(), Some("1"));
+    assert_eq!(copy.get("set-cookie").unwrap().as_deref(), Some("a=1, b=2"));
+    assert_eq!(original.get("x-magnetar-worker").unwrap(), None);
+}
+
+/// `worker::Delay` expects the numeric timer ids workerd returns; Node returns `Timeout`
+/// objects. Make Node's ids numbers (idempotent).
+fn numeric_timer_ids() {
+    js_sys::Function::new_no_args(
+        "if (!globalThis.__numericTimers) {
+           const set = globalThis.setTimeout;
+           globalThis.setTimeout = (...args) => Number(set(...args));
+           globalThis.__numericTimers = true;
+         }",
+    )
+    .call0(&wasm_bindgen::JsValue::UNDEFINED)
+    .unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn deadline_cuts_slow_futures_and_passes_fast_ones() {
+    numeric_timer_ids();
+    let slow = async {
+        Delay::from(Duration::from_millis(200)).await;
+        1
+    };
+    assert_eq!(with_deadline(slow, 20).await, None);
+    let fast = async { 2 };
+    assert_eq!(with_deadline(fast, 20).await, Some(2));
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Starts the whole local Magnetar stack and prints where to look; Ctrl-C stops everything it
+# started (each process runs in its own process group, so no workerd is left behind).
+#
+#   scripts/stack.sh            embedded mode: the learner answers the REST proxy API itself
+#   scripts/stack.sh --kafka    Kafka mode: tansu broker + learner bridge (REST → Kafka) +
+#                               learner consumer group (Kafka → posteriors)
+#
+# What runs (ports from config/workers.json):
+#   - one `wrangler dev` (workerd) per downstream in config/workers.json, with its failure settings;
+#   - the router (`wrangler dev`), posting telemetry to and asking the learner;
+#   - the learner (native), and the test-bed page.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$MAGNETAR_ROOT"
+
+KAFKA=0
+for arg in "$@"; do
+  case "$arg" in
+    --kafka) KAFKA=1 ;;
+    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+STACK="$MAGNETAR_STATE/stack"
+LOGS="$STACK/logs"
+mkdir -p "$LOGS"
+PGIDS=()
+
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping ${#PGIDS[@]} processes"
+  for pgid in "${PGIDS[@]}"; do kill -TERM -- "-$pgid" 2>/dev/null || true; done
+  sleep 1
+  for pgid in "${PGIDS[@]}"; do kill -KILL -- "-$pgid" 2>/dev/null || true; done
+}
+trap stop_all INT TERM EXIT
+
+start() { # name command...
+  local name=$1
+  shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  PGIDS+=("$!")
+}
+
+wait_ready() { # name url
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "$1 did not come up at $2; last log lines:" >&2
+  tail -n 30 "$LOGS/$1.log" >&2
+  exit 1
+}
+
+json() { python3 -c "import json,sys; d=json.load(open('config/workers.json')); print($1)"; }
+
+# Refuse to start on top of another stack (ports would clash).
+router_port=$(json "d.get('router',{}).get('port',8787)")
+if curl -fsS -o /dev/null "http://127.0.0.1:$router_port/_magnetar/health" 2>/dev/null; then
+  echo "a router already answers on port $router_port: stop that stack first" >&2
+  trap - EXIT
+  exit 1
+fi
+
+[ -x "$HOME/.cargo/bin/worker-build" ] && [ -d node_modules ] || bash scripts/setup.sh
+echo "building Workers and the learner (incremental)..."
+bash scripts/build-workers.sh
+cargo build --release --quiet -p magnetar-learner -p magnetar-lab
+
+learner_port=$(json "d.get('learner',{}).get('port',8090)")
+half_life=$(json "d.get('learner',{}).get('half_life_ms',60000)")
+testbed_port=$(json "d.get('test_bed',{}).get('port',8080)")
+learner_url="http://127.0.0.1:$learner_port"
+LEARNER_BIN="$MAGNETAR_ROOT/target/release/magnetar-learner"
+
+if [ "$KAFKA" -eq 1 ]; then
+  kafka_port=$(json "d.get('kafka',{}).get('port',19092)")
+  bridge_port=$(json "d.get('kafka',{}).get('bridge_port',8091)")
+  start tansu tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/
+  sleep 1
+  start learner-bridge "$LEARNER_BIN" --mode bridge --http-addr "127.0.0.1:$bridge_port" \
+    --kafka-brokers "127.0.0.1:$kafka_port"
+  start learner "$LEARNER_BIN" --mode kafka --http-addr "127.0.0.1:$learner_port" \
+    --kafka-brokers "127.0.0.1:$kafka_port" --half-life-ms "$half_life"
+  rest_url="http://127.0.0.1:$bridge_port"
+  wait_ready learner-bridge "$rest_url/healthz"
+else
+  start learner "$LEARNER_BIN" --mode embedded --http-addr "127.0.0.1:$learner_port" --half-life-ms "$half_life"
+  rest_url="$learner_url"
+fi
+
+manifest=$(python3 scripts/fleet.py gen-local --out "$STACK/configs" \
+  --var "KAFKA_REST_URL=$rest_url" --var "LEARNER_URL=$learner_url")
+while IFS=$'\t' read -r name port inspector config; do
+  start "$name" wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" \
+    --inspector-port "$inspector" --persist-to "$STACK/state-$name" --log-level warn
+done < <(python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+for d in m["downstreams"] + [m["router"]]:
+    print(d["name"], d["port"], d["inspector_port"], d["config"], sep="\t")' <<<"$manifest")
+
+start test-bed "$MAGNETAR_ROOT/target/release/magnetar-lab" serve --port "$testbed_port" \
+  --router "http://127.0.0.1:$router_port" --learner "$learner_url"
+
+wait_ready learner "$learner_url/healthz"
+python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+for d in m["downstreams"]:
+    print(d["name"], d["port"])' <<<"$manifest" | while read -r name port; do
+  wait_ready "$name" "http://127.0.0.1:$port/ping"
+done
+wait_ready magnetar-router "http://127.0.0.1:$router_port/_magnetar/health"
+wait_ready test-bed "http://127.0.0.1:$testbed_port/"
+
+cat <<EOF
+
+Magnetar is running$([ "$KAFKA" -eq 1 ] && echo " (Kafka path: router -> bridge -> tansu -> learner)").
+  test-bed page   http://127.0.0.1:$testbed_port/
+  router          http://127.0.0.1:$router_port/service   (try: curl -i 'http://127.0.0.1:$router_port/service?algo=thompson')
+  router state    http://127.0.0.1:$router_port/_magnetar/fleet  /_magnetar/state
+  learner         $learner_url/recommendation?route=/service   /params  /stats  /metrics
+  telemetry to    $rest_url/topics/magnetar-telemetry
+$(python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+for d in m["downstreams"]:
+    print(f"  {d[\"name\"]:<15} http://127.0.0.1:{d[\"port\"]}/")' <<<"$manifest")
+  logs            $LOGS/
+Press Ctrl-C to stop everything.
+EOF
+wait

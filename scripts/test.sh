@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing (scripts/setup.sh), then
+#   1. formatting and clippy (-D warnings), native and wasm32;
+#   2. native tests of every crate (unit, property, statistical acceptance, learner + broker);
+#   3. #[wasm_bindgen_test] tests of the Workers' glue under Node;
+#   4. the Workers built with worker-build, and `wrangler deploy --dry-run` for both;
+#   5. end-to-end tests through real `wrangler dev` (workerd) processes on loopback.
+# CI runs exactly this (.ci/run). Idempotent; later runs reuse installs and build caches.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$MAGNETAR_ROOT"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+WASM_CRATES=(-p magnetar-router -p magnetar-downstream)
+
+step "setup"
+bash scripts/setup.sh
+. scripts/env.sh  # the toolchain choice may have just been recorded
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (native, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy (wasm32: core and Workers)"
+RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
+  -p magnetar-core "${WASM_CRATES[@]}" -- -D warnings
+
+step "native tests"
+cargo test --workspace --locked --exclude magnetar-e2e
+
+step "wasm-bindgen tests under Node"
+RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo test --locked --target wasm32-unknown-unknown "${WASM_CRATES[@]}"
+
+step "build Workers"
+bash scripts/build-workers.sh
+
+step "wrangler deploy --dry-run"
+dry="$MAGNETAR_STATE/dry-run"
+python3 scripts/fleet.py gen-local --out "$dry/configs" >/dev/null
+for worker in router downstream-1; do
+  rm -rf "${dry:?}/$worker"
+  wrangler deploy --dry-run --config "$dry/configs/$worker.toml" --outdir "$dry/$worker" 2>&1 \
+    | grep -E "Total Upload|dry-run" || { echo "dry run of $worker failed" >&2; exit 1; }
+done
+
+step "end-to-end tests (wrangler dev on loopback)"
+cargo test --locked -p magnetar-e2e -- --test-threads=2

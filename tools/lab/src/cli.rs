@@ -1,0 +1,265 @@
+//! The command line: `run` (headless comparison), `serve` (the test-bed page), `scenarios`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::load::LoadShape;
+use crate::peers::PeerKind;
+use crate::run::{RunOptions, StartStack};
+use crate::scenario::Scenario;
+use crate::serve::ServeConfig;
+use crate::{report, run, serve, stack};
+
+/// Default concurrency of `run`.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default requests per lane.
+pub const DEFAULT_REQUESTS: usize = 1000;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "magnetar-lab",
+    version,
+    about = "Magnetar's lab: stress comparisons of routing strategies against HAProxy and nginx on the same flaky fleet, and the test-bed page's server."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a headless comparison against the running stack (started when none runs) and writes
+    /// results.json, summary.csv, samples.csv, table.md and chart.svg.
+    Run(RunArgs),
+    /// Serves the test-bed page.
+    Serve(ServeArgs),
+    /// Prints the built-in scenarios as JSON.
+    Scenarios,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Router base URL (default: the port in config/workers.json on 127.0.0.1).
+    #[arg(long, env = "MAGNETAR_ROUTER")]
+    pub router: Option<String>,
+    /// Scenario: prototype, tiers or nonstationary (see `magnetar-lab scenarios`).
+    #[arg(long, default_value = "prototype")]
+    pub scenario: String,
+    /// Strategies, comma-separated wire names, or `all` (every strategy the router offers).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub algos: Vec<String>,
+    /// Peer load balancers on the same fleet: haproxy, nginx, or none.
+    #[arg(long, default_value = "haproxy,nginx", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Requests per lane.
+    #[arg(long, default_value_t = DEFAULT_REQUESTS)]
+    pub requests: usize,
+    /// Requests in flight at all times (as fast as the lane answers) [default: 8].
+    #[arg(long, conflicts_with = "rate")]
+    pub concurrency: Option<usize>,
+    /// Fixed request rate, requests per second, open loop (the flaky-load-balancer harness: 10).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Attempts per request, 1 = single attempt (default: the router's budget, 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Results root: each run writes `<out>/<scenario>-<id>/`.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Write into exactly this directory instead.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Let every strategy learn on `/service` instead of a fresh route of its own (then earlier
+    /// runs' learning carries over).
+    #[arg(long)]
+    pub shared_route: bool,
+    /// When to start a local stack.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub start_stack: StartStack,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Router base URL the page talks to.
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    pub router: String,
+    /// Learner base URL the page talks to.
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    pub learner: String,
+    /// The page's directory (default: test-bed/ of the repository).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Chart.js UMD build (default: node_modules/chart.js/dist/chart.umd.js of the repository).
+    #[arg(long)]
+    pub chart_js: Option<PathBuf>,
+}
+
+fn default_router() -> String {
+    let root = stack::repo_root();
+    let port = std::fs::read_to_string(root.join("config/workers.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["router"]["port"].as_u64())
+        .unwrap_or(8787);
+    format!("http://127.0.0.1:{port}")
+}
+
+impl RunArgs {
+    /// The options `run::run` takes.
+    pub fn options(&self) -> Result<RunOptions> {
+        Scenario::by_name(&self.scenario)?;
+        let shape = match (self.rate, self.concurrency) {
+            (Some(r), _) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
+            (Some(r), _) => LoadShape::Rate(r),
+            (None, Some(0)) => bail!("--concurrency must be at least 1"),
+            (None, c) => LoadShape::Concurrency(c.unwrap_or(DEFAULT_CONCURRENCY)),
+        };
+        let peers = self
+            .peers
+            .iter()
+            .filter(|p| !p.is_empty() && p.as_str() != "none")
+            .map(|p| p.parse::<PeerKind>().map_err(anyhow::Error::msg))
+            .collect::<Result<Vec<_>>>()?;
+        let algos: Vec<String> = self.algos.iter().filter(|a| !a.is_empty()).cloned().collect();
+        if algos.is_empty() && peers.is_empty() {
+            bail!("nothing to measure: give --algos or --peers");
+        }
+        Ok(RunOptions {
+            router: self
+                .router
+                .clone()
+                .unwrap_or_else(default_router)
+                .trim_end_matches('/')
+                .to_owned(),
+            scenario: self.scenario.clone(),
+            algos,
+            peers,
+            requests: self.requests,
+            shape,
+            max_attempts: self.max_attempts,
+            out: self.out.clone(),
+            out_dir: self.out_dir.clone(),
+            fresh_routes: !self.shared_route,
+            start_stack: self.start_stack,
+            progress: !self.no_progress,
+        })
+    }
+}
+
+/// Parses `magnetar-lab run ...` arguments (the first item is the program name).
+pub fn run_options_from<I, T>(args: I) -> Result<RunOptions>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args)?.command {
+        Command::Run(run) => run.options(),
+        _ => bail!("not a run command"),
+    }
+}
+
+/// Prints a finished run: heading, table, files.
+pub fn print_run(output: &run::RunOutput) {
+    println!("\n{}\n", report::heading(&output.report));
+    println!("{}", report::table(&output.report));
+    println!("results in {}:", output.dir.display());
+    for file in &output.files {
+        println!("  {}", file.display());
+    }
+}
+
+/// Runs a parsed command line until it finishes or Ctrl-C (everything the lab started stops).
+pub async fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Scenarios => {
+            println!("{}", serde_json::to_string_pretty(&Scenario::builtin())?);
+            Ok(())
+        }
+        Command::Run(args) => {
+            let options = args.options()?;
+            let output = tokio::select! {
+                output = run::run(&options) => output?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
+            };
+            print_run(&output);
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let root = stack::repo_root();
+            let config = ServeConfig {
+                dir: args.dir.unwrap_or_else(|| root.join("test-bed")),
+                chart_js: args
+                    .chart_js
+                    .unwrap_or_else(|| root.join("node_modules/chart.js/dist/chart.umd.js")),
+                router: args.router.trim_end_matches('/').to_owned(),
+                learner: args.learner.trim_end_matches('/').to_owned(),
+            };
+            if !config.dir.join("index.html").exists() {
+                bail!("{} has no index.html (give --dir)", config.dir.display());
+            }
+            let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+                .await
+                .with_context(|| format!("bind {}:{}", args.bind, args.port))?;
+            println!("test-bed page on http://{}/", listener.local_addr()?);
+            serve::serve(listener, config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_arguments_become_options() {
+        let o = run_options_from([
+            "magnetar-lab",
+            "run",
+            "--router",
+            "http://127.0.0.1:1/",
+            "--algos",
+            "round_robin,thompson",
+            "--peers",
+            "none",
+            "--rate",
+            "10",
+            "--max-attempts",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(o.router, "http://127.0.0.1:1");
+        assert_eq!(o.algos, ["round_robin", "thompson"]);
+        assert!(o.peers.is_empty());
+        assert_eq!(o.shape, LoadShape::Rate(10.0));
+        assert_eq!(o.max_attempts, Some(1));
+        assert!(o.fresh_routes);
+        let o = run_options_from(["magnetar-lab", "run", "--router", "http://x"]).unwrap();
+        assert_eq!(o.shape, LoadShape::Concurrency(DEFAULT_CONCURRENCY));
+        assert_eq!(o.peers, [PeerKind::Haproxy, PeerKind::Nginx]);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        assert!(run_options_from(["magnetar-lab", "run", "--scenario", "x"]).is_err());
+        assert!(run_options_from(["magnetar-lab", "run", "--peers", "envoy"]).is_err());
+        assert!(
+            run_options_from(["magnetar-lab", "run", "--rate", "1", "--concurrency", "2"]).is_err()
+        );
+        assert!(run_options_from(["magnetar-lab", "run", "--concurrency", "0"]).is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! Magnetar's lab: honest, repeatable stress comparisons.
+//!
+//! `magnetar-lab run` sends the same load (requests, concurrency or fixed rate, scenario timeline)
+//! through each chosen Magnetar strategy and through HAProxy and nginx in front of the same
+//! downstream fleet, and reports one table with one set of definitions ([`metrics`]).
+//! `magnetar-lab serve` serves the test-bed page, which does the same interactively in a browser.
+//!
+//! - [`scenario`]: how the fleet behaves over a run (the `x-flaky-config` header per request);
+//! - [`load`]: the load generator and how each lane's answers are read;
+//! - [`metrics`]: the definitions (success, first-attempt success, score, regret, ...);
+//! - [`peers`]: HAProxy and nginx configured and started on loopback;
+//! - [`stack`]: finding the running stack, or starting one;
+//! - [`run`]: one comparison, lane after lane; [`report`]: table, JSON, CSV, SVG;
+//! - [`serve`]: the page's server; [`cli`]: the command line; [`process`]: child process groups.
+
+pub mod cli;
+pub mod load;
+pub mod metrics;
+pub mod peers;
+pub mod process;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod serve;
+pub mod stack;

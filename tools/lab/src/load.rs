@@ -1,0 +1,331 @@
+//! The load generator: the same load shape for every lane.
+//!
+//! A lane is one thing measured: a Magnetar strategy (through the router) or a peer load balancer.
+//! [`drive`] sends request `0..n` either with a fixed number in flight ([`LoadShape::Concurrency`],
+//! as fast as the lane answers) or open-loop at a fixed rate ([`LoadShape::Rate`], request `i`
+//! leaves at `i / rate` seconds whatever the answers). Every request carries the scenario's
+//! `x-flaky-config` for its index, so phases switch at the same request for every lane.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use magnetar_core::Outcome;
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::metrics::Sample;
+use crate::peers::{self, NGINX_ADDR_HEADER, NGINX_STATUS_HEADER, PeerKind, REQUEST_ID_HEADER};
+use crate::scenario::{self, Scenario};
+
+/// Most requests in flight in rate mode (a lane slower than the rate falls behind, visibly).
+pub const MAX_IN_FLIGHT: usize = 512;
+/// Client-side timeout of one request: well beyond the router's request deadline.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How requests are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadShape {
+    /// This many requests in flight at all times.
+    Concurrency(usize),
+    /// Requests per second, open loop.
+    Rate(f64),
+}
+
+impl std::fmt::Display for LoadShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadShape::Concurrency(c) => write!(f, "concurrency {c}"),
+            LoadShape::Rate(r) => write!(f, "{r} requests/s"),
+        }
+    }
+}
+
+/// What a lane sends its requests to.
+#[derive(Clone, Debug)]
+pub enum LaneKind {
+    /// A Magnetar strategy: `POST {router}{route}?algo=..&max_attempts=..`.
+    Magnetar { algo: String },
+    /// A peer load balancer.
+    Peer(PeerKind),
+}
+
+/// Everything needed to send one lane's requests.
+#[derive(Clone, Debug)]
+pub struct LaneTarget {
+    pub label: String,
+    pub kind: LaneKind,
+    /// Full URL every request is POSTed to.
+    pub url: String,
+    /// Downstream names in fleet order (for the scenario header).
+    pub names: Vec<String>,
+    /// `host:port` → downstream name (peers).
+    pub addr_names: std::collections::HashMap<String, String>,
+}
+
+/// A lane cannot go on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LaneError {
+    /// A downstream answered 400 to the lab's override: the scenario header is wrong, and every
+    /// "success" would be a lie (4xx counts as success).
+    #[error("a downstream rejected the x-flaky-config override: {0}")]
+    OverrideRejected(String),
+}
+
+/// The request id the lab sends (HAProxy logs it).
+pub fn request_id(label: &str, index: usize) -> String {
+    format!("{label}-{index}")
+}
+
+impl LaneTarget {
+    /// Sends request `index` of `total`, `sent_ms` after the lane started.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        scenario: &Scenario,
+        headers: &[String],
+        index: usize,
+        total: usize,
+        sent_ms: f64,
+    ) -> Result<Sample, LaneError> {
+        let phase = scenario.phase_index(index, total);
+        let started = Instant::now();
+        let response = client
+            .post(&self.url)
+            .header(scenario::HEADER, &headers[phase])
+            .header(REQUEST_ID_HEADER, request_id(&self.label, index))
+            .header("content-type", "application/json")
+            .body("{}")
+            .timeout(CLIENT_TIMEOUT)
+            .send()
+            .await;
+        let mut sample = Sample {
+            index,
+            sent_ms,
+            latency_ms: 0.0,
+            status: 0,
+            success: false,
+            attempts: 0,
+            worker: String::new(),
+            oracle: scenario.oracle_for_phase(phase),
+            error: None,
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                sample.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                sample.error = Some(error_text(&e));
+                return Ok(sample);
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+        };
+        sample.status = status;
+        let flaky_worker = header("x-flaky-worker");
+        match &self.kind {
+            LaneKind::Magnetar { .. } => {
+                sample.success = header("x-magnetar-outcome") == "success";
+                sample.attempts = header("x-magnetar-attempts").parse().unwrap_or(0);
+                sample.worker = header("x-magnetar-worker");
+            }
+            LaneKind::Peer(kind) => {
+                sample.success = Outcome::from_status(status).is_success();
+                sample.worker = flaky_worker.clone();
+                if *kind == PeerKind::Nginx {
+                    sample.attempts = peers::nginx_attempts(&header(NGINX_STATUS_HEADER));
+                    if sample.worker.is_empty() {
+                        let last = header(NGINX_ADDR_HEADER);
+                        let last = last.rsplit([',', ':']).next().unwrap_or("").trim().to_owned();
+                        sample.worker = self.addr_names.get(&last).cloned().unwrap_or_default();
+                    }
+                }
+                // HAProxy: attempts come from its log once the lane is over.
+            }
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        sample.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status == 400 && !flaky_worker.is_empty() {
+            return Err(LaneError::OverrideRejected(String::from_utf8_lossy(&body).into_owned()));
+        }
+        Ok(sample)
+    }
+}
+
+fn error_text(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Sends `total` requests with `shape` through `send(index, sent_ms)`, calling `progress` with
+/// each sample as it completes. Stops early on the first error `send` returns.
+pub async fn drive<S, F>(
+    total: usize,
+    shape: LoadShape,
+    send: S,
+    mut progress: impl FnMut(&Sample),
+) -> Result<Vec<Sample>, LaneError>
+where
+    S: Fn(usize, f64) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Sample, LaneError>> + Send + 'static,
+{
+    let send = Arc::new(send);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    // tokio's clock, so that tests can pause it.
+    let start = tokio::time::Instant::now();
+    let elapsed_ms = move || start.elapsed().as_secs_f64() * 1000.0;
+    match shape {
+        LoadShape::Concurrency(c) => {
+            let next = Arc::new(AtomicUsize::new(0));
+            for _ in 0..c.max(1) {
+                let (send, tx, next, stop) = (send.clone(), tx.clone(), next.clone(), stop.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let result = send(i, elapsed_ms()).await;
+                        if result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        if tx.send(result).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        LoadShape::Rate(rate) => {
+            let (send, tx, stop) = (send.clone(), tx.clone(), stop.clone());
+            let interval = 1.0 / rate.max(1e-3);
+            let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+            tokio::spawn(async move {
+                for i in 0..total {
+                    let due = start + Duration::from_secs_f64(i as f64 * interval);
+                    tokio::time::sleep_until(due).await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                    let (send, tx, stop) = (send.clone(), tx.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let result = send(i, elapsed_ms()).await;
+                        drop(permit);
+                        if result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        let _ = tx.send(result);
+                    });
+                }
+            });
+        }
+    }
+    drop(tx);
+    let mut samples = Vec::with_capacity(total);
+    let mut failure = None;
+    while let Some(result) = rx.recv().await {
+        match result {
+            Ok(sample) => {
+                progress(&sample);
+                samples.push(sample);
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(samples),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(index: usize, sent_ms: f64) -> Sample {
+        Sample {
+            index,
+            sent_ms,
+            latency_ms: 1.0,
+            status: 200,
+            success: true,
+            attempts: 1,
+            worker: "downstream-1".into(),
+            oracle: 1.0,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrency_sends_every_index_once_and_never_more_in_flight() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (f, p) = (in_flight.clone(), peak.clone());
+        let samples = drive(
+            200,
+            LoadShape::Concurrency(4),
+            move |i, t| {
+                let (f, p) = (f.clone(), p.clone());
+                async move {
+                    let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    f.fetch_sub(1, Ordering::SeqCst);
+                    Ok(ok(i, t))
+                }
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let mut indices: Vec<usize> = samples.iter().map(|s| s.index).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, (0..200).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) <= 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_sends_on_schedule_whatever_the_latency() {
+        let samples = drive(
+            20,
+            LoadShape::Rate(10.0),
+            |i, t| async move {
+                tokio::time::sleep(Duration::from_millis(350)).await;
+                Ok(ok(i, t))
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(samples.len(), 20);
+        let last = samples.iter().find(|s| s.index == 19).unwrap();
+        // Request 19 leaves at 1.9 s (paused clock: exact up to scheduling).
+        assert!((last.sent_ms - 1900.0).abs() < 5.0, "{}", last.sent_ms);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_override_stops_the_lane() {
+        let result = drive(
+            1000,
+            LoadShape::Concurrency(2),
+            |i, t| async move {
+                if i == 5 { Err(LaneError::OverrideRejected("bad".into())) } else { Ok(ok(i, t)) }
+            },
+            |_| {},
+        )
+        .await;
+        assert!(matches!(result, Err(LaneError::OverrideRejected(_))));
+    }
+}

@@ -1,0 +1,366 @@
+//! A run's results: the table, JSON, CSV and an SVG chart, written to a results folder.
+//!
+//! Files in the run's folder:
+//! - `results.json`: the whole run (settings, definitions, every lane's summary and samples);
+//! - `summary.csv`: one row per lane; `samples.csv`: one row per request;
+//! - `table.md`: the table the lab prints;
+//! - `chart.svg`: rolling success rate per lane over the run, and final success rate per lane.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::load::LoadShape;
+use crate::metrics::{self, ROLLING_WINDOW, Sample, Summary};
+use crate::scenario::Scenario;
+
+/// Version of the `results.json` layout.
+pub const RESULTS_SCHEMA: u32 = 1;
+
+/// One measured lane.
+#[derive(Clone, Debug, Serialize)]
+pub struct LaneReport {
+    pub label: String,
+    /// `magnetar` or `peer`.
+    pub kind: String,
+    /// Route the router learned on (Magnetar lanes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    pub summary: Summary,
+    /// Work requests the downstreams counted during the lane (`GET /stats`), when they could be
+    /// read: an independent check of the attempts column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downstream_hits: Option<u64>,
+    pub samples: Vec<Sample>,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub schema: u32,
+    pub tool: String,
+    pub started_at_unix_ms: u64,
+    pub scenario: Scenario,
+    pub requests: usize,
+    pub load: LoadShape,
+    pub max_attempts: u32,
+    pub router: String,
+    pub learner: Option<String>,
+    pub fleet: Vec<String>,
+    /// Request index at which each scenario phase starts.
+    pub phase_starts: Vec<usize>,
+    /// What every column means.
+    pub definitions: BTreeMap<String, String>,
+    pub lanes: Vec<LaneReport>,
+}
+
+/// The definitions written into every results file (and shown on the page).
+pub fn definitions(success_definition: &str) -> BTreeMap<String, String> {
+    [
+        ("success", format!("the router's definition: {success_definition}. HAProxy's and nginx's final status is classified with the same function; a request with no answer is a failure")),
+        ("first_attempt_success", "the request succeeded with a single attempt".to_owned()),
+        ("attempts_per_request", "attempts the downstreams saw, divided by requests".to_owned()),
+        ("score", format!("best-guess score: successes minus every attempt beyond the {}rd of a request", metrics::FREE_ATTEMPTS)),
+        ("p50_p99", "nearest-rank percentiles of client-observed latency over every answered request, ms".to_owned()),
+        ("regret", "sum over requests of (oracle's first-attempt success probability under the scenario in force) minus (1 if the first attempt succeeded else 0)".to_owned()),
+        ("share", "fraction of requests whose final attempt went to each downstream, in fleet order".to_owned()),
+        ("rolling_success", format!("success rate over the last {ROLLING_WINDOW} requests, by request index")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// Traffic share in fleet order as whole percentages, `33/33/34`.
+pub fn share_text(summary: &Summary, fleet: &[String]) -> String {
+    let mut parts: Vec<String> = fleet
+        .iter()
+        .map(|n| format!("{:.0}", summary.share.get(n).copied().unwrap_or(0.0) * 100.0))
+        .collect();
+    if let Some(none) = summary.share.get(metrics::NO_DOWNSTREAM) {
+        parts.push(format!("none {:.0}", none * 100.0));
+    }
+    parts.join("/")
+}
+
+/// The results table (GitHub markdown).
+pub fn table(report: &RunReport) -> String {
+    let errors = report.lanes.iter().any(|l| l.summary.errors > 0);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "| lane | success | first-attempt success | attempts/req | score | p50 ms | p99 ms | regret | share % ({}) |",
+        report
+            .fleet
+            .iter()
+            .map(|n| n.trim_start_matches("downstream-"))
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    out.push_str(if errors { " no answer |\n" } else { "\n" });
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|---|");
+    out.push_str(if errors { "--:|\n" } else { "\n" });
+    for lane in &report.lanes {
+        let s = &lane.summary;
+        let label =
+            if lane.kind == "peer" { format!("{} (peer)", lane.label) } else { lane.label.clone() };
+        let _ = write!(
+            out,
+            "| {label} | {} | {} | {:.2} | {} | {:.0} | {:.0} | {:.1} | {} |",
+            pct(s.success_rate),
+            pct(s.first_attempt_success_rate),
+            s.attempts_per_request,
+            s.score,
+            s.p50_ms,
+            s.p99_ms,
+            s.regret,
+            share_text(s, &report.fleet)
+        );
+        if errors {
+            let _ = write!(out, " {} |", s.errors);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A one-line description of the run, printed above the table.
+pub fn heading(report: &RunReport) -> String {
+    format!(
+        "scenario {} ({} downstreams), {} requests per lane, {}, at most {} attempt{} per request",
+        report.scenario.name,
+        report.fleet.len(),
+        report.requests,
+        report.load,
+        report.max_attempts,
+        if report.max_attempts == 1 { "" } else { "s" }
+    )
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `summary.csv`: one row per lane.
+pub fn summary_csv(report: &RunReport) -> String {
+    let mut out = String::from(
+        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts_per_request,score,p50_ms,p99_ms,regret,errors,downstream_hits",
+    );
+    for name in &report.fleet {
+        let _ = write!(out, ",share_{}", csv_field(name));
+    }
+    out.push('\n');
+    for lane in &report.lanes {
+        let s = &lane.summary;
+        let _ = write!(
+            out,
+            "{},{},{},{},{:.6},{:.6},{:.6},{},{:.3},{:.3},{:.4},{},{}",
+            csv_field(&lane.label),
+            lane.kind,
+            s.requests,
+            s.successes,
+            s.success_rate,
+            s.first_attempt_success_rate,
+            s.attempts_per_request,
+            s.score,
+            s.p50_ms,
+            s.p99_ms,
+            s.regret,
+            s.errors,
+            lane.downstream_hits.map(|h| h.to_string()).unwrap_or_default()
+        );
+        for name in &report.fleet {
+            let _ = write!(out, ",{:.6}", s.share.get(name).copied().unwrap_or(0.0));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `samples.csv`: one row per request.
+pub fn samples_csv(report: &RunReport) -> String {
+    let mut out =
+        String::from("lane,index,sent_ms,latency_ms,status,success,attempts,worker,oracle,error\n");
+    for lane in &report.lanes {
+        for s in metrics::by_index(&lane.samples) {
+            let _ = writeln!(
+                out,
+                "{},{},{:.3},{:.3},{},{},{},{},{},{}",
+                csv_field(&lane.label),
+                s.index,
+                s.sent_ms,
+                s.latency_ms,
+                s.status,
+                s.success,
+                s.attempts,
+                csv_field(&s.worker),
+                s.oracle,
+                csv_field(s.error.as_deref().unwrap_or(""))
+            );
+        }
+    }
+    out
+}
+
+/// Colour of lane `i` (Chart.js's and the page's palette).
+pub fn colour(i: usize) -> &'static str {
+    const PALETTE: [&str; 10] = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The chart: rolling success rate per lane (left) and final success rate per lane (right).
+pub fn chart_svg(report: &RunReport) -> String {
+    const W: f64 = 1000.0;
+    const H: f64 = 460.0;
+    // Left panel.
+    let (lx, ly, lw, lh) = (60.0, 50.0, 560.0, 330.0);
+    // Right panel.
+    let (rx, rw) = (760.0, 200.0);
+    let n = report.requests.max(2) as f64;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{lx}" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        escape(&format!("Magnetar lab: {}", heading(report)))
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{lx}" y="40">rolling success rate (last {ROLLING_WINDOW} requests) by request index</text>"#
+    );
+    for tick in 0..=4 {
+        let v = f64::from(tick) * 0.25;
+        let y = ly + lh - v * lh;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{lx}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{:.0}%</text>"##,
+            lx + lw,
+            lx - 6.0,
+            y + 4.0,
+            v * 100.0
+        );
+    }
+    for tick in 0..=4 {
+        let i = (f64::from(tick) / 4.0 * (n - 1.0)).round();
+        let x = lx + i / (n - 1.0) * lw;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x}" y="{}" text-anchor="middle">{i}</text>"#,
+            ly + lh + 16.0
+        );
+    }
+    for start in report.phase_starts.iter().skip(1) {
+        let x = lx + *start as f64 / (n - 1.0) * lw;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x}" y1="{ly}" x2="{x}" y2="{}" stroke="#555" stroke-dasharray="4 3"/><text x="{}" y="{}" fill="#555">phase switch</text>"##,
+            ly + lh,
+            x + 4.0,
+            ly + 12.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{lx}" y="{ly}" width="{lw}" height="{lh}" fill="none" stroke="#999"/>"##
+    );
+    for (i, lane) in report.lanes.iter().enumerate() {
+        let rolling = metrics::rolling_success(&lane.samples, ROLLING_WINDOW);
+        let points: Vec<String> = rolling
+            .iter()
+            .enumerate()
+            .map(|(k, v)| format!("{:.1},{:.1}", lx + k as f64 / (n - 1.0) * lw, ly + lh - v * lh))
+            .collect();
+        let dash = if lane.kind == "peer" { r#" stroke-dasharray="6 3""# } else { "" };
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{}" stroke-width="1.6"{dash} points="{}"/>"#,
+            colour(i),
+            points.join(" ")
+        );
+    }
+    // Right panel: bars.
+    let _ = writeln!(svg, r#"<text x="{}" y="40">success rate</text>"#, rx - 100.0);
+    let bar_h = (lh / report.lanes.len().max(1) as f64).min(28.0);
+    for (i, lane) in report.lanes.iter().enumerate() {
+        let y = ly + i as f64 * bar_h;
+        let v = lane.summary.success_rate;
+        let label =
+            if lane.kind == "peer" { format!("{} (peer)", lane.label) } else { lane.label.clone() };
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{rx}" y="{}" width="{:.1}" height="{:.1}" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            rx - 6.0,
+            y + bar_h * 0.65,
+            escape(&label),
+            y + 2.0,
+            v * rw,
+            bar_h - 4.0,
+            colour(i),
+            rx + v * rw + 4.0,
+            y + bar_h * 0.65,
+            pct(v)
+        );
+    }
+    // Legend under the left panel.
+    let mut x = lx;
+    for (i, lane) in report.lanes.iter().enumerate() {
+        let y = ly + lh + 40.0 + 18.0 * (i / 5) as f64;
+        if i % 5 == 0 {
+            x = lx;
+        }
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            y - 10.0,
+            colour(i),
+            x + 16.0,
+            y,
+            escape(&lane.label)
+        );
+        x += 130.0;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Writes every file of the run into `dir` (created) and returns the paths written.
+pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let files = [
+        ("results.json", serde_json::to_string_pretty(report)?),
+        ("summary.csv", summary_csv(report)),
+        ("samples.csv", samples_csv(report)),
+        ("table.md", format!("{}\n\n{}", heading(report), table(report))),
+        ("chart.svg", chart_svg(report)),
+    ];
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
