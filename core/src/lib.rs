@@ -11,15 +11,19 @@
 //! - [`strategy`]: the [`Strategy`](strategy::Strategy) trait and one file per algorithm;
 //! - [`posterior`]: the Beta posterior with exponential time decay (the learner's state per arm);
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
-//! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope.
+//! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
+//! - [`metrics`]: success rates, regret against the oracle, score, latency percentiles, shares;
+//! - [`sim`]: the seeded fleet simulator that runs any strategy over any scenario.
 
 pub mod config;
 pub mod flaky;
 pub mod fleet;
+pub mod metrics;
 pub mod outcome;
 pub mod posterior;
 pub mod request;
 pub mod retry;
+pub mod sim;
 pub mod strategy;
 pub mod telemetry;
 

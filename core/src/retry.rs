@@ -4,9 +4,17 @@
 //! [`DEFAULT_MAX_ATTEMPTS`] = 3, the penalty-free budget), a different downstream on each attempt
 //! by default ([`AttemptPlan::distinct`]), and retries only after retryable outcomes
 //! ([`Outcome::is_retryable`]) while the overall deadline allows.
+//!
+//! A [`RetryBudget`] (module [`budget`]) caps retries across requests: each request deposits a
+//! share of a token, each retry withdraws one. [`AttemptPlan::record_budgeted`] consults it before
+//! answering [`Next::Retry`].
 
 use crate::Outcome;
 use crate::strategy::ArmId;
+
+pub mod budget;
+
+pub use budget::{RetryBudget, RetryBudgetConfig};
 
 /// Attempts a request gets by default; attempts up to this number carry no penalty.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -43,6 +51,7 @@ pub struct AttemptPlan {
     deadline_ms: u64,
     attempts: Vec<AttemptRecord>,
     excluded: Vec<ArmId>,
+    budget_denied: bool,
 }
 
 impl AttemptPlan {
@@ -56,6 +65,7 @@ impl AttemptPlan {
             deadline_ms,
             attempts: Vec::new(),
             excluded: Vec::new(),
+            budget_denied: false,
         }
     }
 
@@ -103,6 +113,30 @@ impl AttemptPlan {
         } else {
             Next::GiveUp
         }
+    }
+
+    /// Like [`record`](AttemptPlan::record), but a retry must also be paid for from `budget`:
+    /// when the budget is spent the answer is [`Next::GiveUp`] and
+    /// [`budget_denied`](AttemptPlan::budget_denied) becomes true. The caller deposits into the
+    /// budget once per client request.
+    pub fn record_budgeted(
+        &mut self,
+        attempt: AttemptRecord,
+        now_ms: u64,
+        budget: &mut RetryBudget,
+    ) -> Next {
+        match self.record(attempt, now_ms) {
+            Next::Retry if !budget.try_withdraw(now_ms) => {
+                self.budget_denied = true;
+                Next::GiveUp
+            }
+            next => next,
+        }
+    }
+
+    /// Whether the retry budget refused a retry of this request.
+    pub fn budget_denied(&self) -> bool {
+        self.budget_denied
     }
 
     /// Whether the request ended in success.
@@ -153,6 +187,20 @@ mod tests {
         plan.record(rec(0, Outcome::ServerError), 1);
         assert!(plan.excluded().is_empty());
         assert_eq!(plan.record(rec(0, Outcome::ServerError), 2), Next::Retry);
+    }
+
+    #[test]
+    fn the_retry_budget_can_refuse_a_retry() {
+        let mut budget = RetryBudget::new(RetryBudgetConfig {
+            retry_percent: 0.0,
+            min_per_sec: 1,
+            ttl_ms: 1_000,
+        });
+        let mut plan = AttemptPlan::new(3, 3, 10_000);
+        assert_eq!(plan.record_budgeted(rec(0, Outcome::ServerError), 1, &mut budget), Next::Retry);
+        assert!(!plan.budget_denied());
+        assert_eq!(plan.record_budgeted(rec(1, Outcome::ServerError), 2, &mut budget), Next::GiveUp);
+        assert!(plan.budget_denied());
     }
 
     #[test]

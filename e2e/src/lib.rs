@@ -393,3 +393,51 @@ pub fn shares(observed: &[Observed], names: &[&str]) -> Vec<f64> {
         })
         .collect()
 }
+
+/// The learner binary built by `cargo build -p magnetar-learner` (scripts/test.sh builds it).
+pub fn learner_bin() -> PathBuf {
+    let bin = repo_root().join("target/debug/magnetar-learner");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p magnetar-learner`", bin.display());
+    bin
+}
+
+/// A learner process on a free loopback port.
+pub struct Learner {
+    pub service: Service,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Learner {
+    /// Starts `magnetar-learner --http-addr 127.0.0.1:<free> <args>` and waits for `/healthz`.
+    pub fn start(label: &str, args: &[&str]) -> Learner {
+        Learner::start_on(label, free_port(), args)
+    }
+
+    /// Starts the learner on a given port (to restart it where routers expect it).
+    pub fn start_on(label: &str, port: u16, args: &[&str]) -> Learner {
+        let dir = scratch_dir(label);
+        let mut command = Command::new(learner_bin());
+        command
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .env("RUST_LOG", "info");
+        let mut service = Service::spawn(label, command, dir.join("learner.log"));
+        let url = format!("http://127.0.0.1:{port}");
+        service.wait_ready(&format!("{url}/healthz"));
+        Learner { service, url, port }
+    }
+
+    /// `GET /stats` as JSON.
+    pub async fn stats(&self, client: &reqwest::Client) -> Value {
+        client
+            .get(format!("{}/stats", self.url))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json")
+    }
+}

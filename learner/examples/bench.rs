@@ -113,8 +113,7 @@ fn record(i: usize, route: &str, downstreams: usize) -> TelemetryRecord {
 }
 
 fn body(records: &[TelemetryRecord]) -> Vec<u8> {
-    let records: Vec<Value> =
-        records.iter().map(|r| json!({"key": r.route, "value": r})).collect();
+    let records: Vec<Value> = records.iter().map(|r| json!({"key": r.route, "value": r})).collect();
     serde_json::to_vec(&json!({ "records": records })).unwrap_or_default()
 }
 
@@ -130,7 +129,11 @@ async fn post_all(
     let bodies: Vec<Vec<u8>> = (0..total)
         .step_by(per_batch)
         .map(|s| {
-            body(&(s..(s + per_batch).min(total)).map(|i| record(i, route, downstreams)).collect::<Vec<_>>())
+            body(
+                &(s..(s + per_batch).min(total))
+                    .map(|i| record(i, route, downstreams))
+                    .collect::<Vec<_>>(),
+            )
         })
         .collect();
     let bodies = Arc::new(bodies);
@@ -139,7 +142,8 @@ async fn post_all(
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.clone());
+            let (client, bodies, next, url) =
+                (client.clone(), bodies.clone(), next.clone(), url.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -168,16 +172,13 @@ async fn stats(client: &reqwest::Client, url: &str) -> Value {
     r.json().await.expect("stats json")
 }
 
-async fn wait_applied(client: &reqwest::Client, url: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while stats(client, url).await["records_applied"].as_u64() != Some(n) {
-        assert!(Instant::now() < deadline, "learner never applied {n} records");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `requests` GETs of `path` from `CLIENTS` concurrent clients: (p50 ms, p99 ms, req/s).
-async fn latency(client: &reqwest::Client, url: &str, path: &str, requests: usize) -> (f64, f64, f64) {
+async fn latency(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    requests: usize,
+) -> (f64, f64, f64) {
     let per_client = requests / CLIENTS;
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
@@ -210,9 +211,8 @@ fn tansu_bin() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("TANSU_BIN") {
         return Some(PathBuf::from(p));
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".cargo/bin"));
     }
@@ -240,12 +240,16 @@ async fn bench() {
         let rss = learner.rss_kib();
         let candidates: Vec<String> = (0..downstreams).map(|d| format!("downstream-{d}")).collect();
         let rec_path = if downstreams <= 10 {
-            format!("/recommendation?route=/service&candidates={}&exclude=downstream-0", candidates.join(","))
+            format!(
+                "/recommendation?route=/service&candidates={}&exclude=downstream-0",
+                candidates.join(",")
+            )
         } else {
             "/recommendation?route=/service&exclude=downstream-0".to_owned()
         };
         let (r50, r99, rrate) = latency(&client, &learner.url, &rec_path, 20_000).await;
-        let (p50, p99, prate) = latency(&client, &learner.url, "/params?route=/service", 20_000).await;
+        let (p50, p99, prate) =
+            latency(&client, &learner.url, "/params?route=/service", 20_000).await;
         println!();
         println!("{downstreams} downstreams on one route ({} observations):", downstreams * 200);
         println!("  RSS: {:.1} MiB (idle {:.1} MiB)", rss as f64 / 1024.0, idle as f64 / 1024.0);
@@ -299,19 +303,9 @@ async fn bench() {
     drop(bridge);
     let _ = broker.kill();
     let _ = broker.wait();
-    wait_done();
+    println!("\ndone");
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn wait_done() {
-    println!();
-    println!("done");
-}
-
-#[allow(dead_code)]
-fn unused(_: &reqwest::Client, _: &str) {
-    let _ = wait_applied;
 }

@@ -166,16 +166,33 @@ fn names(list: &str) -> Vec<String> {
     out
 }
 
-fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQuery, Response> {
-    let Query(q) = query
-        .map_err(|e| error(StatusCode::BAD_REQUEST, 40001, format!("bad query string: {e}")))?;
+/// A request error of a GET endpoint, answered as JSON.
+#[derive(Debug)]
+struct BadQuery {
+    status: StatusCode,
+    code: u32,
+    message: String,
+}
+
+impl IntoResponse for BadQuery {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, self.message)
+    }
+}
+
+fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQuery, BadQuery> {
+    let Query(q) = query.map_err(|e| BadQuery {
+        status: StatusCode::BAD_REQUEST,
+        code: 40001,
+        message: format!("bad query string: {e}"),
+    })?;
     match q.route.as_deref().map(str::trim) {
         Some(r) if !r.is_empty() => Ok(q),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            40002,
-            "missing query parameter route (e.g. route=/service)",
-        )),
+        _ => Err(BadQuery {
+            status: StatusCode::BAD_REQUEST,
+            code: 40002,
+            message: "missing query parameter route (e.g. route=/service)".into(),
+        }),
     }
 }
 
@@ -185,7 +202,7 @@ async fn recommendation(
 ) -> Response {
     let q = match route_of(query) {
         Ok(q) => q,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     let route = q.route.as_deref().unwrap_or_default().trim();
     let candidates = q.candidates.as_deref().map(names).filter(|c| !c.is_empty());
@@ -213,7 +230,7 @@ async fn params(
 ) -> Response {
     let q = match route_of(query) {
         Ok(q) => q,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     let Some(learner) = &state.learner else {
         return error(StatusCode::NOT_FOUND, 40400, "this process does not learn");

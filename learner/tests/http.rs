@@ -1,5 +1,8 @@
 //! The learner's HTTP API against the real app on 127.0.0.1:0 (embedded mode).
 
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -170,7 +170,11 @@ impl PosteriorSnapshot {
 
     /// A snapshot of these counts taken at `now_ms`.
     pub fn of(arms: &[ArmPosterior], now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot { schema: PosteriorSnapshot::SCHEMA, taken_ms: now_ms, arms: arms.to_vec() }
+        PosteriorSnapshot {
+            schema: PosteriorSnapshot::SCHEMA,
+            taken_ms: now_ms,
+            arms: arms.to_vec(),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Helpers shared by the learner's integration tests: an in-process learner on 127.0.0.1:0,
 //! the built binary as a child process, telemetry fixtures, and a simulated flaky fleet.
 
-#![allow(dead_code)]
+// Test support: a failed unwrap is a failed test.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

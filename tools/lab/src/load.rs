@@ -63,6 +63,8 @@ pub struct LaneTarget {
     pub names: Vec<String>,
     /// `host:port` → downstream name (peers).
     pub addr_names: std::collections::HashMap<String, String>,
+    /// Attempt budget of each request (for the oracle).
+    pub max_attempts: u32,
 }
 
 /// A lane cannot go on.
@@ -109,7 +111,7 @@ impl LaneTarget {
             success: false,
             attempts: 0,
             worker: String::new(),
-            oracle: scenario.oracle_for_phase(phase),
+            oracle: scenario.oracle_for_phase(phase, self.max_attempts),
             error: None,
         };
         let response = match response {

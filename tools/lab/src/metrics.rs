@@ -1,37 +1,44 @@
-//! What a run measured, and the one set of definitions the lab and the test-bed page share.
-//!
-//! The page computes the same figures in JavaScript (`test-bed/metrics.js`); the e2e lab test
-//! feeds the lab's samples to that file and checks that both agree. The definitions:
+//! What a lane measured, computed with the core's [`magnetar_core::metrics::Metrics`] so that the
+//! lab, the simulator and the learner share one set of definitions. The test-bed page computes the
+//! same figures in JavaScript (`test-bed/metrics.js`); the e2e lab test feeds the lab's samples to
+//! that file and checks that both agree.
 //!
 //! - **success**: the router's definition ([`magnetar_core::Outcome::is_success`]): the final
 //!   attempt answered with a status below 500 other than 429. For Magnetar the router reports it
 //!   (`x-magnetar-outcome`); for HAProxy and nginx the lab classifies the status they return with
-//!   the same function. A request that got no answer at all counts as a failure (and as an error).
-//! - **first-attempt success**: the request succeeded with one attempt.
-//! - **attempts per request**: attempts the downstreams saw, divided by requests.
-//! - **best-guess score**: successes minus every attempt beyond the third
-//!   ([`FREE_ATTEMPTS`]); with at most three attempts it equals the successes.
-//! - **p50 / p99**: nearest-rank percentiles of the client-observed latency of every answered
-//!   request, successful or not.
-//! - **regret**: for each request, the oracle's first-attempt success probability (the best
-//!   downstream's, from the scenario in force when it was sent) minus 1 if the first attempt
-//!   succeeded, else 0; summed. Its expectation is the bandit pseudo-regret of first picks.
-//! - **traffic share**: fraction of requests whose final attempt went to each downstream.
-//! - **rolling success**: success rate over the last [`ROLLING_WINDOW`] requests, by request index.
+//!   the same function. A request that got no answer at all is a failure (and counted as an error).
+//! - **first-attempt success**: the request succeeded with a single attempt.
+//! - **attempts per request**: attempts over requests. The router reports each request's count
+//!   (`x-magnetar-attempts`), nginx its `$upstream_status`, HAProxy its log; the downstreams'
+//!   own counters check the total.
+//! - **best-guess score**: successes minus every attempt beyond the third of a request.
+//! - **p50 / p99**: client-observed latency of every request, from the core's log-bucketed
+//!   histogram (1% precision).
+//! - **realized regret**: `Σ (oracle's request success probability − 1 if the request
+//!   succeeded)`, where the oracle sends each request to the best downstreams of the scenario in
+//!   force, one distinct downstream per attempt within the same budget
+//!   ([`crate::scenario::Scenario::oracle_for_phase`]). Noisy; can be negative.
+//! - **traffic share** and **per-downstream success**: attempts (and successful attempts) each
+//!   downstream counted itself during the lane (`GET /stats` before and after), over all
+//!   attempts. When the counters cannot be read, the share of final attempts instead.
+//! - **rolling success** (charts only): success rate over the last [`ROLLING_WINDOW`] requests.
 //!
-//! Computed here rather than in `magnetar-core` because the core had no metrics module when the
-//! lab was written; the definitions are the ones the core's documentation states.
+//! The core's pseudo-regret (which needs the downstream of every attempt) is not reported: the
+//! router names only a request's final downstream.
 
 use std::collections::BTreeMap;
 
+use magnetar_core::Outcome;
+use magnetar_core::metrics::{Metrics, RequestRecord};
 use serde::{Deserialize, Serialize};
 
 /// Attempts per request that cost nothing in the best-guess score.
 pub const FREE_ATTEMPTS: u32 = magnetar_core::retry::DEFAULT_MAX_ATTEMPTS;
 /// Window of the rolling success rate, in requests.
 pub const ROLLING_WINDOW: usize = 50;
-/// Share key of requests that reached no downstream.
-pub const NO_DOWNSTREAM: &str = "(none)";
+/// Arm index given to [`Metrics::record_attempt`] for attempts whose downstream is unknown;
+/// out of range, so only the totals count it.
+const UNKNOWN_ARM: usize = usize::MAX;
 
 /// What one request produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,7 +57,8 @@ pub struct Sample {
     pub attempts: u32,
     /// Downstream of the final attempt, empty when unknown.
     pub worker: String,
-    /// Oracle's first-attempt success probability when the request was sent.
+    /// The oracle's probability of serving this request successfully, under the scenario in force
+    /// when it was sent and the same attempt budget.
     pub oracle: f64,
     /// Transport error, when no answer arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,80 +72,41 @@ impl Sample {
     }
 }
 
-/// The summary of one lane (a strategy or a peer) of a run.
+/// Work requests one downstream counted during a lane.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DownstreamCount {
+    pub name: String,
+    pub requests: u64,
+    pub successes: u64,
+    /// Requests whose override it rejected (400): must be 0, or the lane is invalid.
+    pub invalid: u64,
+}
+
+/// The summary of one lane (a strategy or a peer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    pub requests: usize,
-    pub successes: usize,
+    pub requests: u64,
+    pub successes: u64,
     pub success_rate: f64,
-    pub first_attempt_successes: usize,
     pub first_attempt_success_rate: f64,
     pub attempts: u64,
     pub attempts_per_request: f64,
-    pub score: i64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub regret: f64,
+    pub max_attempts: u32,
+    pub best_guess_score: i64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub realized_regret: f64,
+    /// Attempts per downstream over all attempts, in fleet order.
+    pub traffic_share: Vec<f64>,
+    /// `downstream_counters` or `final_attempts`: where `traffic_share` comes from.
+    pub traffic_share_source: String,
+    /// Successful attempts over attempts per downstream (from the counters; empty without them).
+    pub arm_success_rate: Vec<f64>,
     /// Requests that got no answer.
-    pub errors: usize,
-    /// Downstream name → share of requests whose final attempt it served.
-    pub share: BTreeMap<String, f64>,
-    /// Wall time of the lane, seconds.
+    pub errors: u64,
+    /// Wall time of the lane, seconds, and the request rate achieved.
     pub duration_s: f64,
-    /// Requests per second achieved.
     pub throughput_rps: f64,
-}
-
-/// Nearest-rank percentile of sorted values: the value at rank `ceil(p / 100 * n)`.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Summarises the samples of one lane.
-pub fn summarize(samples: &[Sample]) -> Summary {
-    let requests = samples.len();
-    let successes = samples.iter().filter(|s| s.success).count();
-    let first = samples.iter().filter(|s| s.first_attempt_success()).count();
-    let attempts: u64 = samples.iter().map(|s| u64::from(s.attempts)).sum();
-    let beyond: i64 =
-        samples.iter().map(|s| i64::from(s.attempts.saturating_sub(FREE_ATTEMPTS))).sum();
-    let mut latencies: Vec<f64> =
-        samples.iter().filter(|s| s.error.is_none()).map(|s| s.latency_ms).collect();
-    latencies.sort_by(f64::total_cmp);
-    let regret = cumulative_regret(samples).last().copied().unwrap_or(0.0);
-    let mut share: BTreeMap<String, f64> = BTreeMap::new();
-    for s in samples {
-        let key = if s.worker.is_empty() { NO_DOWNSTREAM } else { s.worker.as_str() };
-        *share.entry(key.to_owned()).or_default() += 1.0;
-    }
-    let n = requests.max(1) as f64;
-    share.values_mut().for_each(|v| *v /= n);
-    let duration_ms = samples.iter().map(|s| s.sent_ms + s.latency_ms).fold(0.0, f64::max);
-    Summary {
-        requests,
-        successes,
-        success_rate: successes as f64 / n,
-        first_attempt_successes: first,
-        first_attempt_success_rate: first as f64 / n,
-        attempts,
-        attempts_per_request: attempts as f64 / n,
-        score: successes as i64 - beyond,
-        p50_ms: percentile(&latencies, 50.0),
-        p99_ms: percentile(&latencies, 99.0),
-        regret,
-        errors: samples.iter().filter(|s| s.error.is_some()).count(),
-        share,
-        duration_s: duration_ms / 1000.0,
-        throughput_rps: if duration_ms > 0.0 {
-            requests as f64 / (duration_ms / 1000.0)
-        } else {
-            0.0
-        },
-    }
 }
 
 /// Samples in request-index order (lanes record them in completion order).
@@ -147,13 +116,79 @@ pub fn by_index(samples: &[Sample]) -> Vec<&Sample> {
     ordered
 }
 
-/// Cumulative regret after each request, in request-index order.
+/// Summarises one lane's samples; `counts` are the downstreams' own counters for the lane, in
+/// fleet order, when they could be read.
+pub fn summarize(samples: &[Sample], fleet: &[String], counts: Option<&[DownstreamCount]>) -> Summary {
+    let mut m = Metrics::new(fleet.len());
+    for s in by_index(samples) {
+        for k in 1..=s.attempts {
+            let last = k == s.attempts;
+            let outcome = if last && s.success { Outcome::Success } else { Outcome::ServerError };
+            m.record_attempt(UNKNOWN_ARM, outcome, k);
+        }
+        m.record_request(&RequestRecord {
+            succeeded: s.success,
+            first_attempt_succeeded: s.first_attempt_success(),
+            attempts: s.attempts,
+            latency_ms: s.latency_ms,
+            oracle_success: Some(s.oracle),
+        });
+    }
+    let core = m.summary();
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (traffic_share, source, arm_success_rate) = match counts {
+        Some(counts) if counts.len() == fleet.len() => {
+            let total: u64 = counts.iter().map(|c| c.requests).sum();
+            (
+                counts.iter().map(|c| ratio(c.requests, total)).collect(),
+                "downstream_counters",
+                counts.iter().map(|c| ratio(c.successes, c.requests)).collect(),
+            )
+        }
+        _ => {
+            let finals: BTreeMap<&str, u64> =
+                samples.iter().fold(BTreeMap::new(), |mut acc, s| {
+                    *acc.entry(s.worker.as_str()).or_default() += 1;
+                    acc
+                });
+            let n = samples.len() as u64;
+            let share = fleet.iter().map(|f| ratio(finals.get(f.as_str()).copied().unwrap_or(0), n));
+            (share.collect(), "final_attempts", Vec::new())
+        }
+    };
+    let duration_ms = samples.iter().map(|s| s.sent_ms + s.latency_ms).fold(0.0, f64::max);
+    Summary {
+        requests: core.requests,
+        successes: core.successes,
+        success_rate: core.success_rate,
+        first_attempt_success_rate: core.first_attempt_success_rate,
+        attempts: core.attempts,
+        attempts_per_request: core.attempts_per_request,
+        max_attempts: core.max_attempts,
+        best_guess_score: core.best_guess_score,
+        latency_p50_ms: core.latency_p50_ms,
+        latency_p99_ms: core.latency_p99_ms,
+        realized_regret: core.realized_regret,
+        traffic_share,
+        traffic_share_source: source.to_owned(),
+        arm_success_rate,
+        errors: samples.iter().filter(|s| s.error.is_some()).count() as u64,
+        duration_s: duration_ms / 1000.0,
+        throughput_rps: if duration_ms > 0.0 {
+            samples.len() as f64 / (duration_ms / 1000.0)
+        } else {
+            0.0
+        },
+    }
+}
+
+/// Realized regret after each request, in request-index order (the page's cumulative chart).
 pub fn cumulative_regret(samples: &[Sample]) -> Vec<f64> {
     let mut total = 0.0;
     by_index(samples)
         .into_iter()
         .map(|s| {
-            total += s.oracle - if s.first_attempt_success() { 1.0 } else { 0.0 };
+            total += s.oracle - if s.success { 1.0 } else { 0.0 };
             total
         })
         .collect()
@@ -179,6 +214,10 @@ pub fn rolling_success(samples: &[Sample], window: usize) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    fn fleet() -> Vec<String> {
+        vec!["downstream-1".into(), "downstream-2".into()]
+    }
+
     fn sample(index: usize, success: bool, attempts: u32, latency_ms: f64) -> Sample {
         Sample {
             index,
@@ -194,35 +233,40 @@ mod tests {
     }
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0], 50.0), 2.0);
-    }
-
-    #[test]
-    fn summary_follows_the_definitions() {
+    fn summary_follows_the_core_definitions() {
         let samples = vec![
             sample(0, true, 1, 10.0),
             sample(1, true, 3, 30.0),
             sample(2, false, 3, 20.0),
             sample(3, true, 5, 40.0),
         ];
-        let s = summarize(&samples);
+        let s = summarize(&samples, &fleet(), None);
         assert_eq!(s.successes, 3);
-        assert_eq!(s.first_attempt_successes, 1);
+        assert_eq!(s.first_attempt_success_rate, 0.25);
         assert_eq!(s.attempts, 12);
         assert_eq!(s.attempts_per_request, 3.0);
+        assert_eq!(s.max_attempts, 5);
         // 3 successes minus the 2 attempts beyond the third of request 3.
-        assert_eq!(s.score, 1);
-        assert_eq!(s.p50_ms, 20.0);
-        assert_eq!(s.p99_ms, 40.0);
-        // 4 × 0.5 oracle minus 1 first-attempt success.
-        assert!((s.regret - 1.0).abs() < 1e-12);
-        assert_eq!(s.share["downstream-1"], 0.5);
+        assert_eq!(s.best_guess_score, 1);
+        assert!((s.latency_p50_ms / 20.0 - 1.0).abs() < 0.011);
+        assert!((s.latency_p99_ms / 40.0 - 1.0).abs() < 0.011);
+        // 4 × 0.5 oracle minus 3 successes.
+        assert!((s.realized_regret - -1.0).abs() < 1e-12);
+        assert_eq!(s.traffic_share, [0.5, 0.5]);
+        assert_eq!(s.traffic_share_source, "final_attempts");
+        assert_eq!(cumulative_regret(&samples).last().copied(), Some(-1.0));
+    }
+
+    #[test]
+    fn downstream_counters_give_the_attempt_share() {
+        let counts = [
+            DownstreamCount { name: "downstream-1".into(), requests: 30, successes: 0, invalid: 0 },
+            DownstreamCount { name: "downstream-2".into(), requests: 10, successes: 5, invalid: 0 },
+        ];
+        let s = summarize(&[sample(0, true, 1, 1.0)], &fleet(), Some(&counts));
+        assert_eq!(s.traffic_share, [0.75, 0.25]);
+        assert_eq!(s.arm_success_rate, [0.0, 0.5]);
+        assert_eq!(s.traffic_share_source, "downstream_counters");
     }
 
     #[test]
@@ -237,13 +281,13 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_requests_count_as_failed_errors_without_latency() {
-        let mut lost = sample(1, false, 0, 9999.0);
+    fn unanswered_requests_are_failed_errors() {
+        let mut lost = sample(1, false, 0, 3.0);
         lost.error = Some("connection refused".into());
         lost.worker.clear();
-        let s = summarize(&[sample(0, true, 1, 5.0), lost]);
+        let s = summarize(&[sample(0, true, 1, 5.0), lost], &fleet(), None);
         assert_eq!(s.errors, 1);
-        assert_eq!(s.p99_ms, 5.0);
-        assert_eq!(s.share[NO_DOWNSTREAM], 0.5);
+        assert_eq!(s.success_rate, 0.5);
+        assert_eq!(s.attempts, 1);
     }
 }

@@ -40,12 +40,15 @@ impl Group {
         log: PathBuf,
     ) -> Result<(Group, mpsc::Receiver<String>)> {
         let err = fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let mut copy = err.try_clone()?;
         let mut group = Group::spawn_with(name, command, log, Stdio::piped(), Stdio::from(err))?;
         let stdout = group.child.stdout.take().context("child stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            use std::io::Write as _;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                let _ = writeln!(copy, "{line}");
                 if tx.send(line).is_err() {
                     break;
                 }

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::load::LoadShape;
-use crate::metrics::{self, ROLLING_WINDOW, Sample, Summary};
+use crate::metrics::{self, DownstreamCount, ROLLING_WINDOW, Sample, Summary};
 use crate::scenario::Scenario;
 
 /// Version of the `results.json` layout.
@@ -31,10 +31,10 @@ pub struct LaneReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     pub summary: Summary,
-    /// Work requests the downstreams counted during the lane (`GET /stats`), when they could be
-    /// read: an independent check of the attempts column.
+    /// Work requests each downstream counted during the lane (`GET /stats`), when they could be
+    /// read: the traffic share, and an independent check of the attempts column.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub downstream_hits: Option<u64>,
+    pub downstream_counts: Option<Vec<DownstreamCount>>,
     pub samples: Vec<Sample>,
 }
 
@@ -58,16 +58,16 @@ pub struct RunReport {
     pub lanes: Vec<LaneReport>,
 }
 
-/// The definitions written into every results file (and shown on the page).
+/// The definitions written into every results file (the page shows the same).
 pub fn definitions(success_definition: &str) -> BTreeMap<String, String> {
     [
         ("success", format!("the router's definition: {success_definition}. HAProxy's and nginx's final status is classified with the same function; a request with no answer is a failure")),
         ("first_attempt_success", "the request succeeded with a single attempt".to_owned()),
-        ("attempts_per_request", "attempts the downstreams saw, divided by requests".to_owned()),
-        ("score", format!("best-guess score: successes minus every attempt beyond the {}rd of a request", metrics::FREE_ATTEMPTS)),
-        ("p50_p99", "nearest-rank percentiles of client-observed latency over every answered request, ms".to_owned()),
-        ("regret", "sum over requests of (oracle's first-attempt success probability under the scenario in force) minus (1 if the first attempt succeeded else 0)".to_owned()),
-        ("share", "fraction of requests whose final attempt went to each downstream, in fleet order".to_owned()),
+        ("attempts_per_request", "attempts over requests (router: x-magnetar-attempts; nginx: $upstream_status; HAProxy: its log), checked against the downstreams' own counters".to_owned()),
+        ("best_guess_score", format!("successes minus every attempt beyond the {}rd of a request", metrics::FREE_ATTEMPTS)),
+        ("latency", "p50 and p99 of client-observed latency of every request, log-bucketed histogram with 1% precision (magnetar-core metrics), ms".to_owned()),
+        ("realized_regret", "sum over requests of (probability that an oracle trying the best downstreams of the scenario in force, one distinct downstream per attempt within the same budget, serves the request) minus (1 if the request succeeded, else 0)".to_owned()),
+        ("traffic_share", "attempts each downstream counted itself during the lane over all attempts, in fleet order".to_owned()),
         ("rolling_success", format!("success rate over the last {ROLLING_WINDOW} requests, by request index")),
     ]
     .into_iter()
@@ -80,15 +80,8 @@ fn pct(x: f64) -> String {
 }
 
 /// Traffic share in fleet order as whole percentages, `33/33/34`.
-pub fn share_text(summary: &Summary, fleet: &[String]) -> String {
-    let mut parts: Vec<String> = fleet
-        .iter()
-        .map(|n| format!("{:.0}", summary.share.get(n).copied().unwrap_or(0.0) * 100.0))
-        .collect();
-    if let Some(none) = summary.share.get(metrics::NO_DOWNSTREAM) {
-        parts.push(format!("none {:.0}", none * 100.0));
-    }
-    parts.join("/")
+pub fn share_text(summary: &Summary) -> String {
+    summary.traffic_share.iter().map(|v| format!("{:.0}", v * 100.0)).collect::<Vec<_>>().join("/")
 }
 
 /// The results table (GitHub markdown).
@@ -97,13 +90,8 @@ pub fn table(report: &RunReport) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "| lane | success | first-attempt success | attempts/req | score | p50 ms | p99 ms | regret | share % ({}) |",
-        report
-            .fleet
-            .iter()
-            .map(|n| n.trim_start_matches("downstream-"))
-            .collect::<Vec<_>>()
-            .join("/")
+        "| lane | success | first-attempt success | attempts/req | best-guess score | p50 ms | p99 ms | realized regret | traffic share % ({}) |",
+        report.fleet.iter().map(|n| n.trim_start_matches("downstream-")).collect::<Vec<_>>().join("/")
     );
     out.push_str(if errors { " no answer |\n" } else { "\n" });
     out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|---|");
@@ -118,11 +106,11 @@ pub fn table(report: &RunReport) -> String {
             pct(s.success_rate),
             pct(s.first_attempt_success_rate),
             s.attempts_per_request,
-            s.score,
-            s.p50_ms,
-            s.p99_ms,
-            s.regret,
-            share_text(s, &report.fleet)
+            s.best_guess_score,
+            s.latency_p50_ms,
+            s.latency_p99_ms,
+            s.realized_regret,
+            share_text(s)
         );
         if errors {
             let _ = write!(out, " {} |", s.errors);
@@ -156,7 +144,7 @@ fn csv_field(s: &str) -> String {
 /// `summary.csv`: one row per lane.
 pub fn summary_csv(report: &RunReport) -> String {
     let mut out = String::from(
-        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts_per_request,score,p50_ms,p99_ms,regret,errors,downstream_hits",
+        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts,attempts_per_request,best_guess_score,latency_p50_ms,latency_p99_ms,realized_regret,errors",
     );
     for name in &report.fleet {
         let _ = write!(out, ",share_{}", csv_field(name));
@@ -166,23 +154,23 @@ pub fn summary_csv(report: &RunReport) -> String {
         let s = &lane.summary;
         let _ = write!(
             out,
-            "{},{},{},{},{:.6},{:.6},{:.6},{},{:.3},{:.3},{:.4},{},{}",
+            "{},{},{},{},{:.6},{:.6},{},{:.6},{},{:.3},{:.3},{:.4},{}",
             csv_field(&lane.label),
             lane.kind,
             s.requests,
             s.successes,
             s.success_rate,
             s.first_attempt_success_rate,
+            s.attempts,
             s.attempts_per_request,
-            s.score,
-            s.p50_ms,
-            s.p99_ms,
-            s.regret,
+            s.best_guess_score,
+            s.latency_p50_ms,
+            s.latency_p99_ms,
+            s.realized_regret,
             s.errors,
-            lane.downstream_hits.map(|h| h.to_string()).unwrap_or_default()
         );
-        for name in &report.fleet {
-            let _ = write!(out, ",{:.6}", s.share.get(name).copied().unwrap_or(0.0));
+        for share in &s.traffic_share {
+            let _ = write!(out, ",{share:.6}");
         }
         out.push('\n');
     }

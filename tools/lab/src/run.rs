@@ -15,7 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::load::{self, LaneError, LaneKind, LaneTarget, LoadShape};
-use crate::metrics::{self, Sample};
+use crate::metrics::{self, DownstreamCount, Sample};
 use crate::peers::{self, Peer, PeerKind, PeerSettings};
 use crate::report::{self, LaneReport, RESULTS_SCHEMA, RunReport};
 use crate::scenario::Scenario;
@@ -80,14 +80,34 @@ pub fn load_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-async fn downstream_hits(client: &reqwest::Client, urls: &[String]) -> Option<u64> {
-    let mut total = 0;
+/// Zeroes every downstream's counters; false when one could not be reset.
+async fn reset_counts(client: &reqwest::Client, urls: &[String]) -> bool {
+    let mut all = true;
     for url in urls {
+        let reset = client.delete(format!("{url}/stats")).send().await;
+        all &= reset.is_ok_and(|r| r.status().is_success());
+    }
+    all
+}
+
+/// Every downstream's counters, in fleet order.
+async fn read_counts(
+    client: &reqwest::Client,
+    names: &[String],
+    urls: &[String],
+) -> Option<Vec<DownstreamCount>> {
+    let mut counts = Vec::new();
+    for (name, url) in names.iter().zip(urls) {
         let stats: Value =
             client.get(format!("{url}/stats")).send().await.ok()?.json().await.ok()?;
-        total += stats["requests"].as_u64()?;
+        counts.push(DownstreamCount {
+            name: name.clone(),
+            requests: stats["requests"].as_u64()?,
+            successes: stats["successes"].as_u64().unwrap_or(0),
+            invalid: stats["invalid"].as_u64().unwrap_or(0),
+        });
     }
-    Some(total)
+    (counts.len() == names.len()).then_some(counts)
 }
 
 async fn routes_in_use(client: &reqwest::Client, router: &str) -> Option<usize> {
@@ -252,11 +272,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
             url,
             names: names.clone(),
             addr_names: peer.as_ref().map(|p| p.addr_names.clone()).unwrap_or_default(),
+            max_attempts,
         };
-        for url in &urls {
-            let _ = client.delete(format!("{url}/stats")).send().await;
-        }
-        let before = downstream_hits(&client, &urls).await;
+        let counted = reset_counts(&client, &urls).await;
         let samples = run_lane(&client, &target, &scenario, &headers, opts, bar).await;
         let mut samples = match samples {
             Ok(s) => s,
@@ -268,18 +286,24 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
                 return Err(e.into());
             }
         };
-        let after = downstream_hits(&client, &urls).await;
+        let counts =
+            if counted { read_counts(&client, &names, &urls).await } else { None };
         if let Some(p) = peer.as_mut().filter(|p| p.kind == PeerKind::Haproxy) {
             fill_from_haproxy_log(p, &label, &mut samples);
         }
-        let summary = metrics::summarize(&samples);
+        let invalid: u64 = counts.iter().flatten().map(|c| c.invalid).sum();
+        if invalid > 0 {
+            bar.abandon_with_message("invalid");
+            bail!("{label}: the downstreams rejected {invalid} x-flaky-config overrides");
+        }
+        let summary = metrics::summarize(&samples, &names, counts.as_deref());
         bar.finish_with_message(format!(
             "success {:.1}%  attempts/req {:.2}",
             summary.success_rate * 100.0,
             summary.attempts_per_request
         ));
-        let downstream_hits = before.zip(after).map(|(b, a)| a.saturating_sub(b));
-        if let Some(hits) = downstream_hits.filter(|h| *h != summary.attempts) {
+        let hits: Option<u64> = counts.as_ref().map(|c| c.iter().map(|c| c.requests).sum());
+        if let Some(hits) = hits.filter(|h| *h != summary.attempts) {
             bars.suspend(|| {
                 eprintln!(
                     "note: {label}: the downstreams counted {hits} work requests, the lane {} attempts",
@@ -292,7 +316,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
             kind: if peer.is_some() { "peer".into() } else { "magnetar".into() },
             route,
             summary,
-            downstream_hits,
+            downstream_counts: counts,
             samples,
         });
         drop(peer);

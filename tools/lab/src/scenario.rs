@@ -208,12 +208,17 @@ impl Scenario {
         Value::Object(map).to_string()
     }
 
-    /// Success probability of the best downstream in phase `phase`: what an oracle that always
-    /// picks the best downstream would get on a first attempt.
-    pub fn oracle_for_phase(&self, phase: usize) -> f64 {
-        self.phases.get(phase).map_or(0.0, |p| {
-            p.downstreams.iter().map(Behaviour::success_probability).fold(0.0, f64::max)
-        })
+    /// Probability that an oracle serves a request successfully in phase `phase` with
+    /// `max_attempts` attempts on distinct downstreams (the router's rule): it tries the best
+    /// downstreams first, so it fails only if the best `max_attempts` all fail.
+    pub fn oracle_for_phase(&self, phase: usize, max_attempts: u32) -> f64 {
+        let Some(p) = self.phases.get(phase) else { return 0.0 };
+        let mut success: Vec<f64> =
+            p.downstreams.iter().map(Behaviour::success_probability).collect();
+        success.sort_by(|a, b| b.total_cmp(a));
+        let all_fail: f64 =
+            success.iter().take(max_attempts.max(1) as usize).map(|s| 1.0 - s).product();
+        1.0 - all_fail
     }
 
     /// Request index at which each phase starts in a run of `total` requests.
@@ -258,14 +263,18 @@ mod tests {
         assert_eq!(s.phase_index(500, 1000), 1);
         assert_eq!(s.phase_index(999, 1000), 1);
         assert_eq!(s.phase_starts(1000), vec![0, 500]);
-        assert!((s.oracle_for_phase(0) - 0.9).abs() < 1e-12);
-        assert!((s.oracle_for_phase(1) - 0.9).abs() < 1e-12);
+        assert!((s.oracle_for_phase(0, 1) - 0.9).abs() < 1e-12);
+        assert!((s.oracle_for_phase(1, 1) - 0.9).abs() < 1e-12);
+        // Best two of 10% / 50% failures: both fail with probability 0.05.
+        assert!((s.oracle_for_phase(1, 2) - 0.95).abs() < 1e-12);
     }
 
     #[test]
     fn oracle_of_the_prototype_is_ten_percent() {
         let s = Scenario::by_name("prototype").unwrap();
-        assert!((s.oracle_for_phase(0) - 0.1).abs() < 1e-12);
+        assert!((s.oracle_for_phase(0, 1) - 0.1).abs() < 1e-12);
+        // Distinct downstreams: only downstream-3 can succeed, whatever the budget.
+        assert!((s.oracle_for_phase(0, 3) - 0.1).abs() < 1e-12);
         assert_eq!(s.check_fleet(3), Ok(()));
         assert!(s.check_fleet(10).is_err());
     }

@@ -104,13 +104,7 @@ async fn config_json(State(config): State<Arc<ServeConfig>>) -> Json<serde_json:
 }
 
 async fn scenarios_json() -> Json<serde_json::Value> {
-    let scenarios: Vec<_> = Scenario::builtin()
-        .into_iter()
-        .map(|s| {
-            let oracle: Vec<f64> = (0..s.phases.len()).map(|p| s.oracle_for_phase(p)).collect();
-            json!({ "name": s.name, "description": s.description, "phases": s.phases, "oracle": oracle })
-        })
-        .collect();
+    let scenarios = Scenario::builtin();
     Json(json!({ "scenarios": scenarios }))
 }
 

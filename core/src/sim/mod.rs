@@ -1,0 +1,457 @@
+//! The seeded fleet simulator: any strategy, any scenario, reproducible to the bit.
+//!
+//! A discrete-event simulation of one router in front of a [`Scenario`]'s downstreams. Client
+//! requests arrive every `interarrival_ms`; each gets an [`AttemptPlan`] (the penalty-free
+//! budget, a different downstream per attempt) and, when configured, must pay for retries from a
+//! [`RetryBudget`]. An attempt is chosen by the strategy at the simulated time, answered by the
+//! downstream model ([`model`]) after its latency, and only then reported to the strategy, so
+//! strategies see the feedback delay and the concurrency a real router sees (at the default 100
+//! requests/s and 20 ms latency, about two attempts are in flight at any time).
+//!
+//! Randomness: the downstreams draw from one RNG and the strategy from another, both derived
+//! from the seed, so two strategies run with the same seed face the same luck as far as their
+//! choices allow, and a run is a pure function of (scenario, strategy, config, seed).
+//!
+//! Regret is measured against an oracle that knows every downstream's success probability at
+//! every moment (0 while it is down or saturated): each attempt adds the best probability among
+//! the downstreams it was allowed to choose minus the chosen one's (see [`crate::metrics`]).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Serialize;
+
+use crate::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
+use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
+use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig};
+use crate::strategy::{
+    ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams,
+};
+use crate::Outcome;
+
+pub mod model;
+pub mod report;
+pub mod scenario;
+
+pub use report::{Aggregate, aggregate};
+pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
+
+use model::DownstreamState;
+
+/// Default time between two client requests (100 requests/s).
+pub const DEFAULT_INTERARRIVAL_MS: f64 = 10.0;
+/// Default number of points in a run's time series.
+pub const DEFAULT_SERIES_POINTS: usize = 200;
+
+/// How a run is driven.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimConfig {
+    /// Client requests in the run.
+    pub requests: u64,
+    /// Time between two arrivals.
+    pub interarrival_ms: f64,
+    /// Attempt budget per request (1 = no retry).
+    pub max_attempts: u32,
+    /// Whether retries must go to a downstream not yet tried for the request.
+    pub distinct: bool,
+    /// Retry budget across requests; `None` for unlimited retries within `max_attempts`.
+    #[serde(skip)]
+    pub retry_budget: Option<RetryBudgetConfig>,
+    /// Deadline of one attempt (a slower answer is a timeout).
+    pub attempt_timeout_ms: u64,
+    /// Deadline of a whole request.
+    pub request_deadline_ms: u64,
+    /// Points in the time series.
+    pub series_points: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            requests: 20_000,
+            interarrival_ms: DEFAULT_INTERARRIVAL_MS,
+            max_attempts: 1,
+            distinct: true,
+            retry_budget: Some(RetryBudgetConfig::default()),
+            attempt_timeout_ms: DEFAULT_ATTEMPT_TIMEOUT_MS,
+            request_deadline_ms: DEFAULT_REQUEST_DEADLINE_MS,
+            series_points: DEFAULT_SERIES_POINTS,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The simulated time the arrivals span.
+    pub fn duration_ms(&self) -> u64 {
+        (self.requests as f64 * self.interarrival_ms).ceil() as u64
+    }
+
+    /// Requests per point of the time series.
+    pub fn bucket(&self) -> u64 {
+        self.requests.div_ceil(self.series_points.max(1) as u64).max(1)
+    }
+}
+
+/// Per-bucket sums over the requests of each bucket (by arrival order).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Series {
+    /// Requests per bucket.
+    pub bucket: u64,
+    /// Pseudo-regret of all attempts of the bucket's requests.
+    pub regret: Vec<f64>,
+    /// Requests that succeeded.
+    pub successes: Vec<f64>,
+    /// Success probability of the first attempt's choice (success without the outcome noise).
+    pub expected_first: Vec<f64>,
+    /// The oracle's request success probability.
+    pub oracle: Vec<f64>,
+    /// Attempts made.
+    pub attempts: Vec<f64>,
+}
+
+impl Series {
+    fn new(config: &SimConfig) -> Series {
+        let bucket = config.bucket();
+        let n = config.requests.div_ceil(bucket) as usize;
+        Series {
+            bucket,
+            regret: vec![0.0; n],
+            successes: vec![0.0; n],
+            expected_first: vec![0.0; n],
+            oracle: vec![0.0; n],
+            attempts: vec![0.0; n],
+        }
+    }
+}
+
+/// What one seeded run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub strategy: StrategyKind,
+    pub seed: u64,
+    pub summary: MetricsSummary,
+    /// Mean of the oracle's request success probability.
+    pub oracle_success_rate: f64,
+    /// Retries the retry budget refused.
+    pub retries_denied: u64,
+    pub series: Series,
+}
+
+struct Request {
+    index: u64,
+    plan: AttemptPlan,
+    started_us: u64,
+    oracle: f64,
+    first_success: Option<bool>,
+    arm: ArmId,
+    outcome: Outcome,
+    latency_ms: f64,
+}
+
+/// Derives an independent stream seed.
+fn stream(seed: u64, salt: u64) -> u64 {
+    // splitmix64 finaliser
+    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Runs a freshly built `kind` over `scenario`.
+pub fn run_kind(
+    scenario: &Scenario,
+    kind: StrategyKind,
+    params: &StrategyParams,
+    config: &SimConfig,
+    seed: u64,
+) -> RunResult {
+    let mut strategy = kind.build_with(scenario.arms(), params);
+    run(scenario, strategy.as_mut(), config, seed)
+}
+
+/// Runs `strategy` over `scenario`. The strategy should be fresh (or restored on purpose).
+pub fn run(
+    scenario: &Scenario,
+    strategy: &mut dyn Strategy,
+    config: &SimConfig,
+    seed: u64,
+) -> RunResult {
+    Engine::new(scenario, strategy, config, seed).run(seed)
+}
+
+struct Engine<'a> {
+    scenario: &'a Scenario,
+    strategy: &'a mut dyn Strategy,
+    config: &'a SimConfig,
+    env_rng: SmallRng,
+    strategy_rng: SmallRng,
+    states: Vec<DownstreamState>,
+    budget: Option<RetryBudget>,
+    metrics: Metrics,
+    series: Series,
+    slots: Vec<Option<Request>>,
+    free: Vec<usize>,
+    events: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    seq: u64,
+    oracle_sum: f64,
+    retries_denied: u64,
+    probabilities: Vec<f64>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        scenario: &'a Scenario,
+        strategy: &'a mut dyn Strategy,
+        config: &'a SimConfig,
+        seed: u64,
+    ) -> Self {
+        let arms = scenario.arms();
+        Engine {
+            scenario,
+            strategy,
+            config,
+            env_rng: SmallRng::seed_from_u64(stream(seed, 1)),
+            strategy_rng: SmallRng::seed_from_u64(stream(seed, 2)),
+            states: vec![DownstreamState::default(); arms],
+            budget: config.retry_budget.map(RetryBudget::new),
+            metrics: Metrics::new(arms),
+            series: Series::new(config),
+            slots: Vec::new(),
+            free: Vec::new(),
+            events: BinaryHeap::new(),
+            seq: 0,
+            oracle_sum: 0.0,
+            retries_denied: 0,
+            probabilities: vec![0.0; arms],
+        }
+    }
+
+    fn run(mut self, seed: u64) -> RunResult {
+        let step_us = (self.config.interarrival_ms * 1_000.0).max(0.0);
+        let mut next = 0u64;
+        loop {
+            let arrival = (next < self.config.requests).then(|| (next as f64 * step_us) as u64);
+            let completion = self.events.peek().map(|Reverse((t, _, _))| *t);
+            // A completion at the same time as an arrival is handled first.
+            match (arrival, completion) {
+                (None, None) => break,
+                (Some(a), c) if c.is_none_or(|c| a < c) => {
+                    self.arrive(next, a);
+                    next += 1;
+                }
+                _ => self.complete(),
+            }
+        }
+        let requests = self.config.requests.max(1) as f64;
+        RunResult {
+            strategy: self.strategy.kind(),
+            seed,
+            summary: self.metrics.summary(),
+            oracle_success_rate: self.oracle_sum / requests,
+            retries_denied: self.retries_denied,
+            series: self.series,
+        }
+    }
+
+    /// Refreshes `self.probabilities` at `t_ms`.
+    fn refresh_probabilities(&mut self, t_ms: f64) {
+        for (i, d) in self.scenario.downstreams.iter().enumerate() {
+            self.probabilities[i] = self.states[i].success_probability(d, t_ms);
+        }
+    }
+
+    fn oracle(&self) -> f64 {
+        let mut p = self.probabilities.clone();
+        p.sort_by(|a, b| b.total_cmp(a));
+        let budget = self.config.max_attempts.max(1) as usize;
+        let fail: f64 = if self.config.distinct {
+            p.iter().take(budget).map(|x| 1.0 - x).product()
+        } else {
+            (1.0 - p.first().copied().unwrap_or(0.0)).powi(budget as i32)
+        };
+        1.0 - fail
+    }
+
+    fn arrive(&mut self, index: u64, t_us: u64) {
+        let now_ms = t_us / 1_000;
+        if let Some(b) = &mut self.budget {
+            b.deposit(now_ms);
+        }
+        self.refresh_probabilities(t_us as f64 / 1_000.0);
+        let oracle = self.oracle();
+        self.oracle_sum += oracle;
+        let bucket = (index / self.series.bucket) as usize;
+        self.series.oracle[bucket] += oracle;
+        let plan = AttemptPlan::new(
+            self.config.max_attempts,
+            self.scenario.arms(),
+            now_ms + self.config.request_deadline_ms,
+        )
+        .distinct(self.config.distinct);
+        let request = Request {
+            index,
+            plan,
+            started_us: t_us,
+            oracle,
+            first_success: None,
+            arm: 0,
+            outcome: Outcome::ServerError,
+            latency_ms: 0.0,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(request);
+                slot
+            }
+            None => {
+                self.slots.push(Some(request));
+                self.slots.len() - 1
+            }
+        };
+        self.start_attempt(slot, t_us);
+    }
+
+    fn start_attempt(&mut self, slot: usize, t_us: u64) {
+        let t_ms = t_us as f64 / 1_000.0;
+        let Some(req) = self.slots[slot].as_mut() else { return };
+        let attempt = req.plan.next_attempt();
+        let ctx = SelectContext { excluded: req.plan.excluded(), attempt, now_ms: t_us / 1_000 };
+        let pick = self.strategy.select(&ctx, &mut self.strategy_rng);
+        let arm = match pick {
+            Some(arm) if arm < self.scenario.arms() && !req.plan.excluded().contains(&arm) => arm,
+            Some(arm) => panic!("{} chose arm {arm}, excluded or unknown", self.strategy.kind()),
+            None => return self.finish(slot, t_us),
+        };
+        let index = req.index;
+        self.refresh_probabilities(t_ms);
+        let Some(req) = self.slots[slot].as_mut() else { return };
+        let best = (0..self.probabilities.len())
+            .filter(|a| !req.plan.excluded().contains(a))
+            .map(|a| self.probabilities[a])
+            .fold(0.0, f64::max);
+        let regret = best - self.probabilities[arm];
+        self.metrics.add_regret(regret);
+        let bucket = (index / self.series.bucket) as usize;
+        self.series.regret[bucket] += regret;
+        self.series.attempts[bucket] += 1.0;
+        if attempt == 1 {
+            self.series.expected_first[bucket] += self.probabilities[arm];
+        }
+        let timeout = self.config.attempt_timeout_ms as f64;
+        let (outcome, latency_ms) = self.states[arm].attempt(
+            &self.scenario.downstreams[arm],
+            t_ms,
+            timeout,
+            &mut self.env_rng,
+        );
+        req.arm = arm;
+        req.outcome = outcome;
+        req.latency_ms = latency_ms;
+        let done = t_us + (latency_ms * 1_000.0).round().max(1.0) as u64;
+        self.seq += 1;
+        self.events.push(Reverse((done, self.seq, slot)));
+    }
+
+    fn complete(&mut self) {
+        let Some(Reverse((t_us, _, slot))) = self.events.pop() else { return };
+        let now_ms = t_us / 1_000;
+        let Some(req) = self.slots[slot].as_mut() else { return };
+        let attempt = req.plan.next_attempt();
+        let (arm, outcome, latency_ms) = (req.arm, req.outcome, req.latency_ms);
+        self.strategy.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
+        self.metrics.record_attempt(arm, outcome, attempt);
+        if attempt == 1 {
+            req.first_success = Some(outcome.is_success());
+        }
+        let record = AttemptRecord { arm, outcome, status: None, latency_ms };
+        let next = match &mut self.budget {
+            Some(b) => req.plan.record_budgeted(record, now_ms, b),
+            None => req.plan.record(record, now_ms),
+        };
+        if req.plan.budget_denied() {
+            self.retries_denied += 1;
+        }
+        match next {
+            Next::Retry => self.start_attempt(slot, t_us),
+            Next::Answer | Next::GiveUp => self.finish(slot, t_us),
+        }
+    }
+
+    fn finish(&mut self, slot: usize, t_us: u64) {
+        let Some(req) = self.slots[slot].take() else { return };
+        self.free.push(slot);
+        let succeeded = req.plan.succeeded();
+        self.metrics.record_request(&RequestRecord {
+            succeeded,
+            first_attempt_succeeded: req.first_success.unwrap_or(false),
+            attempts: req.plan.attempts().len() as u32,
+            latency_ms: t_us.saturating_sub(req.started_us) as f64 / 1_000.0,
+            oracle_success: Some(req.oracle),
+        });
+        let bucket = (req.index / self.series.bucket) as usize;
+        self.series.successes[bucket] += f64::from(u8::from(succeeded));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(requests: u64) -> SimConfig {
+        SimConfig { requests, ..SimConfig::default() }
+    }
+
+    #[test]
+    fn runs_are_reproducible_and_seeds_differ() {
+        let s = Scenario::named("constant", quick(2_000).duration_ms()).unwrap();
+        let p = StrategyParams::default();
+        let a = run_kind(&s, StrategyKind::Thompson, &p, &quick(2_000), 7);
+        let b = run_kind(&s, StrategyKind::Thompson, &p, &quick(2_000), 7);
+        let c = run_kind(&s, StrategyKind::Thompson, &p, &quick(2_000), 8);
+        assert_eq!(a.summary, b.summary);
+        assert_eq!(a.series, b.series);
+        assert_ne!(a.summary, c.summary);
+        assert_eq!(a.summary.requests, 2_000);
+        assert_eq!(a.series.successes.iter().sum::<f64>() as u64, a.summary.successes);
+    }
+
+    #[test]
+    fn oracle_strategy_has_no_regret_and_round_robin_has_the_mean() {
+        let config = quick(3_000);
+        let s = Scenario::constant("two", &[0.9, 0.3]);
+        let rr = run_kind(&s, StrategyKind::RoundRobin, &StrategyParams::default(), &config, 1);
+        // Round robin alternates: half its attempts lose 0.6 each.
+        assert!((rr.summary.regret - 0.3 * 3_000.0).abs() < 1e-6, "{}", rr.summary.regret);
+        assert!((rr.oracle_success_rate - 0.9).abs() < 1e-12);
+        let weights = StrategyParams { weights: vec![1.0, 0.0], ..StrategyParams::default() };
+        let best = run_kind(&s, StrategyKind::WeightedRandom, &weights, &config, 1);
+        assert_eq!(best.summary.regret, 0.0);
+        assert_eq!(best.summary.traffic_share, [1.0, 0.0]);
+    }
+
+    #[test]
+    fn retries_stop_at_the_budget_and_distinct_downstreams() {
+        let config = SimConfig { max_attempts: 3, retry_budget: None, ..quick(500) };
+        let s = Scenario::constant("dead", &[0.0, 0.0]);
+        let r = run_kind(&s, StrategyKind::Random, &StrategyParams::default(), &config, 3);
+        assert_eq!(r.summary.max_attempts, 2, "only two distinct downstreams");
+        assert_eq!(r.summary.success_rate, 0.0);
+        let s = Scenario::constant("dead3", &[0.0, 0.0, 0.0, 0.0]);
+        let r = run_kind(&s, StrategyKind::Random, &StrategyParams::default(), &config, 3);
+        assert_eq!(r.summary.max_attempts, 3);
+        assert_eq!(r.summary.attempts, 1_500);
+    }
+
+    #[test]
+    fn the_retry_budget_caps_retries_on_a_dead_fleet() {
+        // 100 req/s for 50 s, every attempt fails: 20% of requests plus 10/s of reserve.
+        let config = SimConfig { max_attempts: 3, ..quick(5_000) };
+        let s = Scenario::constant("dead", &[0.0, 0.0, 0.0]);
+        let r = run_kind(&s, StrategyKind::RoundRobin, &StrategyParams::default(), &config, 3);
+        let retries = r.summary.attempts - r.summary.requests;
+        assert!(retries <= 5_000 / 5 + 10 * 60, "{retries}");
+        assert!(r.retries_denied > 0);
+    }
+}

@@ -1,0 +1,169 @@
+//! The learning path end to end: router (workerd) → telemetry → learner → `/recommendation` and
+//! `/params` → router; and the router's behaviour when the learner or the REST proxy is gone.
+
+use std::time::Duration;
+
+use magnetar_e2e::{Learner, Stack, drive, fleet_failing, success_rate};
+use serde_json::Value;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(16).build().expect("client")
+}
+
+fn learner_vars(rest_url: &str, learner_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DEFAULT_ALGO", "learner".into()),
+        ("KAFKA_REST_URL", rest_url.into()),
+        ("LEARNER_URL", learner_url.into()),
+        ("LEARNER_TIMEOUT_MS", "200".into()),
+        ("PARAMS_REFRESH_MS", "500".into()),
+    ]
+}
+
+/// Waits until the learner has applied `expected` records (telemetry is posted after each
+/// response, in the background), or the timeout passes; returns what it applied.
+async fn wait_applied(client: &reqwest::Client, learner: &Learner, expected: u64) -> u64 {
+    let mut applied = 0;
+    for _ in 0..100 {
+        applied = learner.stats(client).await["records_applied"].as_u64().unwrap_or(0);
+        if applied >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    applied
+}
+
+/// Fleet 100%/100%/90%, single attempts, strategy `learner` (the learner's Thompson sampling
+/// over telemetry it received): the learner must settle on downstream-3 and overall success must
+/// reach 9% (oracle 10%). Band: the first 2,000 requests show convergence; success is measured
+/// over 10,000 requests, where its sd is 0.3 points around ~9.8%, so ≥ 9% is ~2.7 sd away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_strategy_converges_through_embedded_ingest() {
+    let learner = Learner::start("learner-embedded", &["--mode", "embedded"]);
+    let stack = Stack::start(
+        "learner-embedded",
+        &fleet_failing(&[100, 100, 90]),
+        &learner_vars(&learner.url, &learner.url),
+    );
+    let client = client();
+
+    let first = drive(&client, &stack.router_url, "algo=learner&max_attempts=1", 2000, 4).await;
+    let applied = wait_applied(&client, &learner, 2000).await;
+    assert_eq!(applied, 2000, "every request's telemetry reached the learner\n{}", stack.logs());
+
+    let url = format!(
+        "{}/recommendation?route=/service&candidates=downstream-1,downstream-2,downstream-3",
+        learner.url
+    );
+    let mut best = 0;
+    for _ in 0..100 {
+        let rec: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        best += usize::from(rec["worker"] == "downstream-3");
+    }
+    assert!(best >= 95, "recommendation chose downstream-3 only {best}/100 times");
+    let late = &first[1000..];
+    assert!(
+        late.iter().filter(|o| o.worker == "downstream-3").count() >= 950,
+        "router followed the learner"
+    );
+
+    let rest = drive(&client, &stack.router_url, "algo=learner&max_attempts=1", 8000, 4).await;
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    let rate = success_rate(&all);
+    println!("learner (embedded): success {:.2}% over {} requests", rate * 100.0, all.len());
+    assert!(rate >= 0.09, "success {rate:.4} < 9%");
+
+    // The router's Thompson strategy imports the learner's posterior: its state shows counts
+    // it could not have gathered itself (this isolate never ran `thompson` requests).
+    let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 20, 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 5, 1).await;
+    let state: Value = client
+        .get(format!("{}/_magnetar/state", stack.router_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["counters"]["params_refreshes"].as_u64().unwrap_or(0) >= 1, "{state}");
+    let failures =
+        state["strategies"]["/service"]["thompson"]["arms"][0]["failures"].as_f64().unwrap_or(0.0);
+    assert!(failures > 100.0, "thompson did not start from the learner's posterior: {state}");
+}
+
+/// With the learner and the REST proxy unreachable, requests flow at the local strategy's
+/// success rate, and no response waits for telemetry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_flow_when_learner_and_proxy_are_down() {
+    // A port nothing listens on: connection refused.
+    let dead = format!("http://127.0.0.1:{}", magnetar_e2e::free_port());
+    let mut vars = learner_vars(&dead, &dead);
+    vars.push(("TELEMETRY_TIMEOUT_MS", "1000".into()));
+    let stack = Stack::start("learner-down", &fleet_failing(&[50, 20, 5]), &vars);
+    let client = client();
+    for query in ["algo=learner", "algo=thompson", "algo=round_robin"] {
+        let observed = drive(&client, &stack.router_url, query, 1000, 4).await;
+        let rate = success_rate(&observed);
+        // Failure needs all three distinct attempts to fail: 0.5%; Poisson(5) over 1,000
+        // requests stays under 1.5% (15 failures) with probability > 99.9%.
+        assert!(rate >= 0.985, "{query}: success {rate:.4}\n{}", stack.logs());
+        let slowest = observed.iter().map(|o| o.latency).max().unwrap();
+        assert!(slowest < Duration::from_millis(1000), "{query}: slowest response {slowest:?}");
+    }
+    let state: Value = client
+        .get(format!("{}/_magnetar/state", stack.router_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["counters"]["learner_fallbacks"].as_u64().unwrap() >= 1000, "{state}");
+    assert!(state["counters"]["telemetry_batches_failed"].as_u64().unwrap() >= 1, "{state}");
+}
+
+/// A learner that accepts connections and never answers (the slow case): each attempt waits
+/// at most LEARNER_TIMEOUT_MS for a recommendation, then falls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_learner_costs_at_most_its_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut vars = learner_vars(&hang, &hang);
+    vars.push(("LEARNER_TIMEOUT_MS", "50".into()));
+    vars.push(("TELEMETRY_TIMEOUT_MS", "300".into()));
+    let stack = Stack::start("learner-hang", &fleet_failing(&[0, 0, 0]), &vars);
+    let client = client();
+    let observed = drive(&client, &stack.router_url, "algo=learner", 100, 4).await;
+    assert!(observed.iter().all(|o| o.success), "every request succeeds on a healthy fleet");
+    let slowest = observed.iter().map(|o| o.latency).max().unwrap();
+    assert!(slowest < Duration::from_millis(300), "slowest {slowest:?}: learner timeout is 50 ms");
+}
+
+/// A "learner" that answers garbage (here: a downstream's JSON, not a recommendation) is
+/// ignored the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_learner_is_ignored() {
+    let upstream = Stack::start(
+        "garbage-src",
+        &fleet_failing(&[0]),
+        &[("DEFAULT_ALGO", "round_robin".into())],
+    );
+    let garbage = upstream.downstreams[0].1.clone();
+    let stack = Stack::start(
+        "learner-garbage",
+        &fleet_failing(&[100, 0]),
+        &learner_vars(&garbage, &garbage),
+    );
+    let client = client();
+    let observed = drive(&client, &stack.router_url, "algo=learner", 200, 4).await;
+    assert!(observed.iter().all(|o| o.success), "retries cover the dead worker");
+    assert!(observed.iter().all(|o| o.status == 200));
+}

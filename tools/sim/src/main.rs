@@ -1,0 +1,194 @@
+//! `magnetar-sim`: runs any set of strategies over any set of simulated scenarios for many
+//! seeds, prints a comparison table per scenario, and writes JSON, CSV and an SVG chart
+//! (cumulative regret and success over time) per scenario.
+//!
+//! ```text
+//! magnetar-sim --scenarios all --strategies all --seeds 20 --requests 20000 --out target/sim
+//! magnetar-sim --scenarios abrupt --strategies thompson,thompson_discounted,thompson_window
+//! magnetar-sim --scenarios retries --max-attempts 3 --strategies thompson,round_robin
+//! ```
+//!
+//! Runs are spread over the machine's cores; every run is a pure function of its seed, so the
+//! output does not depend on the thread count.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use magnetar_core::retry::RetryBudgetConfig;
+use magnetar_core::sim::{self, Aggregate, RunResult, SCENARIOS, Scenario, SimConfig};
+use magnetar_core::strategy::{StrategyKind, StrategyParams};
+
+mod chart;
+mod table;
+
+/// Compare Magnetar's strategies on seeded simulated fleets.
+#[derive(Parser, Debug)]
+#[command(name = "magnetar-sim", version)]
+struct Args {
+    /// Scenarios, comma-separated, or `all` (constant, prototype, spread, abrupt, drift, cyclic,
+    /// rate_limited, latency, retries).
+    #[arg(long, default_value = "all")]
+    scenarios: String,
+    /// Strategies by wire name, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    strategies: String,
+    /// Seeds per strategy and scenario (seeds are `seed_base..seed_base + seeds`).
+    #[arg(long, default_value_t = 20)]
+    seeds: u64,
+    #[arg(long, default_value_t = 1)]
+    seed_base: u64,
+    /// Client requests per run.
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// Time between requests, ms (10 = 100 requests/s).
+    #[arg(long, default_value_t = sim::DEFAULT_INTERARRIVAL_MS)]
+    interarrival_ms: f64,
+    /// Attempts per request (1 = single attempt, 3 = the penalty-free budget).
+    #[arg(long, default_value_t = 1)]
+    max_attempts: u32,
+    /// Allow retrying the same downstream.
+    #[arg(long)]
+    same_downstream: bool,
+    /// Disable the retry budget (20% of requests + 10/s, 10 s ttl).
+    #[arg(long)]
+    no_retry_budget: bool,
+    /// Discount of thompson_discounted.
+    #[arg(long)]
+    discount: Option<f64>,
+    /// Window of thompson_window.
+    #[arg(long)]
+    window: Option<usize>,
+    /// Points per time series.
+    #[arg(long, default_value_t = sim::DEFAULT_SERIES_POINTS)]
+    points: usize,
+    /// Directory for results.json, results.csv and one SVG per scenario.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_list<T>(spec: &str, all: &[T], parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>>
+where
+    T: Clone,
+{
+    if spec.trim().eq_ignore_ascii_case("all") {
+        return Ok(all.to_vec());
+    }
+    spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse).collect()
+}
+
+/// The results of one scenario.
+#[derive(serde::Serialize)]
+struct ScenarioReport {
+    scenario: Scenario,
+    config: SimConfig,
+    results: Vec<Aggregate>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let scenario_names: Vec<String> =
+        parse_list(&args.scenarios, &SCENARIOS.iter().map(|s| s.to_string()).collect::<Vec<_>>(), |s| {
+            if SCENARIOS.contains(&s) { Ok(s.to_owned()) } else { bail!("unknown scenario {s:?}; valid: {}", SCENARIOS.join(", ")) }
+        })?;
+    let kinds = parse_list(&args.strategies, StrategyKind::ALL, |s| Ok(s.parse::<StrategyKind>()?))?;
+    if args.seeds == 0 || args.requests == 0 {
+        bail!("--seeds and --requests must be at least 1");
+    }
+    let config = SimConfig {
+        requests: args.requests,
+        interarrival_ms: args.interarrival_ms,
+        max_attempts: args.max_attempts,
+        distinct: !args.same_downstream,
+        retry_budget: (!args.no_retry_budget).then(RetryBudgetConfig::default),
+        series_points: args.points,
+        ..SimConfig::default()
+    };
+    let mut params = StrategyParams::default();
+    if let Some(d) = args.discount {
+        params.discount = d;
+    }
+    if let Some(w) = args.window {
+        params.window = w;
+    }
+    params.check(0).or_else(|e| match e {
+        magnetar_core::strategy::ParamsError::WeightCount { .. } => Ok(()),
+        other => Err(other),
+    })?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+
+    let mut reports = Vec::new();
+    for name in &scenario_names {
+        let scenario = Scenario::named(name, config.duration_ms())?;
+        let started = std::time::Instant::now();
+        let runs = run_all(&scenario, &kinds, &params, &config, args.seed_base, args.seeds, threads);
+        let mut results: Vec<Aggregate> = kinds
+            .iter()
+            .filter_map(|k| {
+                let mine: Vec<RunResult> =
+                    runs.iter().filter(|r| r.strategy == *k).cloned().collect();
+                sim::aggregate(&mine)
+            })
+            .collect();
+        results.sort_by(|a, b| a.regret.mean.total_cmp(&b.regret.mean));
+        println!("{}", table::markdown(&scenario, &config, args.seeds, &results));
+        eprintln!("{name}: {} runs in {:.1?}", runs.len(), started.elapsed());
+        reports.push(ScenarioReport { scenario, config: config.clone(), results });
+    }
+
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(&reports)?;
+        std::fs::write(dir.join("results.json"), json)?;
+        std::fs::write(dir.join("results.csv"), table::csv(&reports.iter().map(|r| (&r.scenario, r.results.as_slice())).collect::<Vec<_>>()))?;
+        for r in &reports {
+            let svg = chart::svg(&r.scenario, &r.results);
+            std::fs::write(dir.join(format!("{}.svg", r.scenario.name)), svg)?;
+        }
+        eprintln!("wrote results.json, results.csv and charts to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Runs every (strategy, seed) pair of a scenario on `threads` threads.
+fn run_all(
+    scenario: &Scenario,
+    kinds: &[StrategyKind],
+    params: &StrategyParams,
+    config: &SimConfig,
+    seed_base: u64,
+    seeds: u64,
+    threads: usize,
+) -> Vec<RunResult> {
+    let jobs: Vec<(StrategyKind, u64)> =
+        kinds.iter().flat_map(|k| (0..seeds).map(move |s| (*k, seed_base + s))).collect();
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(jobs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let job = {
+                        let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                        let job = jobs.get(*n).copied();
+                        *n += 1;
+                        job
+                    };
+                    let Some((kind, seed)) = job else { break };
+                    let r = sim::run_kind(scenario, kind, params, config, seed);
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|r| (r.strategy as usize, r.seed));
+    results
+}
