@@ -441,3 +441,50 @@ impl Learner {
             .expect("json")
     }
 }
+
+/// A real Kafka-protocol broker (tansu, in-memory storage) on a free loopback port.
+pub struct Broker {
+    pub service: Service,
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts tansu and creates `topic` with `partitions` partitions. Panics when tansu is not
+    /// installed: the Kafka tests must not pass without a real broker (scripts/setup.sh installs it).
+    pub fn start(label: &str, topic: &str, partitions: u32) -> Broker {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let bin = PathBuf::from(home).join(".cargo/bin/tansu");
+        assert!(bin.exists(), "tansu is not installed: run scripts/setup.sh");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(&bin);
+        command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
+        command.args(["--storage-engine", "memory://tansu/"]);
+        let dir = scratch_dir(label);
+        let service = Service::spawn("tansu", command, dir.join("tansu.log"));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen:\n{}", service.log_tail());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = Command::new(&bin)
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+                &url,
+            ])
+            .output()
+            .expect("tansu topic create");
+        assert!(output.status.success(), "tansu topic create: {output:?}");
+        Broker { service, port }
+    }
+
+    /// `host:port` for `--kafka-brokers`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
