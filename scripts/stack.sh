@@ -79,6 +79,31 @@ LEARNER_BIN="$MAGNETAR_ROOT/target/release/magnetar-learner"
 if [ "$KAFKA" -eq 1 ]; then
   kafka_port=$(json "d.get('kafka',{}).get('port',19092)")
   bridge_port=$(json "d.get('kafka',{}).get('bridge_port',8091)")
+  rest_url="http://127.0.0.1:$bridge_port"
+else
+  rest_url="$learner_url"
+fi
+
+manifest=$(python3 scripts/fleet.py gen-local --out "$STACK/configs" \
+  --var "KAFKA_REST_URL=$rest_url" --var "LEARNER_URL=$learner_url")
+# Every port the Workers need (HTTP and inspector) must be free, or workerd fails obscurely.
+python3 -c '
+import json, socket, sys
+m = json.load(sys.stdin)
+busy = []
+for d in m["downstreams"] + [m["router"]]:
+    for kind in ("port", "inspector_port"):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", d[kind]))
+        except OSError:
+            busy.append(f"{d[\"name\"]} {kind.replace(\"_\", \" \")} {d[kind]}")
+        finally:
+            s.close()
+if busy:
+    sys.exit("ports in use (change them in config/workers.json or stop what holds them): " + ", ".join(busy))
+' <<<"$manifest"
+if [ "$KAFKA" -eq 1 ]; then
   start tansu tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/
   sleep 1
@@ -86,15 +111,11 @@ if [ "$KAFKA" -eq 1 ]; then
     --kafka-brokers "127.0.0.1:$kafka_port"
   start learner "$LEARNER_BIN" --mode kafka --http-addr "127.0.0.1:$learner_port" \
     --kafka-brokers "127.0.0.1:$kafka_port" --half-life-ms "$half_life"
-  rest_url="http://127.0.0.1:$bridge_port"
   wait_ready learner-bridge "$rest_url/healthz"
 else
   start learner "$LEARNER_BIN" --mode embedded --http-addr "127.0.0.1:$learner_port" --half-life-ms "$half_life"
-  rest_url="$learner_url"
 fi
 
-manifest=$(python3 scripts/fleet.py gen-local --out "$STACK/configs" \
-  --var "KAFKA_REST_URL=$rest_url" --var "LEARNER_URL=$learner_url")
 while IFS=$'\t' read -r name port inspector config; do
   start "$name" wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" \
     --inspector-port "$inspector" --persist-to "$STACK/state-$name" --log-level warn

@@ -47,7 +47,7 @@ impl Default for LatencyHistogram {
 
 impl LatencyHistogram {
     fn bucket(ms: f64) -> usize {
-        if !(ms > LATENCY_MIN_MS) {
+        if ms.is_nan() || ms <= LATENCY_MIN_MS {
             return 0;
         }
         let i = ((ms / LATENCY_MIN_MS).ln() / LATENCY_PRECISION.ln_1p()).floor();

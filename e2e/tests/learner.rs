@@ -79,14 +79,7 @@ async fn learner_strategy_converges_through_embedded_ingest() {
     let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 20, 1).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 5, 1).await;
-    let state: Value = client
-        .get(format!("{}/_magnetar/state", stack.router_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stack.router_state(&client).await;
     assert!(state["counters"]["params_refreshes"].as_u64().unwrap_or(0) >= 1, "{state}");
     let arms =
         state["strategies"]["/service"]["thompson"]["arms"].as_array().cloned().unwrap_or_default();
@@ -118,14 +111,7 @@ async fn requests_flow_when_learner_and_proxy_are_down() {
         let slowest = observed.iter().map(|o| o.latency).max().unwrap();
         assert!(slowest < Duration::from_millis(1000), "{query}: slowest response {slowest:?}");
     }
-    let state: Value = client
-        .get(format!("{}/_magnetar/state", stack.router_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stack.router_state(&client).await;
     assert!(state["counters"]["learner_fallbacks"].as_u64().unwrap() >= 1000, "{state}");
     assert!(state["counters"]["telemetry_batches_failed"].as_u64().unwrap() >= 1, "{state}");
 }
@@ -211,14 +197,7 @@ async fn kafka_path_converges_and_survives_sigkill() {
     observed
         .extend(drive(&client, &stack.router_url, "algo=learner&max_attempts=1", 8000, 4).await);
 
-    let state: Value = client
-        .get(format!("{}/_magnetar/state", stack.router_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stack.router_state(&client).await;
     let sent = state["counters"]["telemetry_batches_sent"].as_u64().unwrap();
     assert_eq!(sent, 10_000, "the bridge stored every batch: {state}");
     let applied = wait_applied(&client, &consumer, sent).await;

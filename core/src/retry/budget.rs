@@ -65,8 +65,11 @@ pub struct RetryBudget {
 impl RetryBudget {
     pub fn new(config: RetryBudgetConfig) -> Self {
         let ttl_ms = config.ttl_ms.clamp(1_000, 60_000);
-        let percent =
-            if config.retry_percent.is_finite() { config.retry_percent.clamp(0.0, 1000.0) } else { 0.0 };
+        let percent = if config.retry_percent.is_finite() {
+            config.retry_percent.clamp(0.0, 1000.0)
+        } else {
+            0.0
+        };
         RetryBudget {
             slots: [0; SLOTS],
             epoch: 0,

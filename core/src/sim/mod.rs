@@ -23,13 +23,11 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Serialize;
 
+use crate::Outcome;
 use crate::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
 use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig};
-use crate::strategy::{
-    ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams,
-};
-use crate::Outcome;
+use crate::strategy::{ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams};
 
 pub mod model;
 pub mod report;
@@ -232,7 +230,7 @@ impl<'a> Engine<'a> {
         let step_us = (self.config.interarrival_ms * 1_000.0).max(0.0);
         let mut next = 0u64;
         loop {
-            let arrival = (next < self.config.requests).then(|| (next as f64 * step_us) as u64);
+            let arrival = (next < self.config.requests).then_some((next as f64 * step_us) as u64);
             let completion = self.events.peek().map(|Reverse((t, _, _))| *t);
             // A completion at the same time as an arrival is handled first.
             match (arrival, completion) {

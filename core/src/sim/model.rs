@@ -27,9 +27,18 @@ pub const DEFAULT_LATENCY_SIGMA: f64 = 0.25;
 pub enum SuccessCurve {
     Constant(f64),
     /// `before` until `at_ms`, then `after`.
-    Step { before: f64, after: f64, at_ms: u64 },
+    Step {
+        before: f64,
+        after: f64,
+        at_ms: u64,
+    },
     /// `mean + amplitude * sin(2π t / period + phase)`.
-    Sine { mean: f64, amplitude: f64, period_ms: u64, phase: f64 },
+    Sine {
+        mean: f64,
+        amplitude: f64,
+        period_ms: u64,
+        phase: f64,
+    },
 }
 
 impl SuccessCurve {
@@ -38,7 +47,11 @@ impl SuccessCurve {
         let p = match *self {
             SuccessCurve::Constant(p) => p,
             SuccessCurve::Step { before, after, at_ms } => {
-                if t_ms < at_ms as f64 { before } else { after }
+                if t_ms < at_ms as f64 {
+                    before
+                } else {
+                    after
+                }
             }
             SuccessCurve::Sine { mean, amplitude, period_ms, phase } => {
                 mean + amplitude * (TAU * t_ms / period_ms.max(1) as f64 + phase).sin()

@@ -63,7 +63,9 @@ impl Scenario {
     pub fn named(name: &str, duration_ms: u64) -> Result<Scenario, UnknownScenario> {
         let half = duration_ms / 2;
         let (description, downstreams, change_at_ms) = match name {
-            "constant" => ("constant failure rates 5/10/20/30/50%", fleet(&[0.95, 0.9, 0.8, 0.7, 0.5]), None),
+            "constant" => {
+                ("constant failure rates 5/10/20/30/50%", fleet(&[0.95, 0.9, 0.8, 0.7, 0.5]), None)
+            }
             "prototype" => ("the prototype's 100/100/90% failures", fleet(&[0.0, 0.0, 0.1]), None),
             "spread" => (
                 "ten downstreams, success 50..95%",

@@ -16,7 +16,8 @@
 
 use rand::RngCore;
 
-use super::thompson::best_draw;
+use super::beta::BetaSampler;
+use super::thompson::{best_draw, prepare};
 use super::thompson_masked::soonest_available;
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
@@ -33,6 +34,7 @@ pub const MAX_BACKOFF_MULTIPLIER: u64 = 4;
 #[derive(Debug, Clone)]
 pub struct BlockingBandit {
     counts: Vec<ArmPosterior>,
+    samplers: Vec<BetaSampler>,
     blocked_until: Vec<u64>,
     multiplier: Vec<u64>,
     block_ms: u64,
@@ -42,6 +44,7 @@ impl BlockingBandit {
     pub fn new(arms: usize) -> Self {
         BlockingBandit {
             counts: vec![ArmPosterior::default(); arms],
+            samplers: vec![BetaSampler::for_counts(0.0, 0.0); arms],
             blocked_until: vec![0; arms],
             multiplier: vec![1; arms],
             block_ms: DEFAULT_BLOCK_MS,
@@ -70,10 +73,10 @@ impl Strategy for BlockingBandit {
     }
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let (counts, until) = (&self.counts, &self.blocked_until);
-        best_draw(ctx, counts.len(), rng, |a, rng| {
-            (ctx.now_ms >= until[a])
-                .then(|| beta::sample_counts(counts[a].successes, counts[a].failures, rng))
+        let (samplers, until) = (&self.samplers, &self.blocked_until);
+        let mut rng = beta::local_rng(rng);
+        best_draw(ctx, samplers.len(), |a| {
+            (ctx.now_ms >= until[a]).then(|| samplers[a].sample(&mut rng))
         })
         .or_else(|| soonest_available(ctx, until))
     }
@@ -86,11 +89,13 @@ impl Strategy for BlockingBandit {
                 self.multiplier[arm] = m;
                 self.blocked_until[arm] = feedback.now_ms.saturating_add(self.block_ms * m);
             }
-            o if o.is_success() => {
-                c.observe(true);
-                self.multiplier[arm] = 1;
+            o => {
+                c.observe(o.is_success());
+                if o.is_success() {
+                    self.multiplier[arm] = 1;
+                }
+                self.samplers[arm] = BetaSampler::for_counts(c.successes, c.failures);
             }
-            _ => c.observe(false),
         }
     }
 
@@ -99,7 +104,9 @@ impl Strategy for BlockingBandit {
     }
 
     fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
+        restore_counts(&mut self.counts, snapshot)?;
+        self.samplers = prepare(&self.counts);
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@
 
 use rand::RngCore;
 
+use super::beta::BetaSampler;
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
     StrategyKind, beta, restore_counts,
@@ -28,15 +29,14 @@ use super::{
 pub fn best_draw(
     ctx: &SelectContext<'_>,
     arms: usize,
-    rng: &mut dyn RngCore,
-    mut draw: impl FnMut(ArmId, &mut dyn RngCore) -> Option<f64>,
+    mut draw: impl FnMut(ArmId) -> Option<f64>,
 ) -> Option<ArmId> {
     let mut best: Option<(ArmId, f64)> = None;
     for arm in 0..arms {
         if ctx.is_excluded(arm) {
             continue;
         }
-        if let Some(x) = draw(arm, rng) {
+        if let Some(x) = draw(arm) {
             if best.is_none_or(|(_, b)| x > b) {
                 best = Some((arm, x));
             }
@@ -49,11 +49,16 @@ pub fn best_draw(
 #[derive(Debug, Clone)]
 pub struct Thompson {
     counts: Vec<ArmPosterior>,
+    /// `samplers[i]` draws from arm `i`'s posterior; refreshed whenever its counts change.
+    samplers: Vec<BetaSampler>,
 }
 
 impl Thompson {
     pub fn new(arms: usize) -> Self {
-        Thompson { counts: vec![ArmPosterior::default(); arms] }
+        Thompson {
+            counts: vec![ArmPosterior::default(); arms],
+            samplers: vec![BetaSampler::for_counts(0.0, 0.0); arms],
+        }
     }
 
     /// The counts per arm.
@@ -72,15 +77,15 @@ impl Strategy for Thompson {
     }
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let counts = &self.counts;
-        best_draw(ctx, counts.len(), rng, |a, rng| {
-            Some(beta::sample_counts(counts[a].successes, counts[a].failures, rng))
-        })
+        let samplers = &self.samplers;
+        let mut rng = beta::local_rng(rng);
+        best_draw(ctx, samplers.len(), |a| Some(samplers[a].sample(&mut rng)))
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {
         if let Some(c) = self.counts.get_mut(arm) {
             c.observe(feedback.outcome.is_success());
+            self.samplers[arm] = BetaSampler::for_counts(c.successes, c.failures);
         }
     }
 
@@ -89,8 +94,15 @@ impl Strategy for Thompson {
     }
 
     fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
+        restore_counts(&mut self.counts, snapshot)?;
+        self.samplers = prepare(&self.counts);
+        Ok(())
     }
+}
+
+/// One prepared sampler per arm.
+pub fn prepare(counts: &[ArmPosterior]) -> Vec<BetaSampler> {
+    counts.iter().map(|c| BetaSampler::for_counts(c.successes, c.failures)).collect()
 }
 
 #[cfg(test)]

@@ -85,9 +85,10 @@ impl Strategy for ThompsonAttempt {
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
         let s = self.scale_for(ctx.attempt);
         let counts = &self.counts;
-        best_draw(ctx, counts.len(), rng, |arm, rng| {
+        let mut rng = beta::local_rng(rng);
+        best_draw(ctx, counts.len(), |arm| {
             let (a, b) = scaled_params(&counts[arm], s);
-            Some(beta::sample(a, b, rng))
+            Some(beta::sample(a, b, &mut rng))
         })
     }
 

@@ -14,7 +14,8 @@
 
 use rand::RngCore;
 
-use super::thompson::best_draw;
+use super::beta::BetaSampler;
+use super::thompson::{best_draw, prepare};
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
     StrategyKind, beta, restore_counts,
@@ -33,6 +34,7 @@ pub fn soonest_available(ctx: &SelectContext<'_>, until: &[u64]) -> Option<ArmId
 #[derive(Debug, Clone)]
 pub struct ThompsonMasked {
     counts: Vec<ArmPosterior>,
+    samplers: Vec<BetaSampler>,
     resting_until: Vec<u64>,
     cooldown_ms: u64,
 }
@@ -41,6 +43,7 @@ impl ThompsonMasked {
     pub fn new(arms: usize) -> Self {
         ThompsonMasked {
             counts: vec![ArmPosterior::default(); arms],
+            samplers: vec![BetaSampler::for_counts(0.0, 0.0); arms],
             resting_until: vec![0; arms],
             cooldown_ms: DEFAULT_COOLDOWN_MS,
         }
@@ -68,10 +71,10 @@ impl Strategy for ThompsonMasked {
     }
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let (counts, until) = (&self.counts, &self.resting_until);
-        best_draw(ctx, counts.len(), rng, |a, rng| {
-            (ctx.now_ms >= until[a])
-                .then(|| beta::sample_counts(counts[a].successes, counts[a].failures, rng))
+        let (samplers, until) = (&self.samplers, &self.resting_until);
+        let mut rng = beta::local_rng(rng);
+        best_draw(ctx, samplers.len(), |a| {
+            (ctx.now_ms >= until[a]).then(|| samplers[a].sample(&mut rng))
         })
         .or_else(|| soonest_available(ctx, until))
     }
@@ -82,6 +85,7 @@ impl Strategy for ThompsonMasked {
             self.resting_until[arm] = feedback.now_ms.saturating_add(self.cooldown_ms);
         } else {
             c.observe(feedback.outcome.is_success());
+            self.samplers[arm] = BetaSampler::for_counts(c.successes, c.failures);
         }
     }
 
@@ -90,7 +94,9 @@ impl Strategy for ThompsonMasked {
     }
 
     fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
+        restore_counts(&mut self.counts, snapshot)?;
+        self.samplers = prepare(&self.counts);
+        Ok(())
     }
 }
 

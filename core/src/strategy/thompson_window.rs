@@ -15,8 +15,12 @@
 //! Thompson sampling ([`thompson_discounted`](super::thompson_discounted)) forgets every
 //! downstream.
 //!
-//! Parameters: the window ([`StrategyParams::window`](super::StrategyParams), at least 1) and the
-//! cooldown ([`StrategyParams::rate_limit_cooldown_ms`](super::StrategyParams)).
+//! Parameters: the window ([`StrategyParams::window`](super::StrategyParams), at least 1;
+//! [`DEFAULT_WINDOW`] = 30, the seed's) and the cooldown
+//! ([`StrategyParams::rate_limit_cooldown_ms`](super::StrategyParams)). On our simulator a window of
+//! 100 has lower regret on every scenario but slow drift (e.g. 25 instead of 419 on the prototype
+//! fleet, 153 instead of 402 on the ten-downstream one) and still recovers from the abrupt change
+//! in about 150 requests; 30 is kept so that V7 is the design it is named after.
 //!
 //! Snapshot: the window's counts. Restoring cannot recreate an order of outcomes, so imported
 //! counts (scaled down to `W` if larger) form a baseline that gives up one unit of weight, in
@@ -27,6 +31,7 @@ use std::collections::VecDeque;
 
 use rand::RngCore;
 
+use super::beta::BetaSampler;
 use super::thompson::best_draw;
 use super::thompson_masked::{DEFAULT_COOLDOWN_MS, soonest_available};
 use super::{
@@ -38,13 +43,26 @@ use crate::Outcome;
 /// Outcomes kept per downstream.
 pub const DEFAULT_WINDOW: usize = 30;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct ArmWindow {
     recent: VecDeque<bool>,
     /// Successes and failures in `recent`.
     counts: ArmPosterior,
     /// Imported counts not yet pushed out by new outcomes.
     baseline: ArmPosterior,
+    /// Draws from `Beta(1 + s, 1 + f)` of the total; refreshed on every change.
+    sampler: BetaSampler,
+}
+
+impl Default for ArmWindow {
+    fn default() -> Self {
+        ArmWindow {
+            recent: VecDeque::new(),
+            counts: ArmPosterior::default(),
+            baseline: ArmPosterior::default(),
+            sampler: BetaSampler::for_counts(0.0, 0.0),
+        }
+    }
 }
 
 impl ArmWindow {
@@ -67,6 +85,12 @@ impl ArmWindow {
                 *c -= 1.0;
             }
         }
+        self.refresh();
+    }
+
+    fn refresh(&mut self) {
+        let t = self.total();
+        self.sampler = BetaSampler::for_counts(t.successes, t.failures);
     }
 
     fn total(&self) -> ArmPosterior {
@@ -120,11 +144,9 @@ impl Strategy for ThompsonWindow {
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
         let (arms, until) = (&self.arms, &self.resting_until);
-        best_draw(ctx, arms.len(), rng, |a, rng| {
-            (ctx.now_ms >= until[a]).then(|| {
-                let c = arms[a].total();
-                beta::sample_counts(c.successes, c.failures, rng)
-            })
+        let mut rng = beta::local_rng(rng);
+        best_draw(ctx, arms.len(), |a| {
+            (ctx.now_ms >= until[a]).then(|| arms[a].sampler.sample(&mut rng))
         })
         .or_else(|| soonest_available(ctx, until))
     }
@@ -155,6 +177,7 @@ impl Strategy for ThompsonWindow {
                 },
                 ..ArmWindow::default()
             };
+            w.refresh();
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::load::LoadShape;
-use crate::peers::PeerKind;
+use crate::peers::{PeerKind, PeerTuning};
 use crate::run::{RunOptions, StartStack};
 use crate::scenario::Scenario;
 use crate::serve::ServeConfig;
@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// Scenario: prototype, tiers or nonstationary (see `magnetar-lab scenarios`).
     #[arg(long, default_value = "prototype")]
     pub scenario: String,
-    /// Strategies, comma-separated wire names, or `all` (every strategy the router offers).
+    /// Strategies, comma-separated wire names, `all` (every strategy the router offers) or `none`.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub algos: Vec<String>,
     /// Peer load balancers on the same fleet: haproxy, nginx, or none.
@@ -81,6 +81,18 @@ pub struct RunArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// HAProxy: consecutive failed requests that take a server out [default: 1].
+    #[arg(long)]
+    pub haproxy_error_limit: Option<u32>,
+    /// nginx: failures within the fail timeout that take a server out [default: 10].
+    #[arg(long)]
+    pub nginx_max_fails: Option<u32>,
+    /// nginx: fail timeout, seconds [default: 5].
+    #[arg(long)]
+    pub nginx_fail_timeout: Option<u64>,
+    /// Do not list every downstream again as an undetected backup server in HAProxy and nginx.
+    #[arg(long)]
+    pub no_peer_backups: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,9 +143,23 @@ impl RunArgs {
             .filter(|p| !p.is_empty() && p.as_str() != "none")
             .map(|p| p.parse::<PeerKind>().map_err(anyhow::Error::msg))
             .collect::<Result<Vec<_>>>()?;
-        let algos: Vec<String> = self.algos.iter().filter(|a| !a.is_empty()).cloned().collect();
+        let algos: Vec<String> =
+            self.algos.iter().filter(|a| !a.is_empty() && a.as_str() != "none").cloned().collect();
         if algos.is_empty() && peers.is_empty() {
             bail!("nothing to measure: give --algos or --peers");
+        }
+        let defaults = PeerTuning::default();
+        let peer_tuning = PeerTuning {
+            haproxy_error_limit: self.haproxy_error_limit.unwrap_or(defaults.haproxy_error_limit),
+            nginx_max_fails: self.nginx_max_fails.unwrap_or(defaults.nginx_max_fails),
+            nginx_fail_timeout_s: self.nginx_fail_timeout.unwrap_or(defaults.nginx_fail_timeout_s),
+            backups: !self.no_peer_backups,
+            ..defaults
+        };
+        if peer_tuning.haproxy_error_limit == 0 || peer_tuning.nginx_max_fails == 0 {
+            bail!(
+                "passive failure detection needs --haproxy-error-limit and --nginx-max-fails of at least 1"
+            );
         }
         Ok(RunOptions {
             router: self
@@ -145,6 +171,7 @@ impl RunArgs {
             scenario: self.scenario.clone(),
             algos,
             peers,
+            peer_tuning,
             requests: self.requests,
             shape,
             max_attempts: self.max_attempts,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::metrics::Sample;
-use crate::peers::{self, NGINX_ADDR_HEADER, NGINX_STATUS_HEADER, PeerKind, REQUEST_ID_HEADER};
+use crate::peers::{self, NGINX_ADDR_HEADER, PeerKind, REQUEST_ID_HEADER};
 use crate::scenario::{self, Scenario};
 
 /// Most requests in flight in rate mode (a lane slower than the rate falls behind, visibly).
@@ -138,11 +138,12 @@ impl LaneTarget {
                 sample.success = Outcome::from_status(status).is_success();
                 sample.worker = flaky_worker.clone();
                 if *kind == PeerKind::Nginx {
-                    sample.attempts = peers::nginx_attempts(&header(NGINX_STATUS_HEADER));
+                    let addrs = header(NGINX_ADDR_HEADER);
+                    let tried = peers::nginx_addrs(&addrs);
+                    sample.attempts = tried.len() as u32;
                     if sample.worker.is_empty() {
-                        let last = header(NGINX_ADDR_HEADER);
-                        let last = last.rsplit([',', ':']).next().unwrap_or("").trim().to_owned();
-                        sample.worker = self.addr_names.get(&last).cloned().unwrap_or_default();
+                        let last = tried.last().copied().unwrap_or("");
+                        sample.worker = self.addr_names.get(last).cloned().unwrap_or_default();
                     }
                 }
                 // HAProxy: attempts come from its log once the lane is over.

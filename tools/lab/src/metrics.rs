@@ -118,7 +118,11 @@ pub fn by_index(samples: &[Sample]) -> Vec<&Sample> {
 
 /// Summarises one lane's samples; `counts` are the downstreams' own counters for the lane, in
 /// fleet order, when they could be read.
-pub fn summarize(samples: &[Sample], fleet: &[String], counts: Option<&[DownstreamCount]>) -> Summary {
+pub fn summarize(
+    samples: &[Sample],
+    fleet: &[String],
+    counts: Option<&[DownstreamCount]>,
+) -> Summary {
     let mut m = Metrics::new(fleet.len());
     for s in by_index(samples) {
         for k in 1..=s.attempts {
@@ -146,13 +150,13 @@ pub fn summarize(samples: &[Sample], fleet: &[String], counts: Option<&[Downstre
             )
         }
         _ => {
-            let finals: BTreeMap<&str, u64> =
-                samples.iter().fold(BTreeMap::new(), |mut acc, s| {
-                    *acc.entry(s.worker.as_str()).or_default() += 1;
-                    acc
-                });
+            let finals: BTreeMap<&str, u64> = samples.iter().fold(BTreeMap::new(), |mut acc, s| {
+                *acc.entry(s.worker.as_str()).or_default() += 1;
+                acc
+            });
             let n = samples.len() as u64;
-            let share = fleet.iter().map(|f| ratio(finals.get(f.as_str()).copied().unwrap_or(0), n));
+            let share =
+                fleet.iter().map(|f| ratio(finals.get(f.as_str()).copied().unwrap_or(0), n));
             (share.collect(), "final_attempts", Vec::new())
         }
     };

@@ -55,6 +55,9 @@ pub struct RunReport {
     pub phase_starts: Vec<usize>,
     /// What every column means.
     pub definitions: BTreeMap<String, String>,
+    /// How HAProxy and nginx were tuned (when they ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_tuning: Option<crate::peers::PeerTuning>,
     pub lanes: Vec<LaneReport>,
 }
 
@@ -91,7 +94,12 @@ pub fn table(report: &RunReport) -> String {
     let _ = write!(
         out,
         "| lane | success | first-attempt success | attempts/req | best-guess score | p50 ms | p99 ms | realized regret | traffic share % ({}) |",
-        report.fleet.iter().map(|n| n.trim_start_matches("downstream-")).collect::<Vec<_>>().join("/")
+        report
+            .fleet
+            .iter()
+            .map(|n| n.trim_start_matches("downstream-"))
+            .collect::<Vec<_>>()
+            .join("/")
     );
     out.push_str(if errors { " no answer |\n" } else { "\n" });
     out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|---|");

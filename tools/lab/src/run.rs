@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::load::{self, LaneError, LaneKind, LaneTarget, LoadShape};
 use crate::metrics::{self, DownstreamCount, Sample};
-use crate::peers::{self, Peer, PeerKind, PeerSettings};
+use crate::peers::{self, Peer, PeerKind, PeerSettings, PeerTuning};
 use crate::report::{self, LaneReport, RESULTS_SCHEMA, RunReport};
 use crate::scenario::Scenario;
 use crate::stack::{FleetInfo, LocalStack};
@@ -46,6 +46,8 @@ pub struct RunOptions {
     /// Strategy wire names, or `["all"]` for every strategy the router offers.
     pub algos: Vec<String>,
     pub peers: Vec<PeerKind>,
+    /// How the peers detect failures.
+    pub peer_tuning: PeerTuning,
     pub requests: usize,
     pub shape: LoadShape,
     /// Attempts per request; `None` = the router's configured budget.
@@ -202,6 +204,17 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         );
     }
 
+    let mut down = Vec::new();
+    for (name, url) in names.iter().zip(&urls) {
+        let ping = client.get(format!("{url}/ping")).timeout(Duration::from_secs(3)).send().await;
+        if !ping.is_ok_and(|r| r.status().is_success()) {
+            down.push(format!("{name} ({url})"));
+        }
+    }
+    if !down.is_empty() {
+        bail!("downstreams not answering /ping: {}; restart the stack", down.join(", "));
+    }
+
     let run_id = format!("{:x}", unix_ms());
     let headers: Vec<String> =
         (0..scenario.phases.len()).map(|p| scenario.header_for_phase(p, &names)).collect();
@@ -215,6 +228,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         max_attempts,
         attempt_timeout_ms: fleet.attempt_timeout_ms.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT_MS),
         request_deadline_ms: fleet.request_deadline_ms.unwrap_or(DEFAULT_REQUEST_DEADLINE_MS),
+        tuning: opts.peer_tuning.clone(),
     };
 
     let lanes: Vec<LaneKind> = algos
@@ -286,8 +300,15 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
                 return Err(e.into());
             }
         };
-        let counts =
-            if counted { read_counts(&client, &names, &urls).await } else { None };
+        let counts = if counted { read_counts(&client, &names, &urls).await } else { None };
+        if counts.is_none() && all_local {
+            bars.suspend(|| {
+                eprintln!(
+                    "warning: {label}: the downstreams' counters could not be read; \
+                     traffic share from final attempts"
+                )
+            });
+        }
         if let Some(p) = peer.as_mut().filter(|p| p.kind == PeerKind::Haproxy) {
             fill_from_haproxy_log(p, &label, &mut samples);
         }
@@ -335,6 +356,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         fleet: names,
         phase_starts: scenario.phase_starts(opts.requests),
         definitions: report::definitions(&fleet.success_definition),
+        peer_tuning: (!opts.peers.is_empty()).then(|| opts.peer_tuning.clone()),
         lanes: reports,
     };
     let dir = match &opts.out_dir {

@@ -4,22 +4,27 @@
 //! `node_modules/chart.js/dist/chart.umd.js` at `/vendor/chart.umd.js`, and two JSON documents the
 //! page starts from: `/config.json` (where the router and the learner are, the shared metric
 //! constants) and `/scenarios.json` (the lab's built-in scenarios, so the page's presets are the
-//! lab's). The page itself talks to the router and the learner directly (CORS).
+//! lab's). The page itself talks to the router and the learner directly (CORS); the downstreams'
+//! counters (`GET`/`DELETE /stats`, no CORS) it reads through `GET /api/downstreams` and
+//! `POST /api/downstreams/reset`, which this server forwards to every downstream of the router's
+//! fleet (the last fleet read is kept, so counters stay readable while the router is down).
 //! Files are read on every request: editing the page needs no restart.
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
-use serde_json::json;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
 
 use crate::metrics::{FREE_ATTEMPTS, ROLLING_WINDOW};
 use crate::scenario::Scenario;
+use crate::stack::FleetInfo;
 
 /// Where the page's pieces are and what it should talk to.
 #[derive(Clone, Debug)]
@@ -34,16 +39,31 @@ pub struct ServeConfig {
     pub learner: String,
 }
 
+/// What the handlers share.
+struct Shared {
+    config: ServeConfig,
+    client: reqwest::Client,
+    /// (name, URL) of every downstream, from the router's last answered `/_magnetar/fleet`.
+    fleet: Mutex<Vec<(String, String)>>,
+}
+
 /// The page's router (axum), ready to serve.
 pub fn app(config: ServeConfig) -> Router {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    let shared = Shared { config, client, fleet: Mutex::new(Vec::new()) };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/config.json", get(config_json))
         .route("/scenarios.json", get(scenarios_json))
+        .route("/api/downstreams", get(downstream_counts))
+        .route("/api/downstreams/reset", post(reset_downstream_counts))
         .route("/vendor/chart.umd.js", get(chart_js))
         .route("/{file}", get(static_file))
-        .with_state(Arc::new(config))
+        .with_state(Arc::new(shared))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.
@@ -76,27 +96,27 @@ async fn send_file(path: PathBuf, kind: &'static str) -> Response {
     }
 }
 
-async fn index(State(config): State<Arc<ServeConfig>>) -> Response {
-    send_file(config.dir.join("index.html"), "text/html; charset=utf-8").await
+async fn index(State(shared): State<Arc<Shared>>) -> Response {
+    send_file(shared.config.dir.join("index.html"), "text/html; charset=utf-8").await
 }
 
-async fn static_file(State(config): State<Arc<ServeConfig>>, Path(file): Path<String>) -> Response {
+async fn static_file(State(shared): State<Arc<Shared>>, Path(file): Path<String>) -> Response {
     let plain = !file.starts_with('.')
         && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     match content_type(&file).filter(|_| plain) {
-        Some(kind) => send_file(config.dir.join(&file), kind).await,
+        Some(kind) => send_file(shared.config.dir.join(&file), kind).await,
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
 
-async fn chart_js(State(config): State<Arc<ServeConfig>>) -> Response {
-    send_file(config.chart_js.clone(), "text/javascript; charset=utf-8").await
+async fn chart_js(State(shared): State<Arc<Shared>>) -> Response {
+    send_file(shared.config.chart_js.clone(), "text/javascript; charset=utf-8").await
 }
 
-async fn config_json(State(config): State<Arc<ServeConfig>>) -> Json<serde_json::Value> {
+async fn config_json(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!({
-        "router": config.router,
-        "learner": config.learner,
+        "router": shared.config.router,
+        "learner": shared.config.learner,
         "rolling_window": ROLLING_WINDOW,
         "free_attempts": FREE_ATTEMPTS,
         "tool": format!("magnetar-lab {}", env!("CARGO_PKG_VERSION")),
@@ -106,6 +126,72 @@ async fn config_json(State(config): State<Arc<ServeConfig>>) -> Json<serde_json:
 async fn scenarios_json() -> Json<serde_json::Value> {
     let scenarios = Scenario::builtin();
     Json(json!({ "scenarios": scenarios }))
+}
+
+/// The downstreams of the router's fleet, refreshed when the router answers.
+async fn fleet(shared: &Shared) -> Vec<(String, String)> {
+    if let Ok(Some(info)) = FleetInfo::fetch(&shared.client, &shared.config.router).await {
+        let fresh: Vec<(String, String)> = info
+            .downstreams
+            .into_iter()
+            .filter_map(|d| d.url.map(|u| (d.name, u.trim_end_matches('/').to_owned())))
+            .collect();
+        if let Ok(mut cached) = shared.fleet.lock() {
+            *cached = fresh;
+        }
+    }
+    shared.fleet.lock().map(|f| f.clone()).unwrap_or_default()
+}
+
+fn unavailable(message: String) -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        Json(json!({ "error": "downstreams_unavailable", "message": message })),
+    )
+        .into_response()
+}
+
+/// `GET /api/downstreams`: every downstream's `/stats`, in fleet order.
+async fn downstream_counts(State(shared): State<Arc<Shared>>) -> Response {
+    let fleet = fleet(&shared).await;
+    if fleet.is_empty() {
+        return unavailable("the router has not listed a local fleet".into());
+    }
+    let mut out = Vec::new();
+    for (name, url) in fleet {
+        let stats: Option<Value> = match shared.client.get(format!("{url}/stats")).send().await {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let Some(stats) = stats else {
+            return unavailable(format!("{name} at {url} did not answer GET /stats"));
+        };
+        let count = |k: &str| stats[k].as_u64().unwrap_or(0);
+        out.push(json!({
+            "name": name,
+            "requests": count("requests"),
+            "successes": count("successes"),
+            "failures": count("failures"),
+            "rate_limited": count("rate_limited"),
+            "invalid": count("invalid"),
+        }));
+    }
+    Json(json!({ "downstreams": out })).into_response()
+}
+
+/// `POST /api/downstreams/reset`: zeroes every downstream's counters.
+async fn reset_downstream_counts(State(shared): State<Arc<Shared>>) -> Response {
+    let fleet = fleet(&shared).await;
+    if fleet.is_empty() {
+        return unavailable("the router has not listed a local fleet".into());
+    }
+    for (name, url) in &fleet {
+        let reset = shared.client.delete(format!("{url}/stats")).send().await;
+        if !reset.is_ok_and(|r| r.status().is_success()) {
+            return unavailable(format!("{name} at {url} did not answer DELETE /stats"));
+        }
+    }
+    Json(json!({ "reset": fleet.len() })).into_response()
 }
 
 #[cfg(test)]

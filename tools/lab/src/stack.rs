@@ -18,6 +18,11 @@ use serde_json::{Value, json};
 
 use crate::process::{self, Group};
 
+/// Pause between starting two wrangler processes.
+const STAGGER: Duration = Duration::from_millis(400);
+/// Starts of one wrangler before giving up (a start can lose a race for an internal port).
+const START_TRIES: u32 = 3;
+
 /// One downstream as the router lists it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Downstream {
@@ -183,11 +188,8 @@ impl LocalStack {
         let mut entries: Vec<Value> =
             manifest["downstreams"].as_array().cloned().unwrap_or_default();
         entries.push(manifest["router"].clone());
-        let mut probes = Vec::new();
-        for entry in &entries {
+        let wrangler = |entry: &Value| {
             let name = entry["name"].as_str().unwrap_or("worker");
-            let port = entry["port"].as_u64().unwrap_or(0);
-            let inspector = entry["inspector_port"].as_u64().unwrap_or(0);
             let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
             command
                 .env("PATH", tool_path(root))
@@ -196,19 +198,40 @@ impl LocalStack {
                 .args(["dev", "--ip", "127.0.0.1", "--log-level", "warn", "--config"])
                 .arg(entry["config"].as_str().unwrap_or(""))
                 .arg("--port")
-                .arg(port.to_string())
+                .arg(entry["port"].as_u64().unwrap_or(0).to_string())
                 .arg("--inspector-port")
-                .arg(inspector.to_string())
+                .arg(entry["inspector_port"].as_u64().unwrap_or(0).to_string())
+                // One state directory each: wranglers starting together on one directory can
+                // trip over its SQLite lock.
                 .arg("--persist-to")
-                .arg(dir.join("state"))
+                .arg(dir.join("state").join(name))
                 .current_dir(&dir);
-            services.push(Group::spawn(name, command, dir.join(format!("{name}.log")))?);
-            let probe = if name == "magnetar-router" { "_magnetar/health" } else { "ping" };
-            probes.push(format!("http://127.0.0.1:{port}/{probe}"));
+            command
+        };
+        let mut started = Vec::new();
+        for entry in &entries {
+            let name = entry["name"].as_str().unwrap_or("worker");
+            started.push(Group::spawn(name, wrangler(entry), dir.join(format!("{name}.log")))?);
+            // Staggered: wranglers starting in the same instant race for their internal ports.
+            tokio::time::sleep(STAGGER).await;
         }
-        let first_worker = services.len() - probes.len();
-        for (service, url) in services[first_worker..].iter_mut().zip(&probes) {
-            service.wait_ready(client, url).await?;
+        for (mut service, entry) in started.into_iter().zip(&entries) {
+            let name = entry["name"].as_str().unwrap_or("worker");
+            let probe = if name == "magnetar-router" { "_magnetar/health" } else { "ping" };
+            let url = format!("http://127.0.0.1:{}/{probe}", entry["port"].as_u64().unwrap_or(0));
+            let mut tries = 1;
+            while let Err(e) = service.wait_ready(client, &url).await {
+                if !service.exited() || tries == START_TRIES {
+                    return Err(e);
+                }
+                tries += 1;
+                eprintln!(
+                    "{name} exited while starting; starting it again ({tries}/{START_TRIES})"
+                );
+                service =
+                    Group::spawn(name, wrangler(entry), dir.join(format!("{name}-{tries}.log")))?;
+            }
+            services.push(service);
         }
         Ok(LocalStack {
             router_url: format!("http://127.0.0.1:{router_port}"),

@@ -1,0 +1,138 @@
+//! Cost of one `select` plus one `update` per strategy, for fleets of 3, 10 and 100 downstreams.
+//!
+//! Each strategy first serves 20,000 attempts of a fleet whose success rates are spread from 50%
+//! to 95%, then is measured in that warm state, which keeps evolving during the measurement (the
+//! state a router isolate is in after its first seconds). The measured loop also draws the
+//! outcome (one uniform) and advances the clock by 1 ms per iteration.
+//!
+//! Time is the benchmark thread's CPU time, not wall time: on a machine shared with other builds
+//! and tests, wall time counts the slices other processes get, CPU time only ours.
+//!
+//! `cargo bench -p magnetar-core --bench strategies` (add `-- thompson/` to filter).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cpu_time::ThreadTime;
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use magnetar_core::Outcome;
+use magnetar_core::strategy::{Feedback, SelectContext, Strategy, StrategyKind};
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+const WARM_UP_ATTEMPTS: u64 = 20_000;
+
+/// CPU time of the measuring thread.
+struct ThreadCpu;
+
+struct Nanoseconds;
+
+impl ValueFormatter for Nanoseconds {
+    fn scale_values(&self, _typical: f64, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        _throughput: &Throughput,
+        _values: &mut [f64],
+    ) -> &'static str {
+        "ns"
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = ThreadTime;
+    type Value = Duration;
+
+    fn start(&self) -> ThreadTime {
+        ThreadTime::now()
+    }
+
+    fn end(&self, start: ThreadTime) -> Duration {
+        start.elapsed()
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &Nanoseconds
+    }
+}
+
+fn rates(arms: usize) -> Vec<f64> {
+    (0..arms).map(|i| 0.5 + 0.45 * i as f64 / (arms - 1).max(1) as f64).collect()
+}
+
+fn step(s: &mut dyn Strategy, rates: &[f64], now_ms: u64, rng: &mut SmallRng) {
+    let ctx = SelectContext::first(now_ms);
+    let rng_dyn: &mut dyn RngCore = rng;
+    let Some(arm) = s.select(&ctx, rng_dyn) else { return };
+    let outcome =
+        if rng.random::<f64>() < rates[arm] { Outcome::Success } else { Outcome::ServerError };
+    s.update(arm, &Feedback { outcome, latency_ms: 20.0, now_ms, attempt: 1 });
+}
+
+fn select_update(c: &mut Criterion<ThreadCpu>) {
+    for kind in StrategyKind::ALL {
+        let mut group = c.benchmark_group(kind.name());
+        for arms in [3usize, 10, 100] {
+            let rates = rates(arms);
+            let mut rng = SmallRng::seed_from_u64(1);
+            let mut s = kind.build(arms);
+            for t in 0..WARM_UP_ATTEMPTS {
+                step(s.as_mut(), &rates, t, &mut rng);
+            }
+            let mut now = WARM_UP_ATTEMPTS;
+            group.bench_function(BenchmarkId::from_parameter(arms), |b| {
+                b.iter(|| {
+                    now += 1;
+                    step(black_box(s.as_mut()), &rates, now, &mut rng);
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// One Beta draw on each of the sampler's two paths, and one gamma draw.
+fn beta_draws(c: &mut Criterion<ThreadCpu>) {
+    let mut group = c.benchmark_group("beta");
+    let mut rng = SmallRng::seed_from_u64(2);
+    group.bench_function("gamma_path_15_15", |b| {
+        b.iter(|| magnetar_core::strategy::beta::sample(black_box(15.0), 15.0, &mut rng))
+    });
+    group.bench_function("gamma_path_300_30", |b| {
+        b.iter(|| magnetar_core::strategy::beta::sample(black_box(300.0), 30.0, &mut rng))
+    });
+    group.bench_function("normal_path_900_100", |b| {
+        b.iter(|| magnetar_core::strategy::beta::sample(black_box(900.0), 100.0, &mut rng))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .with_measurement(ThreadCpu)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = beta_draws, select_update
+}
+criterion_main!(benches);

@@ -1,0 +1,84 @@
+//! The comparison table (markdown) and the CSV export.
+
+use std::fmt::Write;
+
+use magnetar_core::sim::{Aggregate, Scenario, SimConfig};
+
+/// One markdown table for a scenario, best (lowest regret) first.
+pub fn markdown(
+    scenario: &Scenario,
+    config: &SimConfig,
+    seeds: u64,
+    results: &[Aggregate],
+) -> String {
+    let mut out = String::new();
+    let oracle = results.first().map_or(0.0, |r| r.oracle_success_rate.mean);
+    let _ = writeln!(
+        out,
+        "### `{}`: {}\n\n{} seeds × {} requests, {} attempt(s) per request, oracle success {:.2}%\n",
+        scenario.name,
+        scenario.description,
+        seeds,
+        config.requests,
+        config.max_attempts,
+        100.0 * oracle
+    );
+    out.push_str(
+        "| strategy | success % | 1st-attempt % | attempts/req | regret (± sd) | realized regret | score | p50 ms | p99 ms | traffic share % |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for r in results {
+        let share: Vec<String> =
+            r.traffic_share.iter().map(|s| format!("{:.0}", 100.0 * s)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.3} | {:.1} ± {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} |",
+            r.strategy,
+            100.0 * r.success_rate.mean,
+            100.0 * r.first_attempt_success_rate.mean,
+            r.attempts_per_request.mean,
+            r.regret.mean,
+            r.regret.sd,
+            r.realized_regret.mean,
+            r.best_guess_score.mean,
+            r.latency_p50_ms.mean,
+            r.latency_p99_ms.mean,
+            share.join("/"),
+        );
+    }
+    out
+}
+
+/// One CSV row per (scenario, strategy).
+pub fn csv(reports: &[(&Scenario, &[Aggregate])]) -> String {
+    let mut out = String::from(
+        "scenario,strategy,runs,success_rate,success_rate_sd,first_attempt_success_rate,attempts_per_request,max_attempts,regret,regret_sd,realized_regret,best_guess_score,latency_p50_ms,latency_p99_ms,oracle_success_rate,retries_denied,traffic_share\n",
+    );
+    for (scenario, results) in reports {
+        for r in *results {
+            let share: Vec<String> = r.traffic_share.iter().map(|s| format!("{s:.4}")).collect();
+            let _ = writeln!(
+                out,
+                "{},{},{},{:.6},{:.6},{:.6},{:.4},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.6},{:.1},{}",
+                scenario.name,
+                r.strategy,
+                r.runs,
+                r.success_rate.mean,
+                r.success_rate.sd,
+                r.first_attempt_success_rate.mean,
+                r.attempts_per_request.mean,
+                r.max_attempts,
+                r.regret.mean,
+                r.regret.sd,
+                r.realized_regret.mean,
+                r.best_guess_score.mean,
+                r.latency_p50_ms.mean,
+                r.latency_p99_ms.mean,
+                r.oracle_success_rate.mean,
+                r.retries_denied.mean,
+                share.join(";"),
+            );
+        }
+    }
+    out
+}
