@@ -46,4 +46,6 @@ for worker in router downstream-1; do
 done
 
 step "end-to-end tests (wrangler dev on loopback)"
+# The tests start these binaries as processes: build them now so they are never stale.
+cargo build --locked -p magnetar-learner -p magnetar-lab
 cargo test --locked -p magnetar-e2e -- --test-threads=2

@@ -295,6 +295,24 @@ impl Stack {
         client.get(url).send().await.expect("router state").json().await.expect("json")
     }
 
+    /// The router's state once every one of `requests` telemetry batches has been sent or has
+    /// failed: batches go out in `wait_until`, after their response, so the last ones may still be
+    /// in flight when the client has its answers. Gives up (and returns the state as it is) after
+    /// 15 s, well beyond the telemetry timeout.
+    pub async fn router_state_settled(&self, client: &reqwest::Client, requests: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let state = self.router_state(client).await;
+            let counter = |name: &str| state["counters"][name].as_u64().unwrap_or(0);
+            let settled =
+                counter("telemetry_batches_sent") + counter("telemetry_batches_failed") >= requests;
+            if settled || Instant::now() > deadline {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Resets every downstream's request counters (`DELETE /stats`).
     pub async fn reset_counters(&self, client: &reqwest::Client) {
         for (_, url) in &self.downstreams {
@@ -428,7 +446,11 @@ impl Learner {
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
-            .env("RUST_LOG", "info");
+            // MAGNETAR_E2E_LEARNER_LOG=info,librdkafka=debug shows the consumer group's life.
+            .env(
+                "RUST_LOG",
+                std::env::var("MAGNETAR_E2E_LEARNER_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let mut service = Service::spawn(label, command, dir.join("learner.log"));
         let url = format!("http://127.0.0.1:{port}");
         service.wait_ready(&format!("{url}/healthz"));

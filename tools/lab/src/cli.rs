@@ -10,7 +10,7 @@ use crate::peers::{PeerKind, PeerTuning};
 use crate::run::{RunOptions, StartStack};
 use crate::scenario::Scenario;
 use crate::serve::ServeConfig;
-use crate::{report, run, serve, stack};
+use crate::{latency, report, run, serve, stack};
 
 /// Default concurrency of `run`.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -37,6 +37,22 @@ pub enum Command {
     Serve(ServeArgs),
     /// Prints the built-in scenarios as JSON.
     Scenarios,
+    /// Measures the router's added latency: the same requests to a 0%-fail downstream directly
+    /// and through the router (started when none runs).
+    Latency(LatencyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LatencyArgs {
+    /// Router base URL (default: the port in config/workers.json on 127.0.0.1).
+    #[arg(long, env = "MAGNETAR_ROUTER")]
+    pub router: Option<String>,
+    /// Requests to each target (after a warm-up).
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +236,19 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
             };
             print_run(&output);
+            Ok(())
+        }
+        Command::Latency(args) => {
+            let router = args.router.unwrap_or_else(default_router);
+            let report = tokio::select! {
+                report = latency::measure(router.trim_end_matches('/'), args.requests) => report?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
+            };
+            println!("{}", report.table());
+            if let Some(path) = args.json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("write {}", path.display()))?;
+            }
             Ok(())
         }
         Command::Serve(args) => {

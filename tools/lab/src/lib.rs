@@ -11,9 +11,11 @@
 //! - [`peers`]: HAProxy and nginx configured and started on loopback;
 //! - [`stack`]: finding the running stack, or starting one;
 //! - [`run`]: one comparison, lane after lane; [`report`]: table, JSON, CSV, SVG;
+//! - [`latency`]: the router's added latency (`magnetar-lab latency`);
 //! - [`serve`]: the page's server; [`cli`]: the command line; [`process`]: child process groups.
 
 pub mod cli;
+pub mod latency;
 pub mod load;
 pub mod metrics;
 pub mod peers;
