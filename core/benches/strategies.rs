@@ -1,9 +1,9 @@
 //! Cost of one `select` plus one `update` per strategy, for fleets of 3, 10 and 100 downstreams.
 //!
-//! Each strategy first serves 20,000 attempts of a fleet whose success rates are spread from 50%
-//! to 95%, then is measured in that warm state, which keeps evolving during the measurement (the
-//! state a router isolate is in after its first seconds). The measured loop also draws the
-//! outcome (one uniform) and advances the clock by 1 ms per iteration.
+//! The workload is `magnetar_core::sim::bench` (shared with the wasm32 benchmark under Node):
+//! each strategy first serves 20,000 attempts of a fleet whose success rates are spread from 50%
+//! to 95%, then is measured in that warm state, which keeps evolving during the measurement. The
+//! measured loop also draws the outcome (one uniform) and advances the clock by 1 ms.
 //!
 //! Time is the benchmark thread's CPU time, not wall time: on a machine shared with other builds
 //! and tests, wall time counts the slices other processes get, CPU time only ours.
@@ -16,12 +16,10 @@ use std::time::Duration;
 use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use magnetar_core::Outcome;
-use magnetar_core::strategy::{Feedback, SelectContext, Strategy, StrategyKind};
+use magnetar_core::sim::bench::{spread_rates, step, warm_up};
+use magnetar_core::strategy::StrategyKind;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, RngCore, SeedableRng};
-
-const WARM_UP_ATTEMPTS: u64 = 20_000;
 
 /// CPU time of the measuring thread.
 struct ThreadCpu;
@@ -76,30 +74,14 @@ impl Measurement for ThreadCpu {
     }
 }
 
-fn rates(arms: usize) -> Vec<f64> {
-    (0..arms).map(|i| 0.5 + 0.45 * i as f64 / (arms - 1).max(1) as f64).collect()
-}
-
-fn step(s: &mut dyn Strategy, rates: &[f64], now_ms: u64, rng: &mut SmallRng) {
-    let ctx = SelectContext::first(now_ms);
-    let rng_dyn: &mut dyn RngCore = rng;
-    let Some(arm) = s.select(&ctx, rng_dyn) else { return };
-    let outcome =
-        if rng.random::<f64>() < rates[arm] { Outcome::Success } else { Outcome::ServerError };
-    s.update(arm, &Feedback { outcome, latency_ms: 20.0, now_ms, attempt: 1 });
-}
-
 fn select_update(c: &mut Criterion<ThreadCpu>) {
     for kind in StrategyKind::ALL {
         let mut group = c.benchmark_group(kind.name());
         for arms in [3usize, 10, 100] {
-            let rates = rates(arms);
+            let rates = spread_rates(arms);
             let mut rng = SmallRng::seed_from_u64(1);
             let mut s = kind.build(arms);
-            for t in 0..WARM_UP_ATTEMPTS {
-                step(s.as_mut(), &rates, t, &mut rng);
-            }
-            let mut now = WARM_UP_ATTEMPTS;
+            let mut now = warm_up(s.as_mut(), &rates, &mut rng);
             group.bench_function(BenchmarkId::from_parameter(arms), |b| {
                 b.iter(|| {
                     now += 1;

@@ -29,6 +29,7 @@ use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
 use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig};
 use crate::strategy::{ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams};
 
+pub mod bench;
 pub mod model;
 pub mod report;
 pub mod scenario;

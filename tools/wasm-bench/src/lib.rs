@@ -1,32 +1,17 @@
 //! The core's strategies compiled to wasm32 and timed under Node: the same loop as the native
 //! criterion benchmark (`core/benches/strategies.rs`), so the two figures compare.
 //!
-//! Each strategy serves 20,000 warm-up attempts of a fleet whose success rates are spread from 50%
-//! to 95%, then `iterations` more are timed with `performance.now()`. One iteration is one
-//! `select`, one uniform draw for the outcome and one `update`, with the clock advanced by 1 ms.
+//! The workload is `magnetar_core::sim::bench`: each strategy serves 20,000 warm-up attempts of a
+//! fleet whose success rates are spread from 50% to 95%, then `iterations` more steps (select,
+//! outcome draw, update) are timed with `performance.now()`.
 //! `scripts/bench.sh` builds this with wasm-bindgen (`--target nodejs`) and runs
 //! `tools/wasm-bench/run.mjs`.
 
-use magnetar_core::Outcome;
-use magnetar_core::strategy::{Feedback, SelectContext, Strategy, StrategyKind};
+use magnetar_core::sim::bench::{spread_rates, step, warm_up};
+use magnetar_core::strategy::StrategyKind;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, RngCore, SeedableRng};
 use wasm_bindgen::prelude::*;
-
-const WARM_UP_ATTEMPTS: u64 = 20_000;
-
-fn rates(arms: usize) -> Vec<f64> {
-    (0..arms).map(|i| 0.5 + 0.45 * i as f64 / (arms - 1).max(1) as f64).collect()
-}
-
-fn step(s: &mut dyn Strategy, rates: &[f64], now_ms: u64, rng: &mut SmallRng) {
-    let ctx = SelectContext::first(now_ms);
-    let rng_dyn: &mut dyn RngCore = rng;
-    let Some(arm) = s.select(&ctx, rng_dyn) else { return };
-    let outcome =
-        if rng.random::<f64>() < rates[arm] { Outcome::Success } else { Outcome::ServerError };
-    s.update(arm, &Feedback { outcome, latency_ms: 20.0, now_ms, attempt: 1 });
-}
 
 /// Runs `iterations` warm select + update steps of `strategy` over `arms` downstreams and returns
 /// the time per step in nanoseconds, measured with `now_ms` (the host's `performance.now`).
@@ -40,15 +25,13 @@ pub fn time_select_update(
     if arms == 0 || iterations == 0 {
         return Err("arms and iterations must be at least 1".into());
     }
-    let rates = rates(arms);
+    let rates = spread_rates(arms);
     let mut rng = SmallRng::seed_from_u64(1);
     let mut s = kind.build(arms);
-    for t in 0..WARM_UP_ATTEMPTS {
-        step(s.as_mut(), &rates, t, &mut rng);
-    }
+    let from = warm_up(s.as_mut(), &rates, &mut rng);
     let started = now_ms();
     for t in 0..iterations {
-        step(s.as_mut(), &rates, WARM_UP_ATTEMPTS + t, &mut rng);
+        step(s.as_mut(), &rates, from + t, &mut rng);
     }
     Ok((now_ms() - started) * 1e6 / iterations as f64)
 }
