@@ -31,9 +31,9 @@ builds() {
     echo "| Worker | clean build s | warm build s (one source file touched) | .wasm bytes | gzip -9 bytes |"
     echo "|---|---|---|---|---|"
   } >"$file"
-  rm -rf target/wasm32-unknown-unknown/release
   for crate in downstream-worker router; do
-    rm -rf "$crate/build"
+    # From clean: no compiled dependency, no previous bundle.
+    rm -rf target/wasm32-unknown-unknown/release "$crate/build"
     local t0 t1 t2 wasm
     t0=$(date +%s.%N)
     bash scripts/build-workers.sh "$crate" >/dev/null
@@ -45,8 +45,6 @@ builds() {
     printf '| %s | %.1f | %.1f | %s | %s |\n' "$crate" "$(awk "BEGIN { print $t1 - $t0 }")" \
       "$(awk "BEGIN { print $t2 - $t1 }")" "$(stat -c %s "$wasm")" "$(gzip -9c "$wasm" | wc -c)" >>"$file"
   done
-  echo >>"$file"
-  echo "The downstream Worker is built first, so its clean time includes the dependencies both share." >>"$file"
   cat "$file"
 }
 

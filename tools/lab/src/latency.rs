@@ -4,7 +4,10 @@
 //! between the downstream itself and the router (`round_robin`, one attempt), after a warm-up of
 //! each. Alternating keeps both series under the same machine conditions. The difference of the
 //! two latency distributions is what the router adds: its own work (config, strategy, headers,
-//! body buffering) and one more loopback hop through workerd.
+//! body buffering) and one more loopback hop through workerd. A third series, the router's
+//! `GET /_magnetar/health` (no subrequest, no strategy), is the cost of that hop alone under
+//! `wrangler dev`, whose local proxy sits in front of every Worker; subtracting it leaves the
+//! router's own work.
 
 use std::time::{Duration, Instant};
 
@@ -53,8 +56,12 @@ impl Series {
 pub struct LatencyReport {
     pub direct: Series,
     pub router: Series,
+    /// `GET /_magnetar/health` on the router: one `wrangler dev` hop and a trivial Worker.
+    pub hop: Series,
     pub added_p50_ms: f64,
     pub added_p99_ms: f64,
+    /// Added p50 minus the hop's p50: the router's own work per request.
+    pub own_work_p50_ms: f64,
 }
 
 impl LatencyReport {
@@ -67,19 +74,22 @@ impl LatencyReport {
             )
         };
         format!(
-            "| target | requests | p50 ms | p90 ms | p99 ms | mean ms | max ms |\n|---|---|---|---|---|---|---|\n{}{}| **added by the router** | | **{:.2}** | | **{:.2}** | | |\n",
+            "| target | requests | p50 ms | p90 ms | p99 ms | mean ms | max ms |\n|---|---|---|---|---|---|---|\n{}{}| **added by the router** | | **{:.2}** | | **{:.2}** | | |\n{}| **router's own work** (added − hop) | | **{:.2}** | | | | |\n",
             row(&self.direct),
             row(&self.router),
             self.added_p50_ms,
-            self.added_p99_ms
+            self.added_p99_ms,
+            row(&self.hop),
+            self.own_work_p50_ms,
         )
     }
 }
 
 async fn timed(client: &reqwest::Client, url: &str) -> Result<f64> {
     let started = Instant::now();
-    let response = client
-        .post(url)
+    let request =
+        if url.ends_with("/_magnetar/health") { client.get(url) } else { client.post(url) };
+    let response = request
         .header(scenario::HEADER, ALL_SUCCESS)
         .header("content-type", "application/json")
         .body("{}")
@@ -124,23 +134,32 @@ pub async fn measure(router: &str, requests: usize) -> Result<LatencyReport> {
     let direct_url = format!("{}/service", downstream.trim_end_matches('/'));
     let router_url = format!("{router}/service?algo=round_robin&max_attempts=1");
 
+    let hop_url = format!("{router}/_magnetar/health");
+
     for _ in 0..WARM_UP {
         timed(&client, &direct_url).await?;
         timed(&client, &router_url).await?;
+        timed(&client, &hop_url).await?;
     }
     let mut direct = Vec::with_capacity(requests);
     let mut routed = Vec::with_capacity(requests);
+    let mut hop = Vec::with_capacity(requests);
     for _ in 0..requests {
         direct.push(timed(&client, &direct_url).await?);
         routed.push(timed(&client, &router_url).await?);
+        hop.push(timed(&client, &hop_url).await?);
     }
     let direct = Series::of("straight to the downstream", &mut direct);
     let router = Series::of("through the router", &mut routed);
+    let hop = Series::of("router's /_magnetar/health (the wrangler dev hop)", &mut hop);
+    let added_p50_ms = router.p50_ms - direct.p50_ms;
     Ok(LatencyReport {
-        added_p50_ms: router.p50_ms - direct.p50_ms,
+        added_p50_ms,
         added_p99_ms: router.p99_ms - direct.p99_ms,
+        own_work_p50_ms: added_p50_ms - hop.p50_ms,
         direct,
         router,
+        hop,
     })
 }
 
