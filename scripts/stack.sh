@@ -6,6 +6,9 @@
 #   scripts/stack.sh --kafka    Kafka mode: tansu broker + learner bridge (REST → Kafka) +
 #                               learner consumer group (Kafka → posteriors)
 #
+#   MAGNETAR_PROFILE=debug      use debug builds of the learner and the page server (the tests do:
+#                               they are built already); default release.
+#
 # What runs (ports from config/workers.json):
 #   - one `wrangler dev` (workerd) per downstream in config/workers.json, with its failure settings;
 #   - the router (`wrangler dev`), posting telemetry to and asking the learner;
@@ -18,7 +21,7 @@ KAFKA=0
 for arg in "$@"; do
   case "$arg" in
     --kafka) KAFKA=1 ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
     *) echo "unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,13 +71,19 @@ fi
 [ -x "$HOME/.cargo/bin/worker-build" ] && [ -d node_modules ] || bash scripts/setup.sh
 echo "building Workers and the learner (incremental)..."
 bash scripts/build-workers.sh
-cargo build --release --quiet -p magnetar-learner -p magnetar-lab
+PROFILE=${MAGNETAR_PROFILE:-release}
+case "$PROFILE" in
+  release) cargo build --release --quiet -p magnetar-learner -p magnetar-lab ;;
+  debug) cargo build --quiet -p magnetar-learner -p magnetar-lab ;;
+  *) echo "MAGNETAR_PROFILE must be release or debug, not $PROFILE" >&2; exit 2 ;;
+esac
+BIN="$MAGNETAR_ROOT/target/$PROFILE"
 
 learner_port=$(json "d.get('learner',{}).get('port',8090)")
 half_life=$(json "d.get('learner',{}).get('half_life_ms',60000)")
 testbed_port=$(json "d.get('test_bed',{}).get('port',8080)")
 learner_url="http://127.0.0.1:$learner_port"
-LEARNER_BIN="$MAGNETAR_ROOT/target/release/magnetar-learner"
+LEARNER_BIN="$BIN/magnetar-learner"
 
 if [ "$KAFKA" -eq 1 ]; then
   kafka_port=$(json "d.get('kafka',{}).get('port',19092)")
@@ -94,10 +103,12 @@ busy = []
 for d in m["downstreams"] + [m["router"]]:
     for kind in ("port", "inspector_port"):
         s = socket.socket()
+        # As servers bind: a stack stopped a moment ago leaves TIME_WAIT connections, not listeners.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", d[kind]))
         except OSError:
-            busy.append(f"{d[\"name\"]} {kind.replace(\"_\", \" \")} {d[kind]}")
+            busy.append("%s %s %d" % (d["name"], kind.replace("_", " "), d[kind]))
         finally:
             s.close()
 if busy:
@@ -125,7 +136,7 @@ m = json.load(sys.stdin)
 for d in m["downstreams"] + [m["router"]]:
     print(d["name"], d["port"], d["inspector_port"], d["config"], sep="\t")' <<<"$manifest")
 
-start test-bed "$MAGNETAR_ROOT/target/release/magnetar-lab" serve --port "$testbed_port" \
+start test-bed "$BIN/magnetar-lab" serve --port "$testbed_port" \
   --router "http://127.0.0.1:$router_port" --learner "$learner_url"
 
 wait_ready learner "$learner_url/healthz"
@@ -151,7 +162,7 @@ $(python3 -c '
 import json, sys
 m = json.load(sys.stdin)
 for d in m["downstreams"]:
-    print(f"  {d[\"name\"]:<15} http://127.0.0.1:{d[\"port\"]}/")' <<<"$manifest")
+    print("  %-15s http://127.0.0.1:%d/" % (d["name"], d["port"]))' <<<"$manifest")
   logs            $LOGS/
 Press Ctrl-C to stop everything.
 EOF

@@ -74,6 +74,11 @@ impl Service {
         Service { name: name.to_owned(), child, log }
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// The process id (also the process group id).
     pub fn pid(&self) -> u32 {
         self.child.id()
