@@ -1,6 +1,6 @@
 //! Tests of the router's JS glue, run in a JS engine:
 //! `cargo test -p magnetar-router --target wasm32-unknown-unknown` (wasm-bindgen-test-runner
-//! under Node, set by scripts/env.sh) or `wasm-pack test --node router`.
+//! under Node, set by scripts/env.sh).
 #![cfg(target_arch = "wasm32")]
 // clippy does not see #[wasm_bindgen_test] functions as tests.
 #![allow(clippy::unwrap_used)]

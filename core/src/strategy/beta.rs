@@ -24,6 +24,11 @@
 //! spends most of its time: on arms it knows well. Parameters that are
 //! not finite and positive read as 1 (the uniform prior), so a draw is always in `[0, 1]`.
 //!
+//! A selection compares draws and needs no division: [`BetaSampler::draw`] returns the draw as a
+//! fraction `X / (X + Y)` ([`Draw`]) and [`Draw::beats`] compares two by cross-multiplication,
+//! which saves a division per downstream on the Thompson family's hot path (about a tenth of a
+//! 10-downstream selection). [`BetaSampler::sample`] divides.
+//!
 //! The samplers are generic over the RNG. A strategy drawing once per downstream should not pay
 //! a virtual call per random number through `&mut dyn RngCore`: [`local_rng`] takes one number
 //! from the caller's RNG and seeds a statically dispatched [`SmallRng`] with it for the draws of
@@ -41,6 +46,35 @@ pub const PROPOSAL_MIN: f64 = 10.0;
 /// A fast generator for the draws of one selection, seeded from one number of `rng`.
 pub fn local_rng(rng: &mut dyn RngCore) -> SmallRng {
     SmallRng::seed_from_u64(rng.next_u64())
+}
+
+/// A draw in `[0, 1]` kept as the fraction `num / den` (`0 <= num <= den`, `den > 0`), so that
+/// comparing two draws needs no division.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draw {
+    num: f64,
+    den: f64,
+}
+
+impl Draw {
+    /// `value` clamped to `[0, 1]` (NaN reads as 0).
+    pub fn of(value: f64) -> Draw {
+        let v = if value.is_nan() { 0.0 } else { value.clamp(0.0, 1.0) };
+        Draw { num: v, den: 1.0 }
+    }
+
+    /// The draw's value, in `[0, 1]`.
+    #[inline]
+    pub fn value(self) -> f64 {
+        (self.num / self.den).clamp(0.0, 1.0)
+    }
+
+    /// Whether `self > other`: `num / den > other.num / other.den`, with both denominators
+    /// positive.
+    #[inline(always)]
+    pub fn beats(self, other: Draw) -> bool {
+        self.num * other.den > other.num * self.den
+    }
 }
 
 /// One draw from `Beta(a, b)`, in `[0, 1]`.
@@ -91,18 +125,30 @@ impl BetaSampler {
     }
 
     /// One draw, in `[0, 1]`.
-    #[inline]
+    #[inline(always)]
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        self.draw(rng).value()
+    }
+
+    /// One draw as a fraction, for comparisons without a division. Same random numbers, same
+    /// value as [`BetaSampler::sample`].
+    #[inline(always)]
+    pub fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Draw {
         match *self {
             BetaSampler::Normal { mean, sd } => {
                 let z: f64 = StandardNormal.sample(rng);
-                (mean + sd * z).clamp(0.0, 1.0)
+                Draw { num: (mean + sd * z).clamp(0.0, 1.0), den: 1.0 }
             }
             BetaSampler::Gammas { a, b, mean } => {
+                // Both gammas are non-negative, so `x <= sum`.
                 let x = a.sample(rng);
                 let y = b.sample(rng);
                 let sum = x + y;
-                if sum > 0.0 && sum.is_finite() { (x / sum).clamp(0.0, 1.0) } else { mean }
+                if sum > 0.0 && sum.is_finite() {
+                    Draw { num: x, den: sum }
+                } else {
+                    Draw { num: mean, den: 1.0 }
+                }
             }
         }
     }
@@ -130,7 +176,7 @@ impl GammaSampler {
     }
 
     /// One draw.
-    #[inline]
+    #[inline(always)]
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         let (d, c) = (self.d, self.c);
         if !self.exact {
@@ -219,6 +265,21 @@ mod tests {
             }
         }
         assert_eq!(BetaSampler::for_counts(2.0, f64::NAN), BetaSampler::new(3.0, 1.0));
+    }
+
+    #[test]
+    fn draws_compare_like_their_values() {
+        let mut rng = SmallRng::seed_from_u64(8);
+        let samplers = [BetaSampler::new(2.0, 5.0), BetaSampler::new(300.0, 30.0)];
+        let draws: Vec<Draw> = (0..2_000).map(|i| samplers[i % 2].draw(&mut rng)).collect();
+        for pair in draws.windows(2) {
+            let (x, y) = (pair[0], pair[1]);
+            assert_eq!(x.beats(y), x.value() > y.value(), "{x:?} vs {y:?}");
+            assert!((0.0..=1.0).contains(&x.value()));
+        }
+        assert_eq!(Draw::of(f64::NAN).value(), 0.0);
+        assert_eq!(Draw::of(7.0).value(), 1.0);
+        assert!(Draw::of(0.6).beats(Draw::of(0.5)) && !Draw::of(0.5).beats(Draw::of(0.5)));
     }
 
     #[test]

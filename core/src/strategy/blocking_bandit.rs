@@ -76,7 +76,7 @@ impl Strategy for BlockingBandit {
         let (samplers, until) = (&self.samplers, &self.blocked_until);
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, samplers.len(), |a| {
-            (ctx.now_ms >= until[a]).then(|| samplers[a].sample(&mut rng))
+            (ctx.now_ms >= until[a]).then(|| samplers[a].draw(&mut rng))
         })
         .or_else(|| soonest_available(ctx, until))
     }

@@ -18,7 +18,7 @@
 
 use rand::RngCore;
 
-use super::beta::BetaSampler;
+use super::beta::{BetaSampler, Draw};
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
     StrategyKind, beta, restore_counts,
@@ -26,18 +26,19 @@ use super::{
 
 /// The allowed arm with the highest draw; `draw` returns `None` for an arm to skip. Draws are
 /// continuous, so ties (to the lower index) have probability zero.
+#[inline(always)]
 pub fn best_draw(
     ctx: &SelectContext<'_>,
     arms: usize,
-    mut draw: impl FnMut(ArmId) -> Option<f64>,
+    mut draw: impl FnMut(ArmId) -> Option<Draw>,
 ) -> Option<ArmId> {
-    let mut best: Option<(ArmId, f64)> = None;
+    let mut best: Option<(ArmId, Draw)> = None;
     for arm in 0..arms {
         if ctx.is_excluded(arm) {
             continue;
         }
         if let Some(x) = draw(arm) {
-            if best.is_none_or(|(_, b)| x > b) {
+            if best.is_none_or(|(_, b)| x.beats(b)) {
                 best = Some((arm, x));
             }
         }
@@ -79,7 +80,7 @@ impl Strategy for Thompson {
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
         let samplers = &self.samplers;
         let mut rng = beta::local_rng(rng);
-        best_draw(ctx, samplers.len(), |a| Some(samplers[a].sample(&mut rng)))
+        best_draw(ctx, samplers.len(), |a| Some(samplers[a].draw(&mut rng)))
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {

@@ -14,6 +14,7 @@
 
 use rand::RngCore;
 
+use super::beta::BetaSampler;
 use super::thompson::best_draw;
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
@@ -88,7 +89,7 @@ impl Strategy for ThompsonAttempt {
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |arm| {
             let (a, b) = scaled_params(&counts[arm], s);
-            Some(beta::sample(a, b, &mut rng))
+            Some(BetaSampler::new(a, b).draw(&mut rng))
         })
     }
 

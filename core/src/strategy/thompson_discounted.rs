@@ -22,6 +22,7 @@
 
 use rand::RngCore;
 
+use super::beta::BetaSampler;
 use super::thompson::best_draw;
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
@@ -66,7 +67,7 @@ impl Strategy for ThompsonDiscounted {
         let counts = &self.counts;
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |a| {
-            Some(beta::sample_counts(counts[a].successes, counts[a].failures, &mut rng))
+            Some(BetaSampler::for_counts(counts[a].successes, counts[a].failures).draw(&mut rng))
         })
     }
 

@@ -74,7 +74,7 @@ impl Strategy for ThompsonMasked {
         let (samplers, until) = (&self.samplers, &self.resting_until);
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, samplers.len(), |a| {
-            (ctx.now_ms >= until[a]).then(|| samplers[a].sample(&mut rng))
+            (ctx.now_ms >= until[a]).then(|| samplers[a].draw(&mut rng))
         })
         .or_else(|| soonest_available(ctx, until))
     }

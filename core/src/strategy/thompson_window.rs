@@ -146,7 +146,7 @@ impl Strategy for ThompsonWindow {
         let (arms, until) = (&self.arms, &self.resting_until);
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, arms.len(), |a| {
-            (ctx.now_ms >= until[a]).then(|| arms[a].sampler.sample(&mut rng))
+            (ctx.now_ms >= until[a]).then(|| arms[a].sampler.draw(&mut rng))
         })
         .or_else(|| soonest_available(ctx, until))
     }
