@@ -347,7 +347,8 @@ strategy_kinds! {
     EpsilonGreedy => "epsilon_greedy": "epsilon-greedy with a decaying exploration rate",
     Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits",
     EnvoyOutlier => "envoy_outlier":
-        "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin",
+        "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin; \
+         like Envoy, it can eject a downstream that is flaky but the best there is",
 }
 
 /// Tunable parameters shared by [`StrategyKind::build_with`]. Each strategy reads only the
