@@ -5,7 +5,7 @@
 //! | flag | environment | default |
 //! | --- | --- | --- |
 //! | `--mode` | `LEARNER_MODE` | `embedded` (`kafka`, `bridge`, `combined`) |
-//! | `--http-addr` | `LEARNER_HTTP_ADDR` | [`DEFAULT_HTTP_ADDR`] |
+//! | `--http-addr` | `LEARNER_HTTP_ADDR` | [`DEFAULT_HTTP_ADDR`] (see [`parse_http_addr`]) |
 //! | `--kafka-brokers` | `LEARNER_KAFKA_BROKERS` | none; required unless `embedded` |
 //! | `--kafka-topic` | `LEARNER_KAFKA_TOPIC` | [`DEFAULT_TOPIC`] (also the embedded topic) |
 //! | `--kafka-group` | `LEARNER_KAFKA_GROUP` | [`DEFAULT_GROUP`] |
@@ -17,8 +17,15 @@
 //! | `--commit-interval-ms` | `LEARNER_COMMIT_INTERVAL_MS` | [`DEFAULT_COMMIT_INTERVAL_MS`] |
 //! | `--state-file` | `LEARNER_STATE_FILE` | none (state lives in memory only) |
 //! | `--seed` | `LEARNER_SEED` | none (seeded from the OS) |
+//! | `--cluster-id` | `LEARNER_CLUSTER_ID` | [`DEFAULT_CLUSTER_ID`] (the v3 produce API's cluster) |
+//! | `--rest-basic-auth` | `LEARNER_REST_BASIC_AUTH` | none (`user:password` guards the produce APIs) |
+//! | `--max-routes` | `LEARNER_MAX_ROUTES` | [`DEFAULT_MAX_ROUTES`] |
+//! | `--max-downstreams-per-route` | `LEARNER_MAX_DOWNSTREAMS` | [`DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE`] |
+//!
+//! `--print-config` (no variable) prints the validated configuration as JSON, the basic-auth
+//! password left out, and exits.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +33,9 @@ use clap::{Parser, ValueEnum};
 pub use magnetar_core::posterior::DEFAULT_HALF_LIFE_MS;
 use magnetar_core::posterior::Decay;
 pub use magnetar_core::telemetry::DEFAULT_TOPIC;
+use serde_json::{Value, json};
+
+use crate::auth::BasicAuth;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8090";
 pub const DEFAULT_GROUP: &str = "magnetar-learner";
@@ -35,6 +45,12 @@ pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
 pub const DEFAULT_DEDUPE_WINDOW: usize = 65_536;
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1_000;
+/// The cluster id the v3 produce API answers for (`/v3/clusters/{cluster_id}/...`).
+pub const DEFAULT_CLUSTER_ID: &str = "magnetar-local";
+/// Routes the learner keeps state for; records of further routes are counted and dropped.
+pub const DEFAULT_MAX_ROUTES: usize = 1024;
+/// Downstreams kept per route; attempts on further downstreams are counted and dropped.
+pub const DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE: usize = 1024;
 
 /// Where telemetry comes from and which endpoints this process serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -86,7 +102,8 @@ pub struct Args {
     /// Where telemetry comes from.
     #[arg(long, env = "LEARNER_MODE", value_enum, default_value = "embedded")]
     pub mode: Mode,
-    /// HTTP listen address.
+    /// HTTP listen address: ip:port, host:port (resolved, IPv4 preferred), or Go-style :port
+    /// (all IPv4 interfaces, 0.0.0.0).
     #[arg(long, env = "LEARNER_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: String,
     /// Kafka bootstrap servers, comma-separated host:port.
@@ -122,6 +139,25 @@ pub struct Args {
     /// Seed for Thompson sampling (reproducible runs).
     #[arg(long, env = "LEARNER_SEED")]
     pub seed: Option<u64>,
+    /// Cluster id of the v3 produce API: POST /v3/clusters/{cluster_id}/topics/{topic}/records.
+    #[arg(long, env = "LEARNER_CLUSTER_ID", default_value = DEFAULT_CLUSTER_ID)]
+    pub cluster_id: String,
+    /// user:password required (HTTP basic auth) on the produce APIs; GET endpoints stay open.
+    #[arg(long, env = "LEARNER_REST_BASIC_AUTH", hide_env_values = true)]
+    pub rest_basic_auth: Option<String>,
+    /// Most routes kept in the learned state; records of further routes are counted, not learned.
+    #[arg(long, env = "LEARNER_MAX_ROUTES", default_value_t = DEFAULT_MAX_ROUTES)]
+    pub max_routes: usize,
+    /// Most downstreams kept per route; attempts on further ones are counted, not learned.
+    #[arg(
+        long,
+        env = "LEARNER_MAX_DOWNSTREAMS",
+        default_value_t = DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE
+    )]
+    pub max_downstreams_per_route: usize,
+    /// Print the validated configuration as JSON (password left out) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Kafka settings, present in every mode but `embedded`.
@@ -146,6 +182,10 @@ pub struct LearnerConfig {
     pub commit_interval: Duration,
     pub state_file: Option<PathBuf>,
     pub seed: Option<u64>,
+    pub cluster_id: String,
+    pub basic_auth: Option<BasicAuth>,
+    pub max_routes: usize,
+    pub max_downstreams_per_route: usize,
 }
 
 /// A setting was missing or out of range.
@@ -155,6 +195,9 @@ pub enum ConfigError {
     Invalid { field: &'static str, value: String, reason: &'static str },
     #[error("{field} is required in {mode} mode")]
     Missing { field: &'static str, mode: &'static str },
+    /// Says what is wrong without echoing the value (it holds a password).
+    #[error("invalid {field}: {reason}")]
+    Secret { field: &'static str, reason: &'static str },
 }
 
 fn invalid(field: &'static str, value: impl ToString, reason: &'static str) -> ConfigError {
@@ -165,8 +208,8 @@ impl TryFrom<Args> for LearnerConfig {
     type Error = ConfigError;
 
     fn try_from(args: Args) -> Result<Self, ConfigError> {
-        let http_addr = args.http_addr.parse().map_err(|_| {
-            invalid("--http-addr (LEARNER_HTTP_ADDR)", &args.http_addr, "is not an ip:port address")
+        let http_addr = parse_http_addr(&args.http_addr).map_err(|reason| {
+            invalid("--http-addr (LEARNER_HTTP_ADDR)", &args.http_addr, reason)
         })?;
         let topic = args.kafka_topic.trim().to_owned();
         if topic.is_empty() || topic.contains('/') {
@@ -200,6 +243,31 @@ impl TryFrom<Args> for LearnerConfig {
         if args.commit_interval_ms == 0 {
             return Err(invalid(
                 "--commit-interval-ms (LEARNER_COMMIT_INTERVAL_MS)",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let cluster_id = args.cluster_id.trim().to_owned();
+        if cluster_id.is_empty() || cluster_id.contains('/') {
+            return Err(invalid(
+                "--cluster-id (LEARNER_CLUSTER_ID)",
+                &args.cluster_id,
+                "must be a non-empty id without '/'",
+            ));
+        }
+        let basic_auth = match args.rest_basic_auth.as_deref() {
+            None => None,
+            Some(value) => Some(BasicAuth::parse(value).map_err(|reason| ConfigError::Secret {
+                field: "--rest-basic-auth (LEARNER_REST_BASIC_AUTH)",
+                reason,
+            })?),
+        };
+        if args.max_routes == 0 {
+            return Err(invalid("--max-routes (LEARNER_MAX_ROUTES)", 0, "must be at least 1"));
+        }
+        if args.max_downstreams_per_route == 0 {
+            return Err(invalid(
+                "--max-downstreams-per-route (LEARNER_MAX_DOWNSTREAMS)",
                 0,
                 "must be at least 1",
             ));
@@ -246,8 +314,41 @@ impl TryFrom<Args> for LearnerConfig {
             commit_interval: Duration::from_millis(args.commit_interval_ms),
             state_file: args.state_file,
             seed: args.seed,
+            cluster_id,
+            basic_auth,
+            max_routes: args.max_routes,
+            max_downstreams_per_route: args.max_downstreams_per_route,
         })
     }
+}
+
+/// Parses a listen address: `ip:port` (`127.0.0.1:8090`, `[::1]:8090`), Go's `:port` (every
+/// IPv4 interface, `0.0.0.0:port`, as the prototype's Go server bound it), or `host:port`
+/// (resolved once at start; the first IPv4 address wins, else the first address).
+pub fn parse_http_addr(value: &str) -> Result<SocketAddr, &'static str> {
+    let value = value.trim();
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = value.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| "has no valid port after ':'")?;
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err("is not ip:port, host:port or :port");
+    };
+    if host.is_empty() || host.contains(':') {
+        return Err("is not ip:port, host:port or :port");
+    }
+    let port: u16 = port.parse().map_err(|_| "has no valid port (0 to 65535)")?;
+    let resolved: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|_| "names a host that does not resolve")?.collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| resolved.first())
+        .copied()
+        .ok_or("names a host that does not resolve")
 }
 
 impl LearnerConfig {
@@ -258,6 +359,31 @@ impl LearnerConfig {
         T: Into<std::ffi::OsString> + Clone,
     {
         Ok(LearnerConfig::try_from(Args::try_parse_from(args)?)?)
+    }
+
+    /// The configuration as JSON for `--print-config`: the basic-auth password is left out.
+    pub fn summary(&self) -> Value {
+        json!({
+            "mode": self.mode.as_str(),
+            "http_addr": self.http_addr.to_string(),
+            "topic": self.topic,
+            "cluster_id": self.cluster_id,
+            "kafka": self.kafka.as_ref().map(|k| json!({
+                "brokers": k.brokers,
+                "group": k.group,
+                "partitions": k.partitions,
+            })),
+            "half_life_ms": self.decay.half_life_ms(),
+            "body_limit_bytes": self.body_limit_bytes,
+            "max_batch_records": self.max_batch_records,
+            "dedupe_window": self.dedupe_window,
+            "commit_interval_ms": self.commit_interval.as_millis() as u64,
+            "state_file": self.state_file,
+            "seed": self.seed,
+            "rest_basic_auth": self.basic_auth.as_ref().map(|a| json!({"user": a.user()})),
+            "max_routes": self.max_routes,
+            "max_downstreams_per_route": self.max_downstreams_per_route,
+        })
     }
 }
 
@@ -277,6 +403,10 @@ impl Default for LearnerConfig {
             commit_interval: Duration::from_millis(DEFAULT_COMMIT_INTERVAL_MS),
             state_file: None,
             seed: None,
+            cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
+            basic_auth: None,
+            max_routes: DEFAULT_MAX_ROUTES,
+            max_downstreams_per_route: DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
         }
     }
 }
@@ -321,6 +451,53 @@ mod tests {
         let clap_err =
             Args::try_parse_from(["magnetar-learner", "--body-limit-bytes", "lots"]).unwrap_err();
         assert!(clap_err.to_string().contains("--body-limit-bytes"), "{clap_err}");
+    }
+
+    #[test]
+    fn http_addr_accepts_go_style_and_host_names() {
+        let at = |v: &str| parse(&["--http-addr", v]).map(|c| c.http_addr.to_string());
+        assert_eq!(at(":8090").unwrap(), "0.0.0.0:8090");
+        assert_eq!(at("127.0.0.1:0").unwrap(), "127.0.0.1:0");
+        assert_eq!(at("[::1]:8090").unwrap(), "[::1]:8090");
+        let localhost = parse(&["--http-addr", "localhost:8090"]).unwrap().http_addr;
+        assert!(localhost.ip().is_loopback() && localhost.port() == 8090, "{localhost}");
+        for bad in ["localhost", ":", ":http", "localhost:99999", "[::1", "a:b:c"] {
+            let err = at(bad).unwrap_err();
+            assert!(err.to_string().contains("--http-addr (LEARNER_HTTP_ADDR)"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn v3_auth_and_caps() {
+        let config = parse(&[
+            "--cluster-id",
+            " lkc-1 ",
+            "--rest-basic-auth",
+            "router:s3cr:et",
+            "--max-routes",
+            "8",
+            "--max-downstreams-per-route",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(config.cluster_id, "lkc-1");
+        assert_eq!(config.basic_auth.as_ref().unwrap().user(), "router");
+        assert_eq!((config.max_routes, config.max_downstreams_per_route), (8, 4));
+        let summary = config.summary().to_string();
+        assert!(summary.contains("\"router\"") && !summary.contains("s3cr"), "{summary}");
+        assert!(!format!("{config:?}").contains("s3cr"));
+        assert_eq!(LearnerConfig::default().cluster_id, DEFAULT_CLUSTER_ID);
+
+        let err = parse(&["--rest-basic-auth", "hunter2"]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("--rest-basic-auth (LEARNER_REST_BASIC_AUTH)"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(parse(&["--cluster-id", "a/b"]).is_err());
+        assert!(
+            parse(&["--max-routes", "0"]).unwrap_err().to_string().contains("LEARNER_MAX_ROUTES")
+        );
+        let err = parse(&["--max-downstreams-per-route", "0"]).unwrap_err();
+        assert!(err.to_string().contains("LEARNER_MAX_DOWNSTREAMS"), "{err}");
     }
 
     #[test]

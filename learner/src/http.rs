@@ -1,37 +1,40 @@
 //! The HTTP face of the learner: `app(state) -> Router`.
 //!
-//! - `POST /topics/{topic}`: the Kafka REST proxy v2 produce API (embedded, bridge, combined);
+//! - `POST /topics/{topic}` (Kafka REST v2) and `POST /v3/clusters/{cluster_id}/topics/{topic}/records`
+//!   (Confluent v3): the produce APIs (embedded, bridge, combined), see [`crate::produce`];
 //! - `GET /recommendation?route=&candidates=&exclude=`: one Thompson draw per candidate;
 //! - `GET /params?route=`: decayed counts per downstream, for the router to import;
 //! - `GET /stats`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
-//! GET endpoints allow any origin (CORS), so the test-bed page on another port can read them.
+//! GET endpoints allow any origin (CORS), so the test-bed page on another port can read them,
+//! and never ask for credentials; `--rest-basic-auth` guards only the produce APIs.
+//! `/healthz` answers 200 `{"status": "ok", "mode": ...}`, and in the consuming modes adds the
+//! consumer's health ([`crate::health`]), answering 503 when the consumer is down.
 //! Errors are JSON `{"error_code": N, "message": "..."}`, saying what was wrong with the request.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse};
 use rand::rngs::SmallRng;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
-use tracing::{debug, warn};
 
+use crate::auth::BasicAuth;
 use crate::config::Mode;
-use crate::ingest::{self, BatchEntry, RecordError};
+use crate::health::ConsumerHealth;
 use crate::kafka::Bridge;
 use crate::metrics::{self, Counters};
-use crate::state::{Applied, LearnerState, RecommendError};
+use crate::produce;
+use crate::state::{LearnerState, RecommendError};
 
 /// The learned state and the RNG that samples it, behind one lock.
 #[derive(Debug)]
@@ -70,6 +73,12 @@ pub enum Ingest {
 pub struct AppState {
     pub mode: Mode,
     pub topic: Arc<str>,
+    /// The cluster id the v3 produce API answers for.
+    pub cluster_id: Arc<str>,
+    /// Credentials the produce APIs require, when configured.
+    pub basic_auth: Option<Arc<BasicAuth>>,
+    /// The Kafka consumer's liveness (consuming modes).
+    pub consumer: Option<Arc<ConsumerHealth>>,
     pub body_limit_bytes: usize,
     pub max_batch_records: usize,
     pub learner: Option<SharedLearner>,
@@ -94,18 +103,17 @@ pub fn app(state: AppState) -> Router {
         reads = reads.route("/recommendation", get(recommendation)).route("/params", get(params));
     }
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET]);
-    reads.layer(cors).route("/topics/{topic}", post(produce)).fallback(not_found).with_state(state)
+    let produce = Router::new()
+        .route("/topics/{topic}", post(produce::v2))
+        .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(produce::v3))
+        .route_layer(middleware::from_fn_with_state(state.clone(), produce::require_basic_auth));
+    reads.layer(cors).merge(produce).fallback(not_found).with_state(state)
 }
 
 /// A JSON error answer.
 fn error(status: StatusCode, error_code: u32, message: impl Into<String>) -> Response {
     let body = json!({"error_code": error_code, "message": message.into()});
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
-
-fn v2_error(status: StatusCode, error_code: u32, message: impl Into<String>) -> Response {
-    let body = json!({"error_code": error_code, "message": message.into()});
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE_V2)], body.to_string()).into_response()
 }
 
 async fn not_found(
@@ -121,28 +129,44 @@ async fn not_found(
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    axum::Json(json!({"status": "ok", "mode": state.mode.as_str()})).into_response()
+    let Some(consumer) = &state.consumer else {
+        return axum::Json(json!({"status": "ok", "mode": state.mode.as_str()})).into_response();
+    };
+    let report = consumer.report(now_ms());
+    let status = if report.is_up() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": report.status,
+        "mode": state.mode.as_str(),
+        "consumer": report,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn stats(State(state): State<AppState>) -> Response {
+    let now = now_ms();
+    let consumer = state.consumer.as_ref().map(|c| c.report(now));
     let guard = state.learner.as_ref().map(SharedLearner::lock);
     let doc = metrics::stats_json(
         state.mode,
         &state.counters,
         guard.as_ref().map(|l| &l.state),
-        now_ms(),
+        consumer.as_ref(),
+        now,
     );
     drop(guard);
     axum::Json(doc).into_response()
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
+    let now = now_ms();
+    let consumer = state.consumer.as_ref().map(|c| c.report(now));
     let guard = state.learner.as_ref().map(SharedLearner::lock);
     let text = metrics::prometheus(
         state.mode,
         &state.counters,
         guard.as_ref().map(|l| &l.state),
-        now_ms(),
+        consumer.as_ref(),
+        now,
     );
     drop(guard);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
@@ -240,175 +264,72 @@ async fn params(
     axum::Json(params).into_response()
 }
 
-/// Rejects a whole produce request: counted, logged, answered with a v2 error body.
-fn reject(
-    state: &AppState,
-    status: StatusCode,
-    kind: &'static str,
-    code: u32,
-    message: String,
-) -> Response {
-    state.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
-    state.counters.error(kind);
-    debug!(kind, code, %message, "produce request rejected");
-    v2_error(status, code, message)
-}
+#[cfg(test)]
+mod tests {
+    // A failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used)]
 
-async fn produce(
-    State(state): State<AppState>,
-    Path(topic): Path<String>,
-    headers: HeaderMap,
-    request: Request,
-) -> Response {
-    if matches!(state.ingest, Ingest::Refuse) {
-        return reject(
-            &state,
-            StatusCode::NOT_FOUND,
-            "unknown_topic",
-            ingest::CODE_UNKNOWN_TOPIC,
-            format!(
-                "this learner runs in {} mode and reads telemetry from Kafka; post it to the bridge",
-                state.mode.as_str()
-            ),
-        );
-    }
-    if topic != *state.topic {
-        return reject(
-            &state,
-            StatusCode::NOT_FOUND,
-            "unknown_topic",
-            ingest::CODE_UNKNOWN_TOPIC,
-            format!("topic {topic:?} not found (this endpoint serves {:?})", &*state.topic),
-        );
-    }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if !ingest::accepts_content_type(content_type) {
-        return reject(
-            &state,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            ingest::CODE_UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "content type {:?} is not accepted; use {} (or application/json)",
-                content_type.unwrap_or(""),
-                magnetar_core::telemetry::CONTENT_TYPE_V2_JSON
-            ),
-        );
-    }
-    let limit = state.body_limit_bytes;
-    let too_large = |state: &AppState| {
-        reject(
-            state,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            ingest::CODE_BODY_TOO_LARGE,
-            format!("request body is larger than {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large(&state);
-    }
-    let body = match axum::body::to_bytes(Body::new(request.into_body()), limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            let is_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if is_limit {
-                return too_large(&state);
-            }
-            return reject(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "body_read",
-                40003,
-                format!("could not read the request body: {e}"),
-            );
-        }
-    };
-    let entries = match ingest::parse_batch(&body, state.max_batch_records) {
-        Ok(entries) => entries,
-        Err(e) => {
-            return reject(
-                &state,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                e.kind(),
-                e.error_code(),
-                e.to_string(),
-            );
-        }
-    };
-    let offsets = match &state.ingest {
-        Ingest::Apply => apply_here(&state, entries),
-        Ingest::Forward(bridge) => {
-            let offsets = bridge.forward(entries).await;
-            let ok = offsets.iter().filter(|o| o.error_code.is_none()).count() as u64;
-            state.counters.records_forwarded.fetch_add(ok, Ordering::Relaxed);
-            offsets
-        }
-        Ingest::Refuse => Vec::new(),
-    };
-    let accepted = offsets.iter().filter(|o| o.error_code.is_none()).count() as u64;
-    let refused = offsets.len() as u64 - accepted;
-    state.counters.batches.fetch_add(1, Ordering::Relaxed);
-    state.counters.records_accepted.fetch_add(accepted, Ordering::Relaxed);
-    state.counters.rejected_records.fetch_add(refused, Ordering::Relaxed);
-    if refused > 0 {
-        warn!(topic = %topic, accepted, refused, "produce request partly refused");
-    }
-    let response = ProduceResponse { key_schema_id: None, value_schema_id: None, offsets };
-    let body = serde_json::to_string(&response).unwrap_or_default();
-    ([(header::CONTENT_TYPE, CONTENT_TYPE_V2)], body).into_response()
-}
+    use super::*;
+    use crate::health::ConsumerHealth;
+    use rand::SeedableRng;
+    use std::time::Duration;
 
-/// A per-record error in the v2 answer.
-pub fn record_error(e: &RecordError) -> ProduceOffset {
-    ProduceOffset {
-        partition: None,
-        offset: None,
-        error_code: Some(e.error_code() as i32),
-        error: Some(e.to_string()),
-    }
-}
-
-fn apply_here(state: &AppState, entries: Vec<BatchEntry>) -> Vec<ProduceOffset> {
-    let Some(learner) = &state.learner else { return Vec::new() };
-    let now = now_ms();
-    let mut guard = learner.lock();
-    let mut offsets = Vec::with_capacity(entries.len());
-    let mut applied = BTreeMap::<&str, u64>::new();
-    for entry in entries {
-        let record = match entry.partition {
-            Some(p) if p != ingest::EMBEDDED_PARTITION => Err(RecordError::UnknownPartition(p)),
-            _ => entry.record,
+    /// A kafka-mode app (no Kafka behind it) whose consumer health the test drives.
+    async fn serve(health: Arc<ConsumerHealth>) -> String {
+        let state = AppState {
+            mode: Mode::Kafka,
+            topic: "t".into(),
+            cluster_id: "c".into(),
+            basic_auth: None,
+            consumer: Some(health),
+            body_limit_bytes: 1024,
+            max_batch_records: 10,
+            learner: Some(SharedLearner::new(
+                LearnerState::new(magnetar_core::posterior::Decay::default(), 10),
+                SmallRng::seed_from_u64(1),
+            )),
+            ingest: Ingest::Refuse,
+            counters: Arc::new(Counters::default()),
+            next_offset: Arc::new(AtomicI64::new(0)),
         };
-        match record {
-            Ok(record) => {
-                let outcome = guard.state.apply(&record, now);
-                *applied
-                    .entry(if outcome == Applied::Duplicate { "duplicate" } else { "new" })
-                    .or_default() += 1;
-                offsets.push(ProduceOffset {
-                    partition: Some(ingest::EMBEDDED_PARTITION),
-                    offset: Some(state.next_offset.fetch_add(1, Ordering::Relaxed)),
-                    error_code: None,
-                    error: None,
-                });
-            }
-            Err(e) => {
-                state.counters.error(e.kind());
-                offsets.push(record_error(&e));
-            }
-        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app(state)).await });
+        url
     }
-    drop(guard);
-    debug!(
-        new = applied.get("new").copied().unwrap_or(0),
-        duplicates = applied.get("duplicate").copied().unwrap_or(0),
-        "batch applied"
-    );
-    offsets
+
+    async fn get(url: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::get(url).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn healthz_is_503_while_the_consumer_is_down() {
+        let health = Arc::new(ConsumerHealth::new(Duration::from_secs(30)));
+        let url = serve(health.clone()).await;
+        let (status, body) = get(&format!("{url}/healthz")).await;
+        assert_eq!((status, body["status"].as_str()), (503, Some("down")), "{body}");
+        assert_eq!(body["consumer"]["running"], false);
+
+        health.started(now_ms());
+        let (status, body) = get(&format!("{url}/healthz")).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+        assert_eq!(body["mode"], "kafka");
+        assert!(body["consumer"]["last_poll_age_ms"].as_u64().unwrap() < 10_000, "{body}");
+        let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("magnetar_learner_kafka_consumer_up 1"), "{metrics}");
+
+        health.error(now_ms());
+        let (status, body) = get(&format!("{url}/healthz")).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("degraded")), "{body}");
+
+        // The consumer task ended (or panicked) before shutdown.
+        health.stopped();
+        let (status, body) = get(&format!("{url}/healthz")).await;
+        assert_eq!((status, body["status"].as_str()), (503, Some("down")), "{body}");
+        let (_, stats) = get(&format!("{url}/stats")).await;
+        assert_eq!(stats["kafka"]["consumer"]["status"], "down", "{stats}");
+        let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("magnetar_learner_kafka_consumer_up 0"), "{metrics}");
+    }
 }

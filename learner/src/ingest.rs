@@ -48,6 +48,8 @@ pub enum RecordError {
     UnsupportedSchema { got: u64 },
     #[error("partition {0} does not exist")]
     UnknownPartition(i32),
+    #[error("kafka did not take the record: {0}")]
+    Kafka(String),
 }
 
 impl RecordError {
@@ -57,6 +59,7 @@ impl RecordError {
             RecordError::Invalid(_) => 42205,
             RecordError::UnsupportedSchema { .. } => 42206,
             RecordError::UnknownPartition(_) => CODE_UNKNOWN_PARTITION,
+            RecordError::Kafka(_) => CODE_KAFKA,
         }
     }
 
@@ -67,6 +70,7 @@ impl RecordError {
             RecordError::Invalid(_) => "invalid_record",
             RecordError::UnsupportedSchema { .. } => "unsupported_schema",
             RecordError::UnknownPartition(_) => "unknown_partition",
+            RecordError::Kafka(_) => "kafka",
         }
     }
 }
@@ -107,6 +111,13 @@ impl BatchError {
             BatchError::InvalidRecord { .. } => "invalid_record",
         }
     }
+}
+
+/// Where a record was stored: its partition and offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// One record of an accepted batch: the parsed telemetry, or why this record alone is refused.
@@ -156,7 +167,7 @@ pub fn parse_record(bytes: &[u8]) -> Result<TelemetryRecord, RecordError> {
 
 /// Checks the schema version first, so a record from a newer router is reported as such rather
 /// than as a shape mismatch.
-fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, RecordError> {
+pub(crate) fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, RecordError> {
     let Some(object) = value.as_object() else {
         return Err(RecordError::Invalid("must be a JSON object".into()));
     };
@@ -191,7 +202,7 @@ pub fn accepts_content_type(value: Option<&str>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use magnetar_core::Outcome;
     use magnetar_core::telemetry::AttemptTelemetry;

@@ -14,36 +14,56 @@
 //!   counted exactly once, provided the replay (at most one commit interval of traffic) is
 //!   shorter than the dedupe window.
 //!
+//! Which offsets are committed is kept in a [`CommitLedger`]: every commit interval, the
+//! offsets covered by the state file that the broker has not *confirmed* are committed
+//! (asynchronously; the commit callback confirms them). An asynchronous commit that fails, or
+//! whose answer is lost, is therefore retried at the next interval even if its partition has
+//! gone quiet. On shutdown the commit is synchronous.
+//!
+//! **Rebalances.** When the group takes partitions away (another member joined, or this one is
+//! leaving), the revoke callback checkpoints and synchronously commits what was applied to them,
+//! then forgets them, so a stale offset never overwrites the new owner's commits. Several
+//! learners in one group therefore stay correct about offsets, but each learns only the routes
+//! of its own partitions (records are keyed by route): run one learner per group, and give
+//! replicas that should each see everything their own groups.
+//!
 //! A message that is not a telemetry record is counted (`ingest_errors_total{kind=...}`),
 //! logged, and its offset committed like any other: a poison message does not stall the group.
 //!
+//! The consumer's liveness is reported by `/healthz` ([`crate::health`]).
+//!
 //! The bridge produces each record keyed by its v2 key (the router sends the route, so a route's
 //! records stay ordered in one partition) and answers with the partition and offset Kafka
-//! assigned, or a per-record `error_code` 50002 when Kafka did not take it.
+//! assigned, or a per-record `error_code` 50002 (v3: 500) when Kafka did not take it. The v3 API's
+//! key (`key.data`) is used the same way.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use magnetar_core::telemetry::ProduceOffset;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::checkpoint;
 use crate::config::KafkaConfig;
-use crate::http::{SharedLearner, now_ms, record_error};
-use crate::ingest::{self, BatchEntry};
+use crate::health::ConsumerHealth;
+use crate::http::{SharedLearner, now_ms};
+use crate::ingest::{self, BatchEntry, RecordError, Stored};
 use crate::metrics::Counters;
+use crate::offsets::CommitLedger;
 
 /// How long the learner keeps trying to reach the brokers when it creates the topic.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
@@ -106,13 +126,10 @@ impl Bridge {
         Ok(Bridge { producer, topic: topic.to_owned() })
     }
 
-    /// Produces every valid entry, concurrently; one [`ProduceOffset`] per entry, in order.
-    pub async fn forward(&self, entries: Vec<BatchEntry>) -> Vec<ProduceOffset> {
+    /// Produces every valid entry, concurrently; one result per entry, in order.
+    pub async fn forward(&self, entries: Vec<BatchEntry>) -> Vec<Result<Stored, RecordError>> {
         let sends = entries.into_iter().map(|entry| async move {
-            let record = match entry.record {
-                Ok(record) => record,
-                Err(e) => return record_error(&e),
-            };
+            let record = entry.record?;
             let key = entry.key.as_ref().map(|k| serde_json::to_vec(k).unwrap_or_default());
             let payload = serde_json::to_vec(&record).unwrap_or_default();
             let mut message = FutureRecord::to(&self.topic).payload(&payload);
@@ -123,20 +140,12 @@ impl Bridge {
                 message = message.partition(p);
             }
             match self.producer.send(message, Duration::from_secs(5)).await {
-                Ok(delivery) => ProduceOffset {
-                    partition: Some(delivery.partition),
-                    offset: Some(delivery.offset),
-                    error_code: None,
-                    error: None,
-                },
+                Ok(delivery) => {
+                    Ok(Stored { partition: delivery.partition, offset: delivery.offset })
+                }
                 Err((e, _)) => {
                     warn!(topic = %self.topic, error = %e, "kafka did not take a record");
-                    ProduceOffset {
-                        partition: None,
-                        offset: None,
-                        error_code: Some(ingest::CODE_KAFKA as i32),
-                        error: Some(format!("kafka: {e}")),
-                    }
+                    Err(RecordError::Kafka(e.to_string()))
                 }
             }
         });
@@ -151,9 +160,14 @@ impl Bridge {
     }
 }
 
-/// Joins the consumer group and subscribes to `topic`.
-pub fn consumer(kafka: &KafkaConfig, topic: &str) -> Result<StreamConsumer, KafkaError> {
-    let consumer: StreamConsumer = client_config(kafka)
+/// Joins the consumer group and subscribes to `topic`; `committer` serves the group's
+/// rebalance and commit callbacks.
+pub fn consumer(
+    kafka: &KafkaConfig,
+    topic: &str,
+    committer: Arc<Committer>,
+) -> Result<LearnerConsumer, KafkaError> {
+    let consumer: LearnerConsumer = client_config(kafka)
         .set("group.id", &kafka.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -161,78 +175,89 @@ pub fn consumer(kafka: &KafkaConfig, topic: &str) -> Result<StreamConsumer, Kafk
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("heartbeat.interval.ms", "1000")
-        .create()?;
+        .create_with_context(ConsumerCallbacks { committer })?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
 }
 
-/// Everything the consumer loop needs.
-pub struct ConsumerTask {
-    pub consumer: StreamConsumer,
+/// The consumer the learner runs.
+pub type LearnerConsumer = StreamConsumer<ConsumerCallbacks>;
+
+/// Commits offsets only for records applied and, with a state file, checkpointed
+/// ([`CommitLedger`]); shared by the consumer loop and the group's callbacks.
+pub struct Committer {
     pub topic: String,
     pub learner: SharedLearner,
     pub counters: Arc<Counters>,
     pub state_file: Option<PathBuf>,
-    pub commit_interval: Duration,
+    ledger: Mutex<CommitLedger>,
 }
 
-impl ConsumerTask {
-    /// Reads, applies, checkpoints and commits until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut pending = BTreeMap::<i32, i64>::new();
-        let mut tick = tokio::time::interval(self.commit_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        info!(topic = %self.topic, "consumer started");
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => self.commit(&mut pending, CommitMode::Async),
-                message = self.consumer.recv() => match message {
-                    Ok(m) => {
-                        let (partition, offset) = (m.partition(), m.offset());
-                        self.counters.consumed(partition, offset);
-                        self.apply(m.payload(), partition, offset);
-                        pending.insert(partition, offset + 1);
-                    }
-                    Err(e) => {
-                        self.counters.kafka_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        warn!(error = %e, "kafka consumer error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-            }
-        }
-        self.commit(&mut pending, CommitMode::Sync);
-        info!(topic = %self.topic, "consumer stopped");
-    }
-
-    fn apply(&self, payload: Option<&[u8]>, partition: i32, offset: i64) {
-        match ingest::parse_record(payload.unwrap_or_default()) {
-            Ok(record) => {
-                self.learner.lock().state.apply(&record, now_ms());
-            }
-            Err(e) => {
-                self.counters.error(e.kind());
-                self.counters.rejected_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                warn!(partition, offset, error = %e, "skipping a message that is not telemetry");
-            }
+impl Committer {
+    pub fn new(
+        topic: &str,
+        learner: SharedLearner,
+        counters: Arc<Counters>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        Committer {
+            topic: topic.to_owned(),
+            learner,
+            counters,
+            state_file,
+            ledger: Mutex::new(CommitLedger::default()),
         }
     }
 
-    /// Checkpoints (when configured) and then commits the offsets after the applied records.
-    /// A failed checkpoint holds the commit back, so a commit never gets ahead of the state file.
-    fn commit(&self, pending: &mut BTreeMap<i32, i64>, mode: CommitMode) {
-        if pending.is_empty() {
-            return;
-        }
+    fn ledger(&self) -> MutexGuard<'_, CommitLedger> {
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The record before `next_offset` on `partition` is applied.
+    pub fn applied(&self, partition: i32, next_offset: i64) {
+        self.ledger().applied(partition, next_offset);
+    }
+
+    /// Writes the state file when records were applied since the last one; false when that
+    /// failed (the offsets it would cover are then held back).
+    fn checkpoint(&self) -> bool {
+        let snapshot = {
+            let ledger = self.ledger();
+            if !ledger.needs_checkpoint() {
+                return true;
+            }
+            ledger.applied_offsets().clone()
+        };
         if let Some(path) = &self.state_file {
             if !write_checkpoint(path, &self.learner, &self.counters) {
-                return;
+                return false;
             }
         }
+        self.ledger().cover(&snapshot);
+        true
+    }
+
+    /// Checkpoints, then commits every covered offset the broker has not confirmed (of
+    /// `only` these partitions, when given). A synchronous commit is confirmed on return, an
+    /// asynchronous one by [`ConsumerCallbacks::commit_callback`]; until then it is offered again.
+    pub fn commit(
+        &self,
+        consumer: &impl Consumer<ConsumerCallbacks>,
+        mode: CommitMode,
+        only: Option<&[i32]>,
+    ) {
+        if !self.checkpoint() {
+            return;
+        }
+        let mut due = self.ledger().to_commit();
+        if let Some(only) = only {
+            due.retain(|p, _| only.contains(p));
+        }
+        if due.is_empty() {
+            return;
+        }
         let mut list = TopicPartitionList::new();
-        for (partition, next) in pending.iter() {
+        for (partition, next) in &due {
             if let Err(e) =
                 list.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))
             {
@@ -240,15 +265,167 @@ impl ConsumerTask {
                 return;
             }
         }
-        match self.consumer.commit(&list, mode) {
+        // The ledger lock is not held here: the commit's callback takes it.
+        match consumer.commit(&list, mode) {
             Ok(()) => {
-                self.counters.committed(pending);
-                debug!(offsets = ?pending, "offsets committed");
-                pending.clear();
+                self.counters.kafka_commits.fetch_add(1, Ordering::Relaxed);
+                debug!(offsets = ?due, sync = matches!(mode, CommitMode::Sync), "offsets commit issued");
+                if matches!(mode, CommitMode::Sync) {
+                    self.confirmed(&due);
+                }
             }
             Err(e) => {
-                self.counters.kafka_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.commit_failures.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, "offset commit failed, will retry");
+            }
+        }
+    }
+
+    fn confirmed(&self, offsets: &BTreeMap<i32, i64>) {
+        let confirmed = {
+            let mut ledger = self.ledger();
+            for (p, o) in offsets {
+                ledger.confirm(*p, *o);
+            }
+            ledger.confirmed().clone()
+        };
+        self.counters.committed(&confirmed);
+    }
+
+    /// Partitions leave this consumer: commit what was applied to them, then forget them.
+    fn revoke(&self, consumer: &BaseConsumer<ConsumerCallbacks>, list: &TopicPartitionList) {
+        let partitions: Vec<i32> =
+            list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        if partitions.is_empty() {
+            return;
+        }
+        info!(topic = %self.topic, ?partitions, "partitions revoked, committing");
+        self.commit(consumer, CommitMode::Sync, Some(&partitions));
+        self.ledger().revoke(&partitions);
+    }
+}
+
+/// The group's callbacks: commit on revoke, confirmations of asynchronous commits.
+pub struct ConsumerCallbacks {
+    committer: Arc<Committer>,
+}
+
+impl ClientContext for ConsumerCallbacks {}
+
+impl ConsumerContext for ConsumerCallbacks {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => self.committer.revoke(consumer, list),
+            Rebalance::Assign(list) => {
+                let partitions: Vec<i32> = list
+                    .elements_for_topic(&self.committer.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                info!(topic = %self.committer.topic, ?partitions, "partitions assigned");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let counters = &self.committer.counters;
+        if let Err(e) = result {
+            counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
+            counters.commit_failures.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %e, "offset commit failed, will retry");
+            return;
+        }
+        let mut confirmed = BTreeMap::new();
+        for element in offsets.elements_for_topic(&self.committer.topic) {
+            match (element.error(), element.offset()) {
+                (Ok(()), Offset::Offset(next)) => {
+                    confirmed.insert(element.partition(), next);
+                }
+                (Ok(()), _) => {}
+                (Err(e), _) => {
+                    counters.commit_failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(partition = element.partition(), error = %e, "offset commit failed, will retry");
+                }
+            }
+        }
+        self.committer.confirmed(&confirmed);
+    }
+}
+
+/// Everything the consumer loop needs.
+pub struct ConsumerTask {
+    pub consumer: LearnerConsumer,
+    pub committer: Arc<Committer>,
+    pub health: Arc<ConsumerHealth>,
+    pub commit_interval: Duration,
+}
+
+/// Marks the consumer stopped when the loop ends, however it ends (a panic included).
+struct Running {
+    health: Arc<ConsumerHealth>,
+    clean: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.health.stopped();
+        if !self.clean {
+            error!("kafka consumer task ended unexpectedly; /healthz reports it down");
+        }
+    }
+}
+
+impl ConsumerTask {
+    /// Reads, applies, checkpoints and commits until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut running = Running { health: self.health.clone(), clean: false };
+        self.health.started(now_ms());
+        let mut tick = tokio::time::interval(self.commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let topic = self.committer.topic.clone();
+        info!(topic = %topic, "consumer started");
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    self.health.beat(now_ms());
+                    self.committer.commit(&self.consumer, CommitMode::Async, None);
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(m) => {
+                        let (partition, offset) = (m.partition(), m.offset());
+                        self.health.message(now_ms());
+                        self.committer.counters.consumed(partition, offset);
+                        self.apply(m.payload(), partition, offset);
+                        self.committer.applied(partition, offset + 1);
+                    }
+                    Err(e) => {
+                        self.health.error(now_ms());
+                        self.committer.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(error = %e, "kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        self.committer.commit(&self.consumer, CommitMode::Sync, None);
+        running.clean = true;
+        info!(topic = %topic, "consumer stopped");
+    }
+
+    fn apply(&self, payload: Option<&[u8]>, partition: i32, offset: i64) {
+        match ingest::parse_record(payload.unwrap_or_default()) {
+            Ok(record) => {
+                self.committer.learner.lock().state.apply(&record, now_ms());
+            }
+            Err(e) => {
+                let counters = &self.committer.counters;
+                counters.error(e.kind());
+                counters.rejected_records.fetch_add(1, Ordering::Relaxed);
+                warn!(partition, offset, error = %e, "skipping a message that is not telemetry");
             }
         }
     }
@@ -263,11 +440,11 @@ pub fn write_checkpoint(
     let saved = learner.lock().state.to_saved();
     match checkpoint::save(path, &saved) {
         Ok(()) => {
-            counters.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             true
         }
         Err(e) => {
-            counters.checkpoint_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counters.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
             warn!(error = %e, "checkpoint failed");
             false
         }

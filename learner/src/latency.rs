@@ -4,7 +4,8 @@
 //! everything below [`MIN_MS`], the last bucket everything above. A quantile is read as its
 //! bucket's geometric midpoint, clamped to the observed minimum and maximum, so it is within
 //! about 4 % of the exact value. At most [`BUCKETS`] counters (under 2 KiB) per downstream,
-//! whatever the traffic; the vector only grows as far as the largest bucket used.
+//! whatever the traffic; the vector only grows as far as the largest bucket used. The count and
+//! the sum of the recorded latencies are kept exactly (Prometheus' `_count` and `_sum`).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,9 @@ pub struct LatencyHistogram {
     total: u64,
     min_ms: f64,
     max_ms: f64,
+    /// Absent from checkpoints written before it existed: it then counts from the load on.
+    #[serde(default)]
+    sum_ms: f64,
 }
 
 impl LatencyHistogram {
@@ -46,10 +50,16 @@ impl LatencyHistogram {
             self.max_ms = self.max_ms.max(ms);
         }
         self.total = self.total.saturating_add(1);
+        self.sum_ms += ms;
     }
 
     pub fn count(&self) -> u64 {
         self.total
+    }
+
+    /// Sum of every recorded latency, milliseconds.
+    pub fn sum_ms(&self) -> f64 {
+        self.sum_ms
     }
 
     pub fn max_ms(&self) -> Option<f64> {
@@ -117,6 +127,7 @@ mod tests {
         assert_eq!(h.quantile(1.0), Some(1000.0));
         assert_eq!(h.quantile(0.0), Some(1.0));
         assert_eq!(h.count(), 1000);
+        assert_eq!(h.sum_ms(), 500_500.0);
     }
 
     #[test]
@@ -128,6 +139,15 @@ mod tests {
         assert!(h.counts.len() <= BUCKETS);
         assert_eq!(h.count(), 4);
         assert_eq!(h.max_ms(), Some(f64::MAX));
+    }
+
+    #[test]
+    fn checkpoints_without_a_sum_still_load() {
+        let old = r#"{"counts": [0, 2], "total": 2, "min_ms": 0.05, "max_ms": 0.06}"#;
+        let mut h: LatencyHistogram = serde_json::from_str(old).unwrap();
+        assert_eq!((h.count(), h.sum_ms()), (2, 0.0));
+        h.record(2.0);
+        assert_eq!((h.count(), h.sum_ms()), (3, 2.0));
     }
 
     proptest! {

@@ -1,14 +1,14 @@
 //! Magnetar's learner: router telemetry in, routing decisions out.
 //!
 //! Routers post one [`TelemetryRecord`](magnetar_core::telemetry::TelemetryRecord) per client
-//! request to a Kafka REST proxy (v2 produce API). The learner turns every attempt in them into an
+//! request to a Kafka REST proxy (the v2 produce API, or Confluent's v3 with basic auth). The learner turns every attempt in them into an
 //! observation of a decayed Beta posterior per route and downstream
 //! ([`magnetar_core::posterior`]), and answers `GET /recommendation` by Thompson sampling and
 //! `GET /params` with the decayed counts the routers import.
 //!
 //! Modes ([`Mode`]), all in this one binary:
 //!
-//! | mode | produce API `POST /topics/{topic}` | learns from | serves `/recommendation`, `/params` |
+//! | mode | produce APIs (v2 `POST /topics/{topic}`, v3 [`v3`]) | learns from | serves `/recommendation`, `/params` |
 //! | --- | --- | --- | --- |
 //! | `embedded` (default) | applied here | the produce API | yes |
 //! | `kafka` | no (404) | a Kafka consumer group | yes |
@@ -19,9 +19,11 @@
 //! either as two processes (`bridge` + `kafka`, the way `scripts/stack.sh --kafka` runs it) or
 //! as one (`combined`). Delivery guarantees are in [`kafka`].
 //!
-//! Map: [`config`] (flags, environment), [`ingest`] (parsing, error codes), [`state`] (what is
-//! learned), [`latency`], [`checkpoint`] (state file), [`metrics`] (`/stats`, `/metrics`),
-//! [`http`] (`app(state) -> Router`), [`kafka`] (consumer, bridge, topic).
+//! Map: [`config`] (flags, environment), [`ingest`] (v2 parsing, error codes), [`v3`] (v3
+//! parsing and answers), [`auth`] (basic auth), [`state`] (what is learned, caps), [`latency`],
+//! [`checkpoint`] (state file), [`metrics`] (`/stats`, `/metrics`), [`health`] (consumer
+//! liveness), [`http`] (`app(state) -> Router`), [`produce`] (the produce handlers), [`kafka`]
+//! (consumer, bridge, topic), [`offsets`] (which offsets may be committed).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,18 +35,24 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
+pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod latency;
 pub mod metrics;
+pub mod offsets;
+pub mod produce;
 pub mod state;
+pub mod v3;
 
 pub use config::{LearnerConfig, Mode};
 pub use http::{AppState, app};
 
+use crate::health::ConsumerHealth;
 use crate::http::{Ingest, SharedLearner};
 use crate::metrics::Counters;
 use crate::state::LearnerState;
@@ -68,7 +76,11 @@ pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerErro
         Some(path) => checkpoint::load(path)?,
         None => None,
     };
-    Ok(match saved {
+    let limits = state::Limits {
+        max_routes: config.max_routes,
+        max_downstreams_per_route: config.max_downstreams_per_route,
+    };
+    let state = match saved {
         Some(saved) => {
             let state = LearnerState::from_saved(saved, config.decay, config.dedupe_window);
             info!(
@@ -79,7 +91,8 @@ pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerErro
             state
         }
         None => LearnerState::new(config.decay, config.dedupe_window),
-    })
+    };
+    Ok(state.with_limits(limits))
 }
 
 /// Runs the learner on `listener` in `config.mode` until `shutdown` resolves, then stops the
@@ -121,15 +134,22 @@ pub async fn run(
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut consumer_health = None;
     if let (Some(k), Some(learner), true) = (&kafka, &learner, mode.consumes()) {
+        let committer = Arc::new(kafka::Committer::new(
+            &config.topic,
+            learner.clone(),
+            counters.clone(),
+            config.state_file.clone(),
+        ));
+        let health = Arc::new(ConsumerHealth::for_commit_interval(config.commit_interval));
         let task = kafka::ConsumerTask {
-            consumer: kafka::consumer(k, &config.topic)?,
-            topic: config.topic.clone(),
-            learner: learner.clone(),
-            counters: counters.clone(),
-            state_file: config.state_file.clone(),
+            consumer: kafka::consumer(k, &config.topic, committer.clone())?,
+            committer,
+            health: health.clone(),
             commit_interval: config.commit_interval,
         };
+        consumer_health = Some(health);
         tasks.push(tokio::spawn(task.run(stopped.clone())));
     }
     if let (Some(path), Some(learner), Mode::Embedded) = (&config.state_file, &learner, mode) {
@@ -158,6 +178,9 @@ pub async fn run(
     let state = AppState {
         mode,
         topic: config.topic.clone().into(),
+        cluster_id: config.cluster_id.clone().into(),
+        basic_auth: config.basic_auth.clone().map(Arc::new),
+        consumer: consumer_health,
         body_limit_bytes: config.body_limit_bytes,
         max_batch_records: config.max_batch_records,
         learner,
@@ -166,7 +189,14 @@ pub async fn run(
         next_offset: Arc::new(AtomicI64::new(0)),
     };
     let addr = listener.local_addr()?;
-    info!(%addr, mode = mode.as_str(), topic = %config.topic, "learner listening");
+    info!(
+        %addr,
+        mode = mode.as_str(),
+        topic = %config.topic,
+        cluster_id = %config.cluster_id,
+        basic_auth = config.basic_auth.is_some(),
+        "learner listening"
+    );
     let stop_on_signal = stop.clone();
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {

@@ -17,7 +17,16 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let config = LearnerConfig::try_from(Args::parse())?;
+    let args = Args::parse();
+    let print_config = args.print_config;
+    let config = LearnerConfig::try_from(args)?;
+    if print_config {
+        println!("{}", serde_json::to_string_pretty(&config.summary())?);
+        return Ok(());
+    }
+    if config.http_addr.ip().is_unspecified() {
+        tracing::warn!(addr = %config.http_addr, "listening on every interface");
+    }
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::{Value, json};
 
 use crate::config::Mode;
+use crate::health::ConsumerReport;
 use crate::state::LearnerState;
 
 /// Counters shared by the HTTP handlers and the Kafka tasks.
@@ -30,7 +31,10 @@ pub struct Counters {
     pub rejected_records: AtomicU64,
     /// Kafka messages received by the consumer.
     pub kafka_consumed: AtomicU64,
+    /// Offset commits issued.
     pub kafka_commits: AtomicU64,
+    /// Offset commits that failed (at once, or later in the commit callback).
+    pub commit_failures: AtomicU64,
     pub kafka_errors: AtomicU64,
     pub checkpoints: AtomicU64,
     pub checkpoint_failures: AtomicU64,
@@ -43,7 +47,7 @@ pub struct Counters {
 pub struct KafkaPositions {
     /// Offset of the first message this process received, per partition.
     pub resumed_from: BTreeMap<i32, i64>,
-    /// Next offset committed, per partition.
+    /// Next offset whose commit the broker confirmed, per partition.
     pub committed: BTreeMap<i32, i64>,
 }
 
@@ -66,9 +70,9 @@ impl Counters {
         lock(&self.positions).resumed_from.entry(partition).or_insert(offset);
     }
 
-    pub fn committed(&self, offsets: &BTreeMap<i32, i64>) {
-        self.kafka_commits.fetch_add(1, Ordering::Relaxed);
-        lock(&self.positions).committed.extend(offsets);
+    /// The broker confirmed these offsets (the whole confirmed map of the owned partitions).
+    pub fn committed(&self, confirmed: &BTreeMap<i32, i64>) {
+        lock(&self.positions).committed.extend(confirmed);
     }
 
     pub fn positions(&self) -> KafkaPositions {
@@ -90,6 +94,7 @@ pub fn stats_json(
     mode: Mode,
     counters: &Counters,
     state: Option<&LearnerState>,
+    consumer: Option<&ConsumerReport>,
     now_ms: u64,
 ) -> Value {
     let mut doc = json!({
@@ -150,6 +155,14 @@ pub fn stats_json(
         doc["observations"] = json!(state.observations());
         doc["half_life_ms"] = json!(state.decay().half_life_ms());
         doc["dedupe_window_used"] = json!(state.recent_ids());
+        let limits = state.limits();
+        doc["caps"] = json!({
+            "max_routes": limits.max_routes,
+            "max_downstreams_per_route": limits.max_downstreams_per_route,
+            "routes": state.routes().len(),
+            "records_refused": state.capped_records(),
+            "observations_refused": state.capped_observations(),
+        });
         doc["routes"] = json!(routes);
     }
     if mode.bridges() {
@@ -160,7 +173,9 @@ pub fn stats_json(
         doc["kafka"] = json!({
             "consumed": get(&counters.kafka_consumed),
             "commits": get(&counters.kafka_commits),
+            "commit_failures": get(&counters.commit_failures),
             "errors": get(&counters.kafka_errors),
+            "consumer": consumer,
             "resumed_from": positions.resumed_from,
             "committed": positions.committed,
         });
@@ -182,11 +197,23 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A sample value in the exposition format (`+Inf`, `-Inf`, `NaN` spelled as Prometheus does).
+fn float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        x.to_string()
+    }
+}
+
 /// The `/metrics` page.
 pub fn prometheus(
     mode: Mode,
     counters: &Counters,
     state: Option<&LearnerState>,
+    consumer: Option<&ConsumerReport>,
     now_ms: u64,
 ) -> String {
     let mut out = String::new();
@@ -222,8 +249,18 @@ pub fn prometheus(
             "offset commits issued",
             get(&counters.kafka_commits),
         ),
+        (
+            "magnetar_learner_kafka_commit_failures_total",
+            "offset commits that failed (retried at the next commit interval)",
+            get(&counters.commit_failures),
+        ),
         ("magnetar_learner_kafka_errors_total", "Kafka client errors", get(&counters.kafka_errors)),
         ("magnetar_learner_checkpoints_total", "state files written", get(&counters.checkpoints)),
+        (
+            "magnetar_learner_checkpoint_failures_total",
+            "state files that could not be written (offset commits held back)",
+            get(&counters.checkpoint_failures),
+        ),
     ];
     for (name, help, value) in simple {
         family(&mut out, name, "counter", help);
@@ -235,15 +272,59 @@ pub fn prometheus(
     }
     family(&mut out, "magnetar_learner_info", "gauge", "mode of this process");
     let _ = writeln!(out, "magnetar_learner_info{{mode=\"{}\"}} 1", mode.as_str());
+    if let Some(consumer) = consumer {
+        consumer_metrics(&mut out, consumer);
+    }
     let Some(state) = state else { return out };
+    let limits = state.limits();
     let learned = [
-        ("magnetar_learner_records_applied_total", "counter", state.records_applied()),
-        ("magnetar_learner_duplicates_total", "counter", state.duplicates()),
-        ("magnetar_learner_observations_total", "counter", state.observations()),
-        ("magnetar_learner_state_version", "gauge", state.version()),
+        (
+            "magnetar_learner_records_applied_total",
+            "counter",
+            "records learned from",
+            state.records_applied(),
+        ),
+        (
+            "magnetar_learner_duplicates_total",
+            "counter",
+            "records dropped as replays",
+            state.duplicates(),
+        ),
+        (
+            "magnetar_learner_observations_total",
+            "counter",
+            "attempts learned from",
+            state.observations(),
+        ),
+        (
+            "magnetar_learner_capped_records_total",
+            "counter",
+            "records of new routes refused because --max-routes routes are known",
+            state.capped_records(),
+        ),
+        (
+            "magnetar_learner_capped_observations_total",
+            "counter",
+            "attempts on new downstreams skipped because their route has --max-downstreams-per-route",
+            state.capped_observations(),
+        ),
+        (
+            "magnetar_learner_routes",
+            "gauge",
+            "routes in the learned state",
+            state.routes().len() as u64,
+        ),
+        ("magnetar_learner_max_routes", "gauge", "cap on routes", limits.max_routes as u64),
+        (
+            "magnetar_learner_max_downstreams_per_route",
+            "gauge",
+            "cap on downstreams per route",
+            limits.max_downstreams_per_route as u64,
+        ),
+        ("magnetar_learner_state_version", "gauge", "learned state version", state.version()),
     ];
-    for (name, kind, value) in learned {
-        family(&mut out, name, kind, "learned state");
+    for (name, kind, help, value) in learned {
+        family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     }
     family(&mut out, "magnetar_learner_posterior_mean", "gauge", "decayed Beta posterior mean");
@@ -271,22 +352,66 @@ pub fn prometheus(
             }
         }
     }
-    family(&mut out, "magnetar_learner_latency_ms", "summary", "attempt latency (since start)");
+    family(
+        &mut out,
+        "magnetar_learner_latency_ms",
+        "summary",
+        "attempt latency in milliseconds (since the state began)",
+    );
     for (route, r) in state.routes() {
         for (name, d) in &r.downstreams {
+            let labels = format!("route=\"{}\",downstream=\"{}\"", label(route), label(name));
             for q in [0.5, 0.99] {
                 if let Some(v) = d.latency.quantile(q) {
                     let _ = writeln!(
                         out,
-                        "magnetar_learner_latency_ms{{route=\"{}\",downstream=\"{}\",quantile=\"{q}\"}} {v}",
-                        label(route),
-                        label(name)
+                        "magnetar_learner_latency_ms{{{labels},quantile=\"{q}\"}} {}",
+                        float(v)
                     );
                 }
             }
+            let _ = writeln!(
+                out,
+                "magnetar_learner_latency_ms_sum{{{labels}}} {}",
+                float(d.latency.sum_ms())
+            );
+            let _ = writeln!(
+                out,
+                "magnetar_learner_latency_ms_count{{{labels}}} {}",
+                d.latency.count()
+            );
         }
     }
     out
+}
+
+/// The consumer's liveness as gauges (ages in seconds; absent until the event happened).
+fn consumer_metrics(out: &mut String, consumer: &ConsumerReport) {
+    family(
+        out,
+        "magnetar_learner_kafka_consumer_up",
+        "gauge",
+        "1 unless /healthz reports the consumer down",
+    );
+    let _ = writeln!(out, "magnetar_learner_kafka_consumer_up {}", u8::from(consumer.is_up()));
+    let ages = [
+        (
+            "magnetar_learner_kafka_last_poll_age_seconds",
+            "time since the consumer loop last turned",
+            consumer.last_poll_age_ms,
+        ),
+        (
+            "magnetar_learner_kafka_last_message_age_seconds",
+            "time since the last message",
+            consumer.last_message_age_ms,
+        ),
+    ];
+    for (name, help, age) in ages {
+        if let Some(ms) = age {
+            family(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {}", ms as f64 / 1000.0);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -305,10 +430,10 @@ mod tests {
         counters.error("invalid_json");
         counters.consumed(1, 40);
         counters.consumed(1, 41);
-        let text = prometheus(Mode::Bridge, &counters, None, 0);
+        let text = prometheus(Mode::Bridge, &counters, None, None, 0);
         assert!(text.contains("magnetar_learner_ingest_errors_total{kind=\"invalid_json\"} 2"));
         assert!(text.contains("magnetar_learner_info{mode=\"bridge\"} 1"));
-        let stats = stats_json(Mode::Kafka, &counters, None, 0);
+        let stats = stats_json(Mode::Kafka, &counters, None, None, 0);
         assert_eq!(stats["rejected"]["by_kind"]["invalid_json"], 2);
         assert_eq!(stats["kafka"]["resumed_from"]["1"], 40);
     }

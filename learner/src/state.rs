@@ -10,6 +10,22 @@
 //! treated as current, so it cannot freeze the decay of an arm).
 //!
 //! The whole state serializes to a checkpoint (see [`crate::checkpoint`]).
+//!
+//! **Bounds.** Routes and downstream names come from whatever telemetry is posted, so the state
+//! is capped ([`Limits`]): a record for a *new* route once [`Limits::max_routes`] routes are
+//! known is refused whole ([`Applied::Refused`], counted in [`LearnerState::capped_records`]),
+//! and an attempt on a *new* downstream once its route has
+//! [`Limits::max_downstreams_per_route`] is skipped while the record's other attempts are learned
+//! ([`LearnerState::capped_observations`]). Known routes and downstreams always keep learning.
+//! Refusing rather than evicting the least recently updated entry is deliberate: with eviction,
+//! a flood of made-up route names would push out the real routes and their posteriors, while a
+//! refusal costs only the made-up names. The price is that a genuinely new route is not learned
+//! once the table is full, which the counters (`/stats` `caps`, `/metrics`
+//! `magnetar_learner_capped_*_total`) make visible; raise the cap or restart without the state
+//! file to make room. A checkpoint holding more than the caps is loaded whole; the caps then
+//! only stop further growth. Memory: a downstream costs at most about 2.2 KiB (the latency
+//! histogram dominates), so the defaults bound the state at roughly 2.3 GB in the worst case;
+//! size the caps to the fleet.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
@@ -105,13 +121,32 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// How much state telemetry may create (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_routes: usize,
+    pub max_downstreams_per_route: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_routes: crate::config::DEFAULT_MAX_ROUTES,
+            max_downstreams_per_route: crate::config::DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
+        }
+    }
+}
+
 /// What [`LearnerState::apply`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// Counted: its attempts are now in the posteriors.
-    New { observations: usize },
+    /// Counted: `observations` attempts are now in the posteriors, `capped` attempts on new
+    /// downstreams beyond the per-route cap were skipped.
+    New { observations: usize, capped: usize },
     /// Its request id was in the recent window: ignored.
     Duplicate,
+    /// Its route is new and the route table is full: not learned, not remembered.
+    Refused,
 }
 
 /// Why there is no recommendation.
@@ -147,43 +182,66 @@ pub struct Params {
 #[derive(Debug, Clone)]
 pub struct LearnerState {
     decay: Decay,
+    limits: Limits,
     routes: BTreeMap<String, RouteState>,
     recent: RecentIds,
     version: u64,
     records_applied: u64,
     duplicates: u64,
     observations: u64,
+    capped_records: u64,
+    capped_observations: u64,
 }
 
 impl LearnerState {
     pub fn new(decay: Decay, dedupe_window: usize) -> Self {
         LearnerState {
             decay,
+            limits: Limits::default(),
             routes: BTreeMap::new(),
             recent: RecentIds::new(dedupe_window),
             version: 0,
             records_applied: 0,
             duplicates: 0,
             observations: 0,
+            capped_records: 0,
+            capped_observations: 0,
         }
     }
 
-    /// Learns from one record (see the module docs for timing).
+    /// The same state with other caps on routes and downstreams.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Learns from one record (see the module docs for timing and caps).
     pub fn apply(&mut self, record: &TelemetryRecord, now_ms: u64) -> Applied {
+        let route_is_new = !self.routes.contains_key(&record.route);
+        if route_is_new && self.routes.len() >= self.limits.max_routes {
+            self.capped_records += 1;
+            return Applied::Refused;
+        }
         if !record.request_id.is_empty() && !self.recent.insert(&record.request_id) {
             self.duplicates += 1;
             return Applied::Duplicate;
         }
-        let decay = self.decay;
+        let (decay, max_downstreams) = (self.decay, self.limits.max_downstreams_per_route);
         let route = self.routes.entry(record.route.clone()).or_default();
         route.records += 1;
         let end_ms = record.finished_ms.max(record.started_ms).min(now_ms);
         let mut elapsed_ms = 0.0;
+        let mut capped = 0;
         for attempt in &record.attempts {
             if attempt.latency_ms.is_finite() && attempt.latency_ms > 0.0 {
                 elapsed_ms += attempt.latency_ms;
             }
             let at_ms = (record.started_ms as f64 + elapsed_ms).min(end_ms as f64) as u64;
+            let known = route.downstreams.contains_key(&attempt.downstream);
+            if !known && route.downstreams.len() >= max_downstreams {
+                capped += 1;
+                continue;
+            }
             let downstream = match route.downstreams.get_mut(&attempt.downstream) {
                 Some(d) => d,
                 None => route.downstreams.entry(attempt.downstream.clone()).or_default(),
@@ -194,10 +252,12 @@ impl LearnerState {
             }
             downstream.latency.record(attempt.latency_ms);
         }
+        let observations = record.attempts.len() - capped;
         self.records_applied += 1;
-        self.observations += record.attempts.len() as u64;
+        self.observations += observations as u64;
+        self.capped_observations += capped as u64;
         self.version += 1;
-        Applied::New { observations: record.attempts.len() }
+        Applied::New { observations, capped }
     }
 
     /// Thompson sampling over `candidates` (default: every downstream seen on `route`) minus
@@ -281,6 +341,20 @@ impl LearnerState {
         &self.routes
     }
 
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Records refused since start because their route was new and the route table full.
+    pub fn capped_records(&self) -> u64 {
+        self.capped_records
+    }
+
+    /// Attempts skipped since start because their downstream was new and its route full.
+    pub fn capped_observations(&self) -> u64 {
+        self.capped_observations
+    }
+
     pub fn recent_ids(&self) -> usize {
         self.recent.len()
     }
@@ -302,12 +376,15 @@ impl LearnerState {
     pub fn from_saved(saved: SavedState, decay: Decay, dedupe_window: usize) -> Self {
         LearnerState {
             decay,
+            limits: Limits::default(),
             routes: saved.routes,
             recent: RecentIds::from_hashes(dedupe_window, saved.recent_ids),
             version: saved.version,
             records_applied: saved.records_applied,
             duplicates: saved.duplicates,
             observations: saved.observations,
+            capped_records: 0,
+            capped_observations: 0,
         }
     }
 }
@@ -373,7 +450,7 @@ mod tests {
                 attempt("c", Outcome::ClientError),
             ],
         );
-        assert_eq!(s.apply(&r, NOW), Applied::New { observations: 3 });
+        assert_eq!(s.apply(&r, NOW), Applied::New { observations: 3, capped: 0 });
         let params = s.params("/service", NOW);
         assert_eq!(params.version, 1);
         assert_eq!(params.downstreams.len(), 3);
@@ -412,6 +489,39 @@ mod tests {
         assert!(!ids.insert("d"));
         let mut off = RecentIds::new(0);
         assert!(off.insert("x") && off.insert("x"));
+    }
+
+    #[test]
+    fn new_routes_and_downstreams_beyond_the_caps_are_counted_not_stored() {
+        let limits = Limits { max_routes: 2, max_downstreams_per_route: 2 };
+        let mut s = state().with_limits(limits);
+        let on = |route: &str, id: &str, downstreams: &[&str]| {
+            let mut r =
+                record(id, downstreams.iter().map(|d| attempt(d, Outcome::Success)).collect());
+            r.route = route.into();
+            r
+        };
+        assert!(matches!(s.apply(&on("/a", "1", &["x"]), NOW), Applied::New { .. }));
+        assert!(matches!(s.apply(&on("/b", "2", &["x"]), NOW), Applied::New { .. }));
+        // A third route is refused whole, and its id is not remembered.
+        assert_eq!(s.apply(&on("/c", "3", &["x"]), NOW), Applied::Refused);
+        assert_eq!(s.apply(&on("/c", "3", &["x"]), NOW), Applied::Refused);
+        assert_eq!((s.routes().len(), s.capped_records(), s.version()), (2, 2, 2));
+        // Known routes keep learning.
+        assert!(matches!(s.apply(&on("/a", "4", &["x"]), NOW), Applied::New { .. }));
+        // Per route, a third downstream is skipped; the record's known ones are still learned.
+        assert_eq!(
+            s.apply(&on("/a", "5", &["y", "z", "x"]), NOW),
+            Applied::New { observations: 2, capped: 1 }
+        );
+        let a = &s.routes()["/a"];
+        assert_eq!(a.downstreams.keys().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(a.downstreams["x"].attempts(), 3);
+        assert_eq!((s.capped_observations(), s.observations()), (1, 5));
+        // The caps survive as the process's, not the checkpoint's.
+        let back = LearnerState::from_saved(s.to_saved(), s.decay(), 100).with_limits(limits);
+        assert_eq!((back.routes().len(), back.capped_records()), (2, 0));
+        assert_eq!(back.limits(), limits);
     }
 
     #[test]

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -61,10 +60,6 @@ impl Tansu {
             .unwrap();
         assert!(output.status.success(), "tansu topic create: {output:?}");
     }
-}
-
-fn learner_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_magnetar-learner"))
 }
 
 /// Starts the learner binary on 127.0.0.1:0 and returns it with its base URL.

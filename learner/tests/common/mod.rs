@@ -87,6 +87,29 @@ pub fn batch(records: &[TelemetryRecord]) -> Value {
     json!({"records": records.iter().map(|r| json!({"key": r.route, "value": r})).collect::<Vec<_>>()})
 }
 
+/// The learner binary cargo built for these tests.
+pub fn learner_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_magnetar-learner"))
+}
+
+/// POSTs `body` with optional basic-auth credentials; returns (status, headers, body text).
+pub async fn post_raw(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    auth: Option<(&str, &str)>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut request = client.post(url).header("content-type", content_type).body(body);
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
 /// POSTs a produce body; returns (status, content type, JSON body or Null).
 pub async fn post(
     client: &reqwest::Client,
@@ -186,8 +209,20 @@ impl ChildProcess {
         args: &[&str],
         announce: Option<&str>,
     ) -> (ChildProcess, Option<SocketAddr>) {
+        ChildProcess::spawn_with_env(name, program, args, &[], announce)
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        announce: Option<&str>,
+    ) -> (ChildProcess, Option<SocketAddr>) {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
