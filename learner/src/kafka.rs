@@ -15,10 +15,12 @@
 //!   shorter than the dedupe window.
 //!
 //! Which offsets are committed is kept in a [`CommitLedger`]: every commit interval, the
-//! offsets covered by the state file that the broker has not *confirmed* are committed
-//! (asynchronously; the commit callback confirms them). An asynchronous commit that fails, or
-//! whose answer is lost, is therefore retried at the next interval even if its partition has
-//! gone quiet. On shutdown the commit is synchronous.
+//! offsets covered by the state file that the broker has not *confirmed* are committed. Commits
+//! are synchronous (see [`ConsumerCallbacks`] for why) and run, with the checkpoint, on a
+//! blocking thread while the loop keeps consuming; an offset is confirmed only when the broker
+//! acknowledged it, so a commit that fails is retried at the next interval even if its
+//! partition has gone quiet. Shutdown waits for a last commit, at most
+//! [`SHUTDOWN_COMMIT_TIMEOUT`].
 //!
 //! **Rebalances.** When the group takes partitions away (another member joined, or this one is
 //! leaving), the revoke callback checkpoints and synchronously commits what was applied to them,
@@ -50,11 +52,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::checkpoint;
@@ -142,6 +145,9 @@ impl Bridge {
             match self.producer.send(message, Duration::from_secs(5)).await {
                 Ok(delivery) => {
                     Ok(Stored { partition: delivery.partition, offset: delivery.offset })
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition), _)) => {
+                    Err(RecordError::UnknownPartition(entry.partition.unwrap_or(-1)))
                 }
                 Err((e, _)) => {
                     warn!(topic = %self.topic, error = %e, "kafka did not take a record");
@@ -238,14 +244,10 @@ impl Committer {
     }
 
     /// Checkpoints, then commits every covered offset the broker has not confirmed (of
-    /// `only` these partitions, when given). A synchronous commit is confirmed on return, an
-    /// asynchronous one by [`ConsumerCallbacks::commit_callback`]; until then it is offered again.
-    pub fn commit(
-        &self,
-        consumer: &impl Consumer<ConsumerCallbacks>,
-        mode: CommitMode,
-        only: Option<&[i32]>,
-    ) {
+    /// `only` these partitions, when given), synchronously: blocks until the broker answers, so
+    /// call it off the async threads ([`ConsumerTask`] does). Offsets are confirmed when the
+    /// broker acknowledged them; until then they are offered again at the next call.
+    pub fn commit(&self, consumer: &impl Consumer<ConsumerCallbacks>, only: Option<&[i32]>) {
         if !self.checkpoint() {
             return;
         }
@@ -265,14 +267,12 @@ impl Committer {
                 return;
             }
         }
-        // The ledger lock is not held here: the commit's callback takes it.
-        match consumer.commit(&list, mode) {
+        // No lock is held while the broker answers.
+        match consumer.commit(&list, CommitMode::Sync) {
             Ok(()) => {
                 self.counters.kafka_commits.fetch_add(1, Ordering::Relaxed);
-                debug!(offsets = ?due, sync = matches!(mode, CommitMode::Sync), "offsets commit issued");
-                if matches!(mode, CommitMode::Sync) {
-                    self.confirmed(&due);
-                }
+                debug!(offsets = ?due, "offsets committed");
+                self.confirmed(&due);
             }
             Err(e) => {
                 self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
@@ -301,12 +301,17 @@ impl Committer {
             return;
         }
         info!(topic = %self.topic, ?partitions, "partitions revoked, committing");
-        self.commit(consumer, CommitMode::Sync, Some(&partitions));
+        self.commit(consumer, Some(&partitions));
         self.ledger().revoke(&partitions);
     }
 }
 
-/// The group's callbacks: commit on revoke, confirmations of asynchronous commits.
+/// The group's callbacks: commit on revoke.
+///
+/// No `commit_callback`: rdkafka 0.39 enables librdkafka's offset-commit *event* but sets no
+/// `offset_commit_cb`, and librdkafka only reports the result of a manual asynchronous commit to
+/// the latter, so such a result never arrives. Commits are therefore synchronous, and run on a
+/// blocking thread.
 pub struct ConsumerCallbacks {
     committer: Arc<Committer>,
 }
@@ -328,39 +333,19 @@ impl ConsumerContext for ConsumerCallbacks {
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
     }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let counters = &self.committer.counters;
-        if let Err(e) = result {
-            counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-            counters.commit_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %e, "offset commit failed, will retry");
-            return;
-        }
-        let mut confirmed = BTreeMap::new();
-        for element in offsets.elements_for_topic(&self.committer.topic) {
-            match (element.error(), element.offset()) {
-                (Ok(()), Offset::Offset(next)) => {
-                    confirmed.insert(element.partition(), next);
-                }
-                (Ok(()), _) => {}
-                (Err(e), _) => {
-                    counters.commit_failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(partition = element.partition(), error = %e, "offset commit failed, will retry");
-                }
-            }
-        }
-        self.committer.confirmed(&confirmed);
-    }
 }
 
 /// Everything the consumer loop needs.
 pub struct ConsumerTask {
-    pub consumer: LearnerConsumer,
+    pub consumer: Arc<LearnerConsumer>,
     pub committer: Arc<Committer>,
     pub health: Arc<ConsumerHealth>,
     pub commit_interval: Duration,
 }
+
+/// How long shutdown waits for the last commit (a broker that does not answer must not keep
+/// the process from exiting).
+pub const SHUTDOWN_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Marks the consumer stopped when the loop ends, however it ends (a panic included).
 struct Running {
@@ -379,11 +364,15 @@ impl Drop for Running {
 
 impl ConsumerTask {
     /// Reads, applies, checkpoints and commits until `shutdown` turns true.
+    ///
+    /// Every commit interval a checkpoint and a synchronous commit run on a blocking thread
+    /// while the loop keeps consuming; a tick that finds the previous one still running skips.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut running = Running { health: self.health.clone(), clean: false };
         self.health.started(now_ms());
         let mut tick = tokio::time::interval(self.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut in_flight: Option<JoinHandle<()>> = None;
         let topic = self.committer.topic.clone();
         info!(topic = %topic, "consumer started");
         loop {
@@ -392,7 +381,11 @@ impl ConsumerTask {
                 _ = shutdown.changed() => break,
                 _ = tick.tick() => {
                     self.health.beat(now_ms());
-                    self.committer.commit(&self.consumer, CommitMode::Async, None);
+                    if in_flight.as_ref().is_none_or(JoinHandle::is_finished) {
+                        in_flight = Some(self.spawn_commit());
+                    } else {
+                        debug!("previous commit still running, skipping this one");
+                    }
                 }
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
@@ -411,9 +404,23 @@ impl ConsumerTask {
                 },
             }
         }
-        self.committer.commit(&self.consumer, CommitMode::Sync, None);
+        let last = async {
+            if let Some(previous) = in_flight {
+                let _ = previous.await;
+            }
+            let _ = self.spawn_commit().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_COMMIT_TIMEOUT, last).await.is_err() {
+            warn!(timeout = ?SHUTDOWN_COMMIT_TIMEOUT, "last offset commit did not finish");
+        }
         running.clean = true;
         info!(topic = %topic, "consumer stopped");
+    }
+
+    /// Checkpoint and commit on a blocking thread (a state file write and a broker round trip).
+    fn spawn_commit(&self) -> JoinHandle<()> {
+        let (consumer, committer) = (self.consumer.clone(), self.committer.clone());
+        tokio::task::spawn_blocking(move || committer.commit(&*consumer, None))
     }
 
     fn apply(&self, payload: Option<&[u8]>, partition: i32, offset: i64) {

@@ -144,7 +144,7 @@ pub async fn run(
         ));
         let health = Arc::new(ConsumerHealth::for_commit_interval(config.commit_interval));
         let task = kafka::ConsumerTask {
-            consumer: kafka::consumer(k, &config.topic, committer.clone())?,
+            consumer: Arc::new(kafka::consumer(k, &config.topic, committer.clone())?),
             committer,
             health: health.clone(),
             commit_interval: config.commit_interval,

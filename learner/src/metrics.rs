@@ -31,9 +31,9 @@ pub struct Counters {
     pub rejected_records: AtomicU64,
     /// Kafka messages received by the consumer.
     pub kafka_consumed: AtomicU64,
-    /// Offset commits issued.
+    /// Offset commits the broker acknowledged.
     pub kafka_commits: AtomicU64,
-    /// Offset commits that failed (at once, or later in the commit callback).
+    /// Offset commits that failed (retried at the next commit interval).
     pub commit_failures: AtomicU64,
     pub kafka_errors: AtomicU64,
     pub checkpoints: AtomicU64,
@@ -246,7 +246,7 @@ pub fn prometheus(
         ),
         (
             "magnetar_learner_kafka_commits_total",
-            "offset commits issued",
+            "offset commits the broker acknowledged",
             get(&counters.kafka_commits),
         ),
         (

@@ -9,9 +9,9 @@
 //!
 //! Only `covered` offsets are committed, so a commit never gets ahead of the state file; and
 //! every `covered` offset the broker has not confirmed is offered again at the next commit,
-//! so an asynchronous commit that fails later (or whose answer never comes) is retried even
-//! when its partition has gone quiet. Re-committing an offset is idempotent. Revoked partitions
-//! are forgotten, so a stale offset never overwrites the commit of the partition's new owner.
+//! so a commit that fails (or whose answer never comes) is retried even when its partition has
+//! gone quiet. Re-committing an offset is idempotent. Revoked partitions are forgotten, so a
+//! stale offset never overwrites the commit of the partition's new owner.
 
 use std::collections::BTreeMap;
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -166,6 +166,10 @@ async fn bridge_to_kafka_to_learner_resumes_exactly_after_sigkill() {
     assert_eq!((status, body["offsets"][0]["error_code"].clone()), (200, json!(42206)), "{body}");
     let s = wait_applied(&client, &learner_url, 200, Duration::from_secs(60)).await;
     assert_eq!(s["kafka"]["consumed"], 200, "{s}");
+    let (status, health) = get_json(&client, &format!("{learner_url}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["consumer"]["status"], "ok", "{health}");
+    assert!(health["consumer"]["last_message_age_ms"].as_u64().is_some(), "{health}");
     assert_eq!(s["routes"].as_object().unwrap().len(), 4, "{s}");
     let (status, params) = get_json(&client, &format!("{learner_url}/params?route=/route-1")).await;
     assert_eq!(status, 200);
@@ -266,4 +270,162 @@ async fn combined_mode_runs_rest_to_kafka_to_learner_in_one_process() {
     assert!(metrics.contains("magnetar_learner_kafka_consumed_total 60"), "{metrics}");
     learner.signal("TERM");
     assert!(learner.wait_exit(Duration::from_secs(20)).success(), "{}", learner.log_text());
+}
+
+/// Per-partition next offsets of the deliveries in v3 results.
+fn next_offsets(results: &[Value]) -> BTreeMap<String, i64> {
+    let mut next = BTreeMap::new();
+    for r in results {
+        let (p, o) = (r["partition_id"].as_i64().unwrap(), r["offset"].as_i64().unwrap());
+        let slot = next.entry(p.to_string()).or_insert(0);
+        *slot = (*slot).max(o + 1);
+    }
+    next
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_with_basic_auth_through_the_bridge_and_commits_confirmed() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    let client = reqwest::Client::new();
+    let (mut learner, url) = start_learner(
+        "combined-v3",
+        &[
+            "--mode",
+            "combined",
+            "--kafka-brokers",
+            &brokers,
+            "--cluster-id",
+            "lkc-test",
+            "--rest-basic-auth",
+            "router:pw",
+            "--commit-interval-ms",
+            "200",
+        ],
+    );
+    let records_url = format!("{url}/v3/clusters/lkc-test/topics/magnetar-telemetry/records");
+    let auth = Some(("router", "pw"));
+    let body = |ids: std::ops::Range<usize>| -> Vec<u8> {
+        ids.flat_map(|i| {
+            let r = record(
+                &format!("v3-{i}"),
+                &format!("/route-{}", i % 4),
+                &[("downstream-3", Outcome::Success)],
+            );
+            serde_json::to_vec(&magnetar_core::telemetry::v3_record(r)).unwrap()
+        })
+        .collect()
+    };
+    // Without credentials: refused before anything reaches Kafka.
+    let (status, headers, _) =
+        post_raw(&client, &records_url, "application/json", None, body(0..1)).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"magnetar\"");
+
+    let mut results = Vec::new();
+    // One record at a time, the way the router posts.
+    for i in 0..10 {
+        let (status, _, text) =
+            post_raw(&client, &records_url, "application/json", auth, body(i..i + 1)).await;
+        assert_eq!(status, 200, "{text}");
+        results.push(serde_json::from_str::<Value>(&text).unwrap());
+    }
+    // A stream of 30.
+    let (status, _, text) =
+        post_raw(&client, &records_url, "application/json", auth, body(10..40)).await;
+    assert_eq!(status, 200, "{text}");
+    results.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+    assert_eq!(results.len(), 40);
+    let mut seen = BTreeSet::new();
+    for r in &results {
+        assert_eq!(
+            (r["error_code"].clone(), r["cluster_id"].clone()),
+            (json!(200), json!("lkc-test")),
+            "{r}"
+        );
+        let (p, o) = (r["partition_id"].as_i64().unwrap(), r["offset"].as_i64().unwrap());
+        assert!((0..3).contains(&p) && o >= 0, "{r}");
+        assert!(seen.insert((p, o)), "offset {p}/{o} returned twice");
+    }
+    // A partition that does not exist: Kafka refuses it, and the answer says so as embedded does.
+    let mut stray = serde_json::to_value(magnetar_core::telemetry::v3_record(record(
+        "stray",
+        "/route-0",
+        &[("downstream-3", Outcome::Success)],
+    )))
+    .unwrap();
+    stray["partition_id"] = json!(7);
+    let (status, _, text) = post_raw(
+        &client,
+        &records_url,
+        "application/json",
+        auth,
+        serde_json::to_vec(&stray).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error_code"], 404, "{text}");
+
+    let s = wait_applied(&client, &url, 40, Duration::from_secs(60)).await;
+    assert_eq!(s["records_forwarded"], 40, "{s}");
+    // The broker confirms the commits of every partition, the quiet ones included.
+    let expected = next_offsets(&results);
+    let committed = eventually(Duration::from_secs(30), "confirmed commits", || async {
+        let s = stats(&client, &url).await;
+        let committed: BTreeMap<String, i64> =
+            serde_json::from_value(s["kafka"]["committed"].clone()).unwrap_or_default();
+        (committed == expected).then_some(s)
+    })
+    .await;
+    assert_eq!(committed["kafka"]["commit_failures"], 0, "{committed}");
+    let (status, health) = get_json(&client, &format!("{url}/healthz")).await;
+    assert_eq!((status, health["consumer"]["status"].clone()), (200, json!("ok")), "{health}");
+    learner.signal("TERM");
+    assert!(learner.wait_exit(Duration::from_secs(20)).success(), "{}", learner.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_are_committed_at_the_rebalance() {
+    let tansu = Tansu::start();
+    tansu.create_topic("magnetar-telemetry", 3);
+    let brokers = tansu.brokers();
+    let client = reqwest::Client::new();
+    let (mut bridge, bridge_url) =
+        start_learner("bridge-rb", &["--mode", "bridge", "--kafka-brokers", &brokers]);
+    // Commit interval of ten minutes: only the revoke callback (or shutdown) commits.
+    let args = [
+        "--mode",
+        "kafka",
+        "--kafka-brokers",
+        &brokers,
+        "--kafka-group",
+        "rebalance-test",
+        "--commit-interval-ms",
+        "600000",
+    ];
+    let (mut first, first_url) = start_learner("learner-a", &args);
+    let mut seen = BTreeSet::new();
+    produce(&client, &bridge_url, "rb", 30, 10, Duration::ZERO, &mut seen).await;
+    let s = wait_applied(&client, &first_url, 30, Duration::from_secs(60)).await;
+    assert_eq!(s["kafka"]["committed"], json!({}), "nothing committed before the rebalance: {s}");
+    let mut expected = BTreeMap::new();
+    for (p, o) in &seen {
+        let slot = expected.entry(p.to_string()).or_insert(0);
+        *slot = (*slot).max(o + 1);
+    }
+    // A second member joins: the group takes the first one's partitions back, which commits.
+    let (mut second, _second_url) = start_learner("learner-b", &args);
+    let s = eventually(Duration::from_secs(60), "a commit on revoke", || async {
+        let s = stats(&client, &first_url).await;
+        let committed: BTreeMap<String, i64> =
+            serde_json::from_value(s["kafka"]["committed"].clone()).unwrap_or_default();
+        (committed == expected).then_some(s)
+    })
+    .await;
+    assert!(first.log_text().contains("partitions revoked"), "{}", first.log_text());
+    eprintln!("committed on revoke: {}", s["kafka"]["committed"]);
+    for process in [&mut second, &mut first, &mut bridge] {
+        process.signal("TERM");
+        assert!(process.wait_exit(Duration::from_secs(20)).success(), "{}", process.log_text());
+    }
 }
