@@ -143,6 +143,8 @@ pub async fn run(
             config.state_file.clone(),
         ));
         let health = Arc::new(ConsumerHealth::for_commit_interval(config.commit_interval));
+        // Up from here, so /healthz does not flicker 503 before the task's first turn.
+        health.started(http::now_ms());
         let task = kafka::ConsumerTask {
             consumer: Arc::new(kafka::consumer(k, &config.topic, committer.clone())?),
             committer,
