@@ -4,7 +4,7 @@
 //! flake. The bands are still chosen as if the seeds were random, with the reasoning next to each
 //! one, so that a change of seeds or of an RNG stream would not turn a sound strategy red.
 
-use magnetar_core::sim::{self, Aggregate, Scenario, SimConfig};
+use magnetar_core::sim::{self, Aggregate, RunResult, Scenario, SimConfig};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
 
 const SEEDS: u64 = 20;
@@ -120,4 +120,84 @@ fn three_attempts_on_a_50_20_5_fleet_succeed_at_least_99_4_percent() {
     assert!(rate >= 99.4, "{rate:.3}%");
     assert!(r.max_attempts <= 3, "{} attempts", r.max_attempts);
     assert_eq!(r.retries_denied.mean, 0.0);
+}
+
+#[test]
+fn rate_limit_aware_strategies_beat_thompson_and_round_robin_on_rate_limited() {
+    // Two excellent downstreams (99%, 97%) accept 40 attempts in any second and answer 429 above;
+    // a third (85%) has no limit; 100 requests/s. The best split is 40/40/20 (95.4% success with
+    // one attempt). Round robin stays under both limits by luck (33/s each: 93.6%, regret 1,067);
+    // plain Thompson sampling counts 429s as failures and keeps hitting the limits (85%, 2,700).
+    // V6 (thompson_masked) and V8 (blocking_bandit) learn each limit from its first 429 and pace
+    // the downstream to it (measured: 95.3%, regret 14-36 in every seed).
+    let scenario = Scenario::named("rate_limited", config(1, 200).duration_ms()).unwrap();
+    let params = StrategyParams::default();
+    for max_attempts in [1, 3] {
+        let config = config(max_attempts, 200);
+        let per_seed = |kind| -> Vec<RunResult> {
+            (1..=SEEDS).map(|seed| sim::run_kind(&scenario, kind, &params, &config, seed)).collect()
+        };
+        let rr = per_seed(StrategyKind::RoundRobin);
+        let ts = per_seed(StrategyKind::Thompson);
+        let mean = |runs: &[RunResult], f: fn(&RunResult) -> f64| {
+            runs.iter().map(f).sum::<f64>() / runs.len() as f64
+        };
+        let regret = |r: &RunResult| r.summary.regret;
+        let success = |r: &RunResult| r.summary.success_rate;
+        for kind in [StrategyKind::ThompsonMasked, StrategyKind::BlockingBandit] {
+            let runs = per_seed(kind);
+            eprintln!(
+                "{kind}, {max_attempts} attempt(s): regret {:.1} (round robin {:.1}, thompson \
+                 {:.1}), success {:.4}% ({:.4}%, {:.4}%)",
+                mean(&runs, regret),
+                mean(&rr, regret),
+                mean(&ts, regret),
+                100.0 * mean(&runs, success),
+                100.0 * mean(&rr, success),
+                100.0 * mean(&ts, success),
+            );
+            // Against plain Thompson sampling, in every seed: at most half its regret and at
+            // least 0.1 point more success (measured: a third of its regret or less, +0.2 point
+            // with three attempts, +10 points with one).
+            for ((r, t), seed) in runs.iter().zip(&ts).zip(1..) {
+                assert!(
+                    regret(r) < 0.5 * regret(t),
+                    "{kind} seed {seed}: {} vs thompson {}",
+                    regret(r),
+                    regret(t)
+                );
+                assert!(success(r) > success(t) + 0.001, "{kind} seed {seed}: success vs thompson");
+            }
+            if max_attempts == 1 {
+                // One attempt: in every seed, regret below a tenth of round robin's and at least
+                // one point more success (measured: regret under 40 against 1,067; 95.1-95.7%
+                // against 93.4-93.9%).
+                for ((r, rr), seed) in runs.iter().zip(&rr).zip(1..) {
+                    assert!(
+                        regret(r) < 0.1 * regret(rr),
+                        "{kind} seed {seed}: regret {}",
+                        regret(r)
+                    );
+                    assert!(success(r) > success(rr) + 0.01, "{kind} seed {seed}: success");
+                }
+            } else {
+                // Three attempts: every strategy but plain Thompson serves about 99.98%, and
+                // keeping headroom for retries on the limited downstreams is regret by the
+                // oracle's per-attempt measure, so the margins are thin. On the mean over 20
+                // seeds, regret at least 1% below round robin's (measured 2-3% below; the sd of
+                // the per-seed difference is about 15, so the mean's is under 4 and 1% (11) is
+                // about 4 sd inside the measured gap), and success no more than 0.01 point
+                // (2 requests in 20,000) below round robin's (measured within 0.003 point either
+                // way; the sd of the mean difference is about 0.002 point).
+                assert!(
+                    mean(&runs, regret) < 0.99 * mean(&rr, regret),
+                    "{kind}: regret vs round robin"
+                );
+                assert!(
+                    mean(&runs, success) > mean(&rr, success) - 0.0001,
+                    "{kind}: success vs round robin"
+                );
+            }
+        }
+    }
 }

@@ -27,7 +27,8 @@
 //! Every learning strategy reads an outcome the same way unless its module says otherwise: a
 //! success ([`Outcome::is_success`]) is a reward of 1, anything else (5xx, timeout, connection
 //! error, 429) a reward of 0. The rate-limit-aware ones ([`thompson_masked`], [`thompson_window`],
-//! [`blocking_bandit`]) do not count a 429 as a failure: they rest the downstream instead.
+//! [`blocking_bandit`]) do not count a 429 as a failure: they pace the downstream to the limit it
+//! showed and rest it (see [`rate_limit`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +48,7 @@ pub mod kl_ucb;
 pub mod least_outstanding;
 pub mod moss;
 pub mod random;
+pub mod rate_limit;
 pub mod round_robin;
 pub mod thompson;
 pub mod thompson_attempt;
@@ -366,7 +368,8 @@ pub struct StrategyParams {
     pub discount: f64,
     /// Outcomes kept per arm by `thompson_window` (at least 1).
     pub window: usize,
-    /// How long a 429 rests a downstream in `thompson_masked` and `thompson_window`, ms.
+    /// How long a 429 rests a downstream in `thompson_masked` and `thompson_window`, ms, on top
+    /// of pacing it to its learned limit ([`rate_limit`]).
     pub rate_limit_cooldown_ms: u64,
 }
 
