@@ -8,7 +8,10 @@
 //! After the attempt the caller reports a [`Feedback`] (classified outcome, latency, time) with
 //! [`Strategy::update`]. Learned state can be exported to and imported from a
 //! [`PosteriorSnapshot`], so a router isolate can start from the learner's fleet-wide view and keep
-//! learning locally.
+//! learning locally. For the count-based strategies a restored instance chooses exactly as the
+//! original; the snapshots of [`discover_exploit`], [`exp3`] and [`thompson_window`] are lossy
+//! (their modules say what is lost), and local state is never exported: what 429s taught
+//! ([`rate_limit`]), round robin's rotation, in-flight counts, Envoy-style ejections.
 //!
 //! Strategies are built by name through [`StrategyKind`]; the names are the wire names used by
 //! `?algo=`, `x-magnetar-algo`, the learner and the lab. [`StrategyKind::build`] uses every
