@@ -374,6 +374,9 @@ pub struct StrategyParams {
     /// How long a 429 rests a downstream in `thompson_masked` and `thompson_window`, ms, on top
     /// of pacing it to its learned limit ([`rate_limit`]).
     pub rate_limit_cooldown_ms: u64,
+    /// The policy `envoy_outlier` balances with among the hosts it has not ejected (Envoy's
+    /// default, round robin, or random).
+    pub envoy_lb: envoy_outlier::EnvoyLb,
 }
 
 impl Default for StrategyParams {
@@ -384,6 +387,7 @@ impl Default for StrategyParams {
             discount: thompson_discounted::DEFAULT_DISCOUNT,
             window: thompson_window::DEFAULT_WINDOW,
             rate_limit_cooldown_ms: thompson_masked::DEFAULT_COOLDOWN_MS,
+            envoy_lb: envoy_outlier::EnvoyLb::default(),
         }
     }
 }
@@ -473,7 +477,10 @@ impl StrategyKind {
             K::Moss => Box::new(moss::Moss::new(arms)),
             K::EpsilonGreedy => Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
             K::Exp3 => Box::new(exp3::Exp3::new(arms)),
-            K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::new(arms)),
+            K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::with_config(
+                arms,
+                envoy_outlier::EnvoyConfig { lb: params.envoy_lb, ..Default::default() },
+            )),
         }
     }
 
@@ -549,6 +556,24 @@ mod tests {
             let ctx = SelectContext { excluded: &all, attempt: 3, now_ms: 0 };
             assert_eq!(s.select(&ctx, &mut rng), None, "{kind}");
         }
+    }
+
+    #[test]
+    fn envoy_outlier_balances_randomly_when_asked() {
+        let params =
+            StrategyParams { envoy_lb: envoy_outlier::EnvoyLb::Random, ..Default::default() };
+        let picks = |params: &StrategyParams| {
+            let mut s = StrategyKind::EnvoyOutlier.build_with(3, params);
+            let mut rng = SmallRng::seed_from_u64(11);
+            (0..30)
+                .map(|t| s.select(&SelectContext::first(t), &mut rng).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let cycle: Vec<_> = (0..30).map(|t| t % 3).collect();
+        assert_eq!(picks(&StrategyParams::default()), cycle, "default: Envoy's round robin");
+        let random = picks(&params);
+        assert_ne!(random, cycle);
+        assert!((0..3).all(|a| random.contains(&a)), "{random:?}");
     }
 
     #[test]
