@@ -8,8 +8,10 @@
 //! router's full traffic again when it ends, fills its limit and answers 429 again, so every
 //! capped downstream costs at least one lost attempt per rate window; a rest longer than the
 //! time to the next free slot also leaves capacity idle. On the simulator's `rate_limited` fleet
-//! (two downstreams allowing 40 attempts in any 1 s, a third uncapped, 100 requests/s) no rest
-//! length, fixed or backed off, beat round robin, which happens to stay under both limits.
+//! (two downstreams allowing 40 attempts in any 1 s, a third uncapped, 100 requests/s) none of
+//! the rests tried, fixed from 0.1 to 1 s or backed off from 50 to 500 ms, reached round robin's
+//! success with one attempt (best 93.58% against 93.64%) or its regret with three (best 1,459
+//! against 1,101): round robin happens to stay under both limits.
 //!
 //! So a [`RateLimits`] learns each downstream's limit as the router sees it, like a client-side
 //! rate limiter mirroring the server's:
