@@ -4,7 +4,7 @@
 //! flake. The bands are still chosen as if the seeds were random, with the reasoning next to each
 //! one, so that a change of seeds or of an RNG stream would not turn a sound strategy red.
 
-use magnetar_core::sim::{self, Aggregate, Scenario, SimConfig};
+use magnetar_core::sim::{self, Aggregate, RunResult, Scenario, SimConfig};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
 
 const SEEDS: u64 = 20;
@@ -65,41 +65,75 @@ fn spread_fleet_regret_is_sublinear_and_below_ucb1() {
     }
 }
 
-/// Requests after the change until the mean success probability of first choices, over a
-/// 100-request window averaged over seeds, reaches `threshold` (None if it never does).
-fn recovery(r: &Aggregate, change: u64, threshold: f64) -> Option<u64> {
+/// One run's recovery from the change at request `change`: how many requests after it the first
+/// window of 100 requests ends whose first choices had a mean success probability of at least
+/// `threshold` (`None` if none does before the run ends), and that mean over requests 400..500
+/// after the change.
+fn recovery(r: &RunResult, change: u64, threshold: f64) -> (Option<u64>, f64) {
     let b = r.series.bucket;
-    (change..REQUESTS - 100)
+    assert_eq!(100 % b, 0, "windows of 100 requests need buckets that divide 100");
+    let window = |from: u64| {
+        let i = (from / b) as usize;
+        r.series.expected_first[i..i + (100 / b) as usize].iter().sum::<f64>() / 100.0
+    };
+    let at = (change..REQUESTS - 100)
         .step_by(b as usize)
-        .find(|from| r.expected_first_between(*from, from + 100) >= threshold)
-        .map(|from| from + 100 - change)
+        .find(|from| window(*from) >= threshold)
+        .map(|from| from + 100 - change);
+    (at, window(change + 400))
 }
 
 #[test]
 fn abrupt_change_forgetting_strategies_recover_within_500_requests() {
-    // Downstreams at 95/85/75/65/55%; halfway through the 95% one drops to 20%. The new oracle
-    // is 85%, so "recovered" is a first-choice success probability of at least 76.5% over a
-    // window of 100 requests (mean over 20 seeds, so 2,000 choices: sd under 1 point).
+    // Downstreams at 95/85/75/65/55%; at the scenario's change point the 95% one drops to 20%.
+    // "Recovered" is a first-choice success probability of at least 90% of the new oracle over
+    // a window of 100 requests (the probability of the downstreams chosen, not the outcomes, so
+    // the only noise is the strategy's own choices).
     let config = config(1, 400); // 50-request buckets
     let scenario = Scenario::named("abrupt", config.duration_ms()).unwrap();
-    let change = REQUESTS / 2;
-    let threshold = 0.9 * 0.85;
-    let plain = runs(&scenario, StrategyKind::Thompson, &config);
-    let plain_at = recovery(&plain, change, threshold);
+    let change_ms = scenario.change_at_ms.expect("the abrupt scenario changes");
+    let change = (change_ms as f64 / config.interarrival_ms).ceil() as u64;
+    let new_oracle =
+        scenario.downstreams.iter().map(|d| d.success.at(change_ms as f64)).fold(0.0, f64::max);
+    assert!((new_oracle - 0.85).abs() < 1e-12);
+    let threshold = 0.9 * new_oracle;
+    let params = StrategyParams::default();
+    let per_seed = |kind| -> Vec<(Option<u64>, f64)> {
+        (1..=SEEDS)
+            .map(|seed| {
+                recovery(&sim::run_kind(&scenario, kind, &params, &config, seed), change, threshold)
+            })
+            .collect()
+    };
+    let plain = per_seed(StrategyKind::Thompson);
+    eprintln!("thompson: recovered after {:?}", plain.iter().map(|r| r.0).collect::<Vec<_>>());
     for kind in [StrategyKind::ThompsonDiscounted, StrategyKind::ThompsonWindow] {
-        let r = runs(&scenario, kind, &config);
-        let at = recovery(&r, change, threshold);
-        eprintln!("{kind}: recovered after {at:?} requests; plain thompson {plain_at:?}");
-        assert!(at.is_some_and(|n| n <= 500), "{kind} recovered after {at:?}");
-        // Still recovered at the end of the window of the claim.
-        let window = r.expected_first_between(change + 400, change + 500);
-        assert!(window >= threshold, "{kind}: {window:.3} over requests 400..500 after");
-        // Plain Thompson sampling is slower: its 9,500 observations of a 95% downstream take
-        // well over 500 requests of 20% to outweigh.
-        assert!(plain_at.is_none_or(|p| p > at.unwrap_or(0)), "plain {plain_at:?} vs {at:?}");
+        let runs = per_seed(kind);
+        eprintln!("{kind}: recovered after {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
+        // Per run: at least 19 of 20 seeds are back within 500 requests. Measured: all 20
+        // (discounted after 200 to 450 requests, sliding window 100 to 250). One seed in twenty
+        // may miss, so that a change of random streams moving one borderline seed past 500 does
+        // not turn a sound strategy red; two would mean it no longer recovers in 95% of runs.
+        let recovered = runs.iter().filter(|r| r.0.is_some_and(|n| n <= 500)).count();
+        assert!(recovered >= 19, "{kind}: {recovered} of 20 seeds recovered within 500");
+        // And stays recovered: over requests 400..500 after the change, the mean over seeds is
+        // still above the threshold (measured: 81% discounted, 83% sliding window; one seed of
+        // discounted dips to 75.9% while it re-explores the fallen downstream).
+        let late = runs.iter().map(|r| r.1).sum::<f64>() / runs.len() as f64;
+        assert!(late >= threshold, "{kind}: {late:.3} over requests 400..500 after the change");
+        // Plain Thompson sampling is slower in every seed: its 9,500 observations of a 95%
+        // downstream take well over 500 requests of 20% to outweigh (measured: 1,950 to 3,350).
+        for ((r, p), seed) in runs.iter().zip(&plain).zip(1..) {
+            let (mine, theirs) = (r.0.unwrap_or(u64::MAX), p.0.unwrap_or(u64::MAX));
+            assert!(theirs > mine, "seed {seed}: plain thompson {:?} vs {kind} {:?}", p.0, r.0);
+        }
     }
-    let plain_window = plain.expected_first_between(change + 400, change + 500);
-    assert!(plain_window < threshold, "plain thompson already at {plain_window:.3}");
+    // At least 19 of 20 seeds of plain Thompson have not recovered within 500 requests (measured:
+    // none has), and on the mean it is still far below the threshold over requests 400..500.
+    let quick = plain.iter().filter(|r| r.0.is_some_and(|n| n <= 500)).count();
+    assert!(quick <= 1, "plain thompson recovered within 500 requests in {quick} seeds");
+    let plain_late = plain.iter().map(|r| r.1).sum::<f64>() / plain.len() as f64;
+    assert!(plain_late < threshold, "plain thompson already at {plain_late:.3}");
 }
 
 #[test]
@@ -107,17 +141,138 @@ fn three_attempts_on_a_50_20_5_fleet_succeed_at_least_99_4_percent() {
     // With three distinct downstreams failing 50%, 20% and 5%, a request fails only if all three
     // fail: 0.5 * 0.2 * 0.05 = 0.5%, so the oracle serves 99.5%. 20 x 20,000 requests give an sd
     // of sqrt(0.005 * 0.995 / 400,000) = 0.011 points on the mean: 99.4% is 9 sd below 99.5%.
-    // The retry budget (20% + 10/s) is on, as in production; Thompson sampling puts the first
-    // attempt on the 95% downstream, so about 5.5% of requests retry.
+    // The retry budget (20% + 10/s) is on, as in production.
     let config = config(3, 200);
     let scenario = Scenario::named("retries", config.duration_ms()).unwrap();
-    let r = runs(&scenario, StrategyKind::Thompson, &config);
-    let rate = 100.0 * r.success_rate.mean;
-    eprintln!(
-        "thompson with 3 attempts: {rate:.3}%, {:.3} attempts/request",
-        r.attempts_per_request.mean
+    let params = StrategyParams::default();
+    let run = |kind| -> Vec<RunResult> {
+        (1..=SEEDS).map(|seed| sim::run_kind(&scenario, kind, &params, &config, seed)).collect()
+    };
+    let ts = run(StrategyKind::Thompson);
+    let rr = run(StrategyKind::RoundRobin);
+    let mean = |runs: &[RunResult], f: fn(&RunResult) -> f64| {
+        runs.iter().map(f).sum::<f64>() / runs.len() as f64
+    };
+    let (ts_rate, rr_rate) = (
+        100.0 * mean(&ts, |r| r.summary.success_rate),
+        100.0 * mean(&rr, |r| r.summary.success_rate),
     );
-    assert!(rate >= 99.4, "{rate:.3}%");
-    assert!(r.max_attempts <= 3, "{} attempts", r.max_attempts);
-    assert_eq!(r.retries_denied.mean, 0.0);
+    let (ts_attempts, rr_attempts) = (
+        mean(&ts, |r| r.summary.attempts_per_request),
+        mean(&rr, |r| r.summary.attempts_per_request),
+    );
+    eprintln!(
+        "3 attempts: thompson {ts_rate:.3}%, {ts_attempts:.3} attempts/request; round robin \
+         {rr_rate:.3}%, {rr_attempts:.3}"
+    );
+    assert!(ts_rate >= 99.4, "{ts_rate:.3}%");
+    for r in ts.iter().chain(&rr) {
+        let s = &r.summary;
+        assert!(s.max_attempts <= 3, "{} attempts", s.max_attempts);
+        // No attempt is penalised, so the score is exactly the successes.
+        assert_eq!(s.best_guess_score, s.successes as i64, "{} seed {}", r.strategy, r.seed);
+    }
+    // Thompson sampling's 6% of retries stay well inside the retry budget.
+    assert!(ts.iter().all(|r| r.retries_denied == 0));
+    // Thompson sampling puts the first attempt on the 95% downstream, so a request needs
+    // 1 + 0.05 + 0.05 x 0.2 = 1.06 attempts on average (measured 1.061): at most 1.1 per run
+    // leaves room for the exploration of the first seconds.
+    for r in &ts {
+        let a = r.summary.attempts_per_request;
+        assert!(a <= 1.1, "thompson seed {}: {a:.3} attempts per request", r.seed);
+    }
+    // Round robin, the contrast: its first attempts spread evenly, so it needs about
+    // 1 + 0.25 + 0.04 = 1.29 attempts (measured 1.290), runs into the retry budget (about 200
+    // retries refused per run) and sends a third of its retries to the 50% downstream: it
+    // succeeds less (measured 98.5% against Thompson's 99.5%, per-run sd about 0.1 point), so
+    // half a point below Thompson's mean holds in every seed with room to spare.
+    assert!(rr_attempts > 1.2, "round robin {rr_attempts:.3} attempts per request");
+    for r in &rr {
+        let rate = 100.0 * r.summary.success_rate;
+        assert!(
+            rate < ts_rate - 0.5,
+            "round robin seed {}: {rate:.3}% vs thompson {ts_rate:.3}%",
+            r.seed
+        );
+    }
+}
+
+#[test]
+fn rate_limit_aware_strategies_beat_thompson_and_round_robin_on_rate_limited() {
+    // Two excellent downstreams (99%, 97%) accept 40 attempts in any second and answer 429 above;
+    // a third (85%) has no limit; 100 requests/s. The best split is 40/40/20 (95.4% success with
+    // one attempt). Round robin stays under both limits by luck (33/s each: 93.6%, regret 1,067);
+    // plain Thompson sampling counts 429s as failures and keeps hitting the limits (85%, 2,700).
+    // V6 (thompson_masked) and V8 (blocking_bandit) learn each limit from its first 429 and pace
+    // the downstream to it (measured: 95.3%, regret 14-36 in every seed).
+    let scenario = Scenario::named("rate_limited", config(1, 200).duration_ms()).unwrap();
+    let params = StrategyParams::default();
+    for max_attempts in [1, 3] {
+        let config = config(max_attempts, 200);
+        let per_seed = |kind| -> Vec<RunResult> {
+            (1..=SEEDS).map(|seed| sim::run_kind(&scenario, kind, &params, &config, seed)).collect()
+        };
+        let rr = per_seed(StrategyKind::RoundRobin);
+        let ts = per_seed(StrategyKind::Thompson);
+        let mean = |runs: &[RunResult], f: fn(&RunResult) -> f64| {
+            runs.iter().map(f).sum::<f64>() / runs.len() as f64
+        };
+        let regret = |r: &RunResult| r.summary.regret;
+        let success = |r: &RunResult| r.summary.success_rate;
+        for kind in [StrategyKind::ThompsonMasked, StrategyKind::BlockingBandit] {
+            let runs = per_seed(kind);
+            eprintln!(
+                "{kind}, {max_attempts} attempt(s): regret {:.1} (round robin {:.1}, thompson \
+                 {:.1}), success {:.4}% ({:.4}%, {:.4}%)",
+                mean(&runs, regret),
+                mean(&rr, regret),
+                mean(&ts, regret),
+                100.0 * mean(&runs, success),
+                100.0 * mean(&rr, success),
+                100.0 * mean(&ts, success),
+            );
+            // Against plain Thompson sampling, in every seed: at most half its regret and at
+            // least 0.1 point more success (measured: a third of its regret or less, +0.2 point
+            // with three attempts, +10 points with one).
+            for ((r, t), seed) in runs.iter().zip(&ts).zip(1..) {
+                assert!(
+                    regret(r) < 0.5 * regret(t),
+                    "{kind} seed {seed}: {} vs thompson {}",
+                    regret(r),
+                    regret(t)
+                );
+                assert!(success(r) > success(t) + 0.001, "{kind} seed {seed}: success vs thompson");
+            }
+            if max_attempts == 1 {
+                // One attempt: in every seed, regret below a tenth of round robin's and at least
+                // one point more success (measured: regret under 40 against 1,067; 95.1-95.7%
+                // against 93.4-93.9%).
+                for ((r, rr), seed) in runs.iter().zip(&rr).zip(1..) {
+                    assert!(
+                        regret(r) < 0.1 * regret(rr),
+                        "{kind} seed {seed}: regret {}",
+                        regret(r)
+                    );
+                    assert!(success(r) > success(rr) + 0.01, "{kind} seed {seed}: success");
+                }
+            } else {
+                // Three attempts: every strategy but plain Thompson serves about 99.98%, and
+                // keeping headroom for retries on the limited downstreams is regret by the
+                // oracle's per-attempt measure, so the margins are thin. On the mean over 20
+                // seeds, regret at least 1% below round robin's (measured 2-3% below; the sd of
+                // the per-seed difference is about 15, so the mean's is under 4 and 1% (11) is
+                // about 4 sd inside the measured gap), and success no more than 0.01 point
+                // (2 requests in 20,000) below round robin's (measured within 0.003 point either
+                // way; the sd of the mean difference is about 0.002 point).
+                assert!(
+                    mean(&runs, regret) < 0.99 * mean(&rr, regret),
+                    "{kind}: regret vs round robin"
+                );
+                assert!(
+                    mean(&runs, success) > mean(&rr, success) - 0.0001,
+                    "{kind}: success vs round robin"
+                );
+            }
+        }
+    }
 }

@@ -31,7 +31,7 @@ pub const SLOTS: usize = 10;
 pub const TOKEN: i64 = 1_000;
 
 /// The budget's settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RetryBudgetConfig {
     /// Retries per request, e.g. 0.2 = one retry per five requests. Clamped to `0..=1000`.
     pub retry_percent: f64,

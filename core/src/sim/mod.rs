@@ -55,8 +55,8 @@ pub struct SimConfig {
     pub max_attempts: u32,
     /// Whether retries must go to a downstream not yet tried for the request.
     pub distinct: bool,
-    /// Retry budget across requests; `None` for unlimited retries within `max_attempts`.
-    #[serde(skip)]
+    /// Retry budget across requests; `None` (`null` in JSON) for unlimited retries within
+    /// `max_attempts`.
     pub retry_budget: Option<RetryBudgetConfig>,
     /// Deadline of one attempt (a slower answer is a timeout).
     pub attempt_timeout_ms: u64,
@@ -414,6 +414,16 @@ mod tests {
         assert_ne!(a.summary, c.summary);
         assert_eq!(a.summary.requests, 2_000);
         assert_eq!(a.series.successes.iter().sum::<f64>() as u64, a.summary.successes);
+    }
+
+    #[test]
+    fn the_config_records_the_retry_budget() {
+        let json = serde_json::to_value(SimConfig::default()).unwrap();
+        assert_eq!(json["retry_budget"]["retry_percent"], 0.2);
+        assert_eq!(json["retry_budget"]["min_per_sec"], 10);
+        assert_eq!(json["retry_budget"]["ttl_ms"], 10_000);
+        let off = SimConfig { retry_budget: None, ..SimConfig::default() };
+        assert!(serde_json::to_value(off).unwrap()["retry_budget"].is_null());
     }
 
     #[test]

@@ -282,6 +282,105 @@ mod tests {
         assert!(Draw::of(0.6).beats(Draw::of(0.5)) && !Draw::of(0.5).beats(Draw::of(0.5)));
     }
 
+    /// Two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs.
+    fn ks(mut xs: Vec<f64>, mut ys: Vec<f64>) -> f64 {
+        xs.sort_by(f64::total_cmp);
+        ys.sort_by(f64::total_cmp);
+        let (n, m) = (xs.len() as f64, ys.len() as f64);
+        let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+        while i < xs.len() && j < ys.len() {
+            let x = xs[i].min(ys[j]);
+            while i < xs.len() && xs[i] <= x {
+                i += 1;
+            }
+            while j < ys.len() && ys[j] <= x {
+                j += 1;
+            }
+            d = d.max((i as f64 / n - j as f64 / m).abs());
+        }
+        d
+    }
+
+    /// Draws per sample of the KS tests.
+    const KS_DRAWS: usize = 40_000;
+    /// The two-sample KS critical value at α = 0.001 for two samples of [`KS_DRAWS`]:
+    /// `sqrt(-ln(α / 2) / 2) * sqrt(2 / n)` = 1.9495 * 0.00707 = 0.0138. With fixed seeds the
+    /// test is deterministic; the level says how unlucky a seed would have to be to fail a correct
+    /// sampler.
+    fn ks_critical() -> f64 {
+        (-(0.001f64 / 2.0).ln() / 2.0).sqrt() * (2.0 / KS_DRAWS as f64).sqrt()
+    }
+
+    /// KS distance between our draws of `Beta(a, b)` and `rand_distr::Beta`'s.
+    fn ks_against_rand_distr(a: f64, b: f64, seed: u64) -> f64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let ours: Vec<f64> = (0..KS_DRAWS).map(|_| sample(a, b, &mut rng)).collect();
+        let reference = rand_distr::Beta::new(a, b).unwrap();
+        let theirs: Vec<f64> = (0..KS_DRAWS).map(|_| reference.sample(&mut rng)).collect();
+        ks(ours, theirs)
+    }
+
+    /// Which of the sampler's paths `Beta(a, b)` takes.
+    fn path(a: f64, b: f64) -> &'static str {
+        match BetaSampler::new(a, b) {
+            BetaSampler::Normal { .. } => "normal",
+            BetaSampler::Gammas { a: ga, b: gb, .. } => match (ga.exact, gb.exact) {
+                (true, true) if ga.boost > 0.0 || gb.boost > 0.0 => "boosted",
+                (true, true) => "exact",
+                _ => "proposal",
+            },
+        }
+    }
+
+    #[test]
+    fn every_path_passes_kolmogorov_smirnov_against_rand_distr() {
+        let critical = ks_critical();
+        // Exact paths (Marsaglia–Tsang with its rejection step, and the boost for shapes below
+        // 1): only sampling noise is allowed.
+        for (a, b) in [(1.0, 1.0), (2.5, 7.0), (9.9, 3.0), (0.5, 3.0), (0.3, 0.7)] {
+            let d = ks_against_rand_distr(a, b, 21);
+            eprintln!("Beta({a},{b}) {}: D = {d:.4} < {critical:.4}", path(a, b));
+            assert!(path(a, b) == "exact" || path(a, b) == "boosted", "Beta({a},{b})");
+            assert!(d < critical, "Beta({a},{b}) on the {} path: D = {d:.4}", path(a, b));
+        }
+        // Gammas of shape >= 10 drawn from the proposal without the rejection step: off by at most
+        // the rejection rate in total variation (about 0.03 / shape per gamma), which bounds the
+        // KS distance too.
+        for (a, b) in [(10.0, 10.0), (30.0, 5.0), (40.0, 80.0), (12.0, 99.0)] {
+            assert_eq!(path(a, b), "proposal", "Beta({a},{b})");
+            let bias = [a, b].iter().filter(|s| **s >= PROPOSAL_MIN).map(|s| 0.03 / s).sum::<f64>();
+            let d = ks_against_rand_distr(a, b, 22);
+            eprintln!("Beta({a},{b}) proposal: D = {d:.4} < {:.4}", critical + bias);
+            assert!(d < critical + bias, "Beta({a},{b}): D = {d:.4}, bound {:.4}", critical + bias);
+        }
+        // The normal approximation: its own KS distance to the Beta is, by the first Edgeworth
+        // term, max |φ(x) (x² - 1)| × skewness / 6 = skewness / (6 sqrt(2π)) ≈ 0.0665 × skewness
+        // (0 for a symmetric Beta, 0.011 for Beta(150, 900)).
+        for (a, b) in [(100.0, 100.0), (150.0, 900.0), (100.0, 1_000.0), (700.0, 300.0)] {
+            assert_eq!(path(a, b), "normal", "Beta({a},{b})");
+            let n = a + b;
+            let skew: f64 = 2.0 * (b - a) * (n + 1.0).sqrt() / ((n + 2.0) * (a * b).sqrt());
+            let bias = skew.abs() / (6.0 * (2.0 * std::f64::consts::PI).sqrt());
+            let d = ks_against_rand_distr(a, b, 23);
+            eprintln!("Beta({a},{b}) normal: D = {d:.4} < {:.4}", critical + bias);
+            assert!(d < critical + bias, "Beta({a},{b}): D = {d:.4}, bound {:.4}", critical + bias);
+        }
+    }
+
+    #[test]
+    fn the_kolmogorov_smirnov_check_sees_a_small_error() {
+        // Power: draws of Beta(150, 900) against a reference of Beta(150, 870) (mean 14.3% vs
+        // 14.7%, a third of a posterior sd apart) must fail the bound the normal path is held to.
+        let mut rng = SmallRng::seed_from_u64(24);
+        let ours: Vec<f64> = (0..KS_DRAWS).map(|_| sample(150.0, 900.0, &mut rng)).collect();
+        let reference = rand_distr::Beta::new(150.0, 870.0).unwrap();
+        let theirs: Vec<f64> = (0..KS_DRAWS).map(|_| reference.sample(&mut rng)).collect();
+        let d = ks(ours, theirs);
+        assert!(d > ks_critical() + 0.012, "D = {d:.4}");
+        assert_eq!(ks(vec![0.1, 0.2], vec![0.3, 0.4]), 1.0);
+        assert_eq!(ks(vec![0.1, 0.3], vec![0.1, 0.3]), 0.0);
+    }
+
     #[test]
     fn bad_parameters_read_as_the_prior() {
         let mut rng = SmallRng::seed_from_u64(1);

@@ -6,7 +6,8 @@
 //! stays healthy its ejection count goes down by one every `interval` (10 s). At most
 //! `max_ejection_percent` (10%) of the hosts are ejected at once, but at least one may always be.
 //! The load-balancing policy runs over the hosts that are not ejected; Envoy's default is round
-//! robin ([`EnvoyLb::RoundRobin`]), random is the other common choice. If fewer than
+//! robin ([`EnvoyLb::RoundRobin`]), random ([`EnvoyLb::Random`]) is the other common choice,
+//! selected with [`StrategyParams::envoy_lb`](super::StrategyParams) (`random` or `round_robin`). If fewer than
 //! `healthy_panic_threshold` (50%) of the hosts are available, Envoy panics and balances over all
 //! hosts, ejected or not; so does this baseline. It is what a user would deploy instead of
 //! Magnetar.
@@ -37,10 +38,39 @@ pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 10;
 pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u32 = 50;
 
 /// The policy among hosts that are not ejected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EnvoyLb {
+    /// Envoy's default.
+    #[default]
     RoundRobin,
     Random,
+}
+
+impl EnvoyLb {
+    /// The name in configuration (`round_robin`, `random`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EnvoyLb::RoundRobin => "round_robin",
+            EnvoyLb::Random => "random",
+        }
+    }
+}
+
+/// The name is not a load-balancing policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown envoy load-balancing policy {0:?}; valid: round_robin, random")]
+pub struct UnknownEnvoyLb(pub String);
+
+impl std::str::FromStr for EnvoyLb {
+    type Err = UnknownEnvoyLb;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "round_robin" => Ok(EnvoyLb::RoundRobin),
+            "random" => Ok(EnvoyLb::Random),
+            _ => Err(UnknownEnvoyLb(s.to_owned())),
+        }
+    }
 }
 
 /// Envoy's outlier-detection settings.
@@ -64,7 +94,7 @@ impl Default for EnvoyConfig {
             interval_ms: DEFAULT_INTERVAL_MS,
             max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
             panic_threshold_percent: DEFAULT_PANIC_THRESHOLD_PERCENT,
-            lb: EnvoyLb::RoundRobin,
+            lb: EnvoyLb::default(),
         }
     }
 }
@@ -95,6 +125,11 @@ impl EnvoyOutlier {
 
     pub fn with_config(arms: usize, config: EnvoyConfig) -> Self {
         EnvoyOutlier { hosts: vec![Host::default(); arms], config, next: 0 }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &EnvoyConfig {
+        &self.config
     }
 
     /// Whether `arm` is ejected at `now_ms`.
@@ -230,6 +265,32 @@ mod tests {
         // 30 s + two healthy intervals later the count is back to 0: the next ejection is 30 s.
         fail(&mut s, 0, 5, 50_000);
         assert!(s.ejected(0, 79_999) && !s.ejected(0, 80_000));
+    }
+
+    #[test]
+    fn random_mode_spreads_uniformly_over_the_hosts_not_ejected() {
+        let config = EnvoyConfig { lb: EnvoyLb::Random, ..EnvoyConfig::default() };
+        let mut s = EnvoyOutlier::with_config(4, config);
+        fail(&mut s, 2, 5, 0);
+        assert!(s.ejected(2, 1));
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut counts = [0u32; 4];
+        let mut in_order = true;
+        let mut last = None;
+        for t in 0..9_000 {
+            let arm = s.select(&SelectContext::first(1 + t % 1_000), &mut rng).unwrap();
+            counts[arm] += 1;
+            in_order &= last.is_none_or(|l: usize| arm == (l + 1) % 4 || (l == 1 && arm == 3));
+            last = Some(arm);
+        }
+        assert_eq!(counts[2], 0, "ejected");
+        // 9,000 uniform picks among 3 hosts: 3,000 each, sd 45; ±250 is over 5 sd.
+        for c in [counts[0], counts[1], counts[3]] {
+            assert!(c.abs_diff(3_000) < 250, "{counts:?}");
+        }
+        assert!(!in_order, "random mode must not cycle");
+        assert_eq!("Random".parse::<EnvoyLb>(), Ok(EnvoyLb::Random));
+        assert!("least_request".parse::<EnvoyLb>().is_err());
     }
 
     #[test]

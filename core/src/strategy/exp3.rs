@@ -6,16 +6,24 @@
 //! its weight by `exp(γ x / (p_i K))` (the importance-weighted estimate keeps the update unbiased).
 //! It assumes nothing about how rewards are generated, so it also holds against a fleet that
 //! changes adversarially, at the price of never exploring less than `γ`. Here `K` and the sums run
-//! over the allowed arms of each choice; the probability used in an update is the one the arm had
-//! when it was last chosen. Weights are kept as logarithms, so they never overflow.
+//! over the allowed arms of each choice, and an update uses the `p_i` and the `K` of the choice
+//! that sent the attempt it answers: a router has several attempts in flight, possibly on the
+//! same downstream and under different exclusions, so each choice is remembered until its
+//! feedback arrives (matched by send time, `now_ms - latency_ms`, since answers may come back out
+//! of order; at most [`MAX_PENDING`] per downstream). Feedback for an attempt this instance did not
+//! choose uses the arm's current probability over the whole fleet. Weights are kept as
+//! logarithms, so they never overflow.
 //!
 //! Parameter: `γ` = [`DEFAULT_GAMMA`] = 0.05 (about the paper's `sqrt(K ln K / ((e - 1) T))` for a
 //! few downstreams and tens of thousands of requests).
 //!
-//! Snapshot: the success and failure counts, kept alongside the weights. Restoring sets the
-//! counts and rebuilds the weights from them as the expected log-weights, `γ / K * t * mean_i`
-//! (mean 1/2 for an arm never tried): an approximation, since weights carry more history than
-//! counts.
+//! Snapshot: the success and failure counts, kept alongside the weights. **Lossy**: restoring
+//! sets the counts and rebuilds the weights from them as the expected log-weights,
+//! `γ / K * t * mean_i` (mean 1/2 for an arm never tried), an approximation, since the weights
+//! depend on the probability of every choice that led to them and the counts do not record it. A
+//! restored instance therefore chooses differently from the original.
+
+use std::collections::VecDeque;
 
 use rand::{Rng, RngCore};
 
@@ -26,24 +34,51 @@ use super::{
 
 /// Exploration share.
 pub const DEFAULT_GAMMA: f64 = 0.05;
+/// Choices remembered per downstream while their feedback is awaited; older ones are dropped.
+pub const MAX_PENDING: usize = 256;
+
+/// One choice awaiting its feedback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Pending {
+    sent_ms: u64,
+    /// The arm's probability in that choice.
+    prob: f64,
+    /// Allowed arms in that choice.
+    k: usize,
+}
 
 /// EXP3.
 #[derive(Debug, Clone)]
 pub struct Exp3 {
     log_weights: Vec<f64>,
-    last_prob: Vec<f64>,
+    pending: Vec<VecDeque<Pending>>,
     counts: Vec<ArmPosterior>,
     gamma: f64,
 }
 
 impl Exp3 {
     pub fn new(arms: usize) -> Self {
-        let uniform = 1.0 / arms.max(1) as f64;
         Exp3 {
             log_weights: vec![0.0; arms],
-            last_prob: vec![uniform; arms],
+            pending: vec![VecDeque::new(); arms],
             counts: vec![ArmPosterior::default(); arms],
             gamma: DEFAULT_GAMMA,
+        }
+    }
+
+    /// The choice that sent the attempt `feedback` answers on `arm`: its probability and `K`.
+    fn choice_answered(&mut self, arm: ArmId, feedback: &Feedback) -> (f64, usize) {
+        let latency = feedback.latency_ms;
+        let latency = if latency.is_finite() && latency > 0.0 { latency as u64 } else { 0 };
+        let sent = feedback.now_ms.saturating_sub(latency);
+        let queue = &mut self.pending[arm];
+        let closest = (0..queue.len()).min_by_key(|i| queue[*i].sent_ms.abs_diff(sent));
+        match closest.and_then(|i| queue.remove(i)) {
+            Some(choice) => (choice.prob, choice.k),
+            None => {
+                let all = SelectContext::first(feedback.now_ms);
+                (self.probabilities(&all)[arm], self.log_weights.len())
+            }
         }
     }
 
@@ -95,18 +130,24 @@ impl Strategy for Exp3 {
             }
         }
         let arm = last?;
-        self.last_prob[arm] = p[arm];
+        let k = p.iter().filter(|pa| **pa > 0.0).count();
+        let queue = &mut self.pending[arm];
+        if queue.len() >= MAX_PENDING {
+            queue.pop_front();
+        }
+        queue.push_back(Pending { sent_ms: ctx.now_ms, prob: p[arm], k });
         Some(arm)
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        let Some(c) = self.counts.get_mut(arm) else { return };
+        if arm >= self.counts.len() {
+            return;
+        }
+        let (p, k) = self.choice_answered(arm, feedback);
         let success = feedback.outcome.is_success();
-        c.observe(success);
+        self.counts[arm].observe(success);
         if success {
-            let k = self.log_weights.len() as f64;
-            let p = self.last_prob[arm].max(1e-12);
-            self.log_weights[arm] += self.gamma / (p * k);
+            self.log_weights[arm] += self.gamma / (p.max(1e-12) * k.max(1) as f64);
             // Only differences matter: keep the largest log-weight at 0.
             let max = self.log_weights.iter().copied().fold(f64::MIN, f64::max);
             for w in &mut self.log_weights {
@@ -150,6 +191,58 @@ mod tests {
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert_eq!(p[2], 0.0);
         assert!(p[1] >= DEFAULT_GAMMA / 3.0 - 1e-12);
+    }
+
+    /// How much `arm`'s log-weight gained on the others' (the update renormalises).
+    fn gain(before: &[f64], after: &[f64], arm: ArmId, other: ArmId) -> f64 {
+        (after[arm] - after[other]) - (before[arm] - before[other])
+    }
+
+    fn success(now_ms: u64, latency_ms: f64) -> Feedback {
+        Feedback { outcome: Outcome::Success, latency_ms, now_ms, attempt: 1 }
+    }
+
+    #[test]
+    fn an_update_uses_the_probability_and_k_of_its_own_choice() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut s = Exp3::new(4);
+        // Arm 0 is so heavy that it is chosen whatever the exclusions of the others.
+        s.log_weights = vec![0.0, -40.0, -40.0, -40.0];
+        let all = SelectContext::first(0);
+        let two = SelectContext { excluded: &[2, 3], attempt: 2, now_ms: 10 };
+        let (p_all, p_two) = (s.probabilities(&all)[0], s.probabilities(&two)[0]);
+        assert!(
+            (p_all - (0.95 + 0.05 / 4.0)).abs() < 1e-9
+                && (p_two - (0.95 + 0.05 / 2.0)).abs() < 1e-9
+        );
+        assert_eq!(s.select(&all, &mut rng), Some(0));
+        assert_eq!(s.select(&two, &mut rng), Some(0));
+        // Both attempts are in flight on arm 0; the second (sent at 10) answers first.
+        let before = s.log_weights.clone();
+        s.update(0, &success(30, 20.0));
+        let g = gain(&before, &s.log_weights, 0, 1);
+        assert!((g - DEFAULT_GAMMA / (p_two * 2.0)).abs() < 1e-9, "{g}");
+        let before = s.log_weights.clone();
+        s.update(0, &success(45, 45.0));
+        let g = gain(&before, &s.log_weights, 0, 1);
+        assert!((g - DEFAULT_GAMMA / (p_all * 4.0)).abs() < 1e-9, "{g}");
+        // Feedback for a choice this instance did not make: the current probability, K = 4.
+        let p_now = s.probabilities(&all)[0];
+        let before = s.log_weights.clone();
+        s.update(0, &success(50, 1.0));
+        let g = gain(&before, &s.log_weights, 0, 1);
+        assert!((g - DEFAULT_GAMMA / (p_now * 4.0)).abs() < 1e-9, "{g}");
+    }
+
+    #[test]
+    fn pending_choices_are_bounded() {
+        let mut rng = SmallRng::seed_from_u64(2);
+        let mut s = Exp3::new(1);
+        for t in 0..(MAX_PENDING as u64 + 50) {
+            s.select(&SelectContext::first(t), &mut rng);
+        }
+        assert_eq!(s.pending[0].len(), MAX_PENDING);
+        assert_eq!(s.pending[0].front().map(|p| p.sent_ms), Some(50));
     }
 
     #[test]

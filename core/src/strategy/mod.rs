@@ -8,7 +8,10 @@
 //! After the attempt the caller reports a [`Feedback`] (classified outcome, latency, time) with
 //! [`Strategy::update`]. Learned state can be exported to and imported from a
 //! [`PosteriorSnapshot`], so a router isolate can start from the learner's fleet-wide view and keep
-//! learning locally.
+//! learning locally. For the count-based strategies a restored instance chooses exactly as the
+//! original; the snapshots of [`discover_exploit`], [`exp3`] and [`thompson_window`] are lossy
+//! (their modules say what is lost), and local state is never exported: what 429s taught
+//! ([`rate_limit`]), round robin's rotation, in-flight counts, Envoy-style ejections.
 //!
 //! Strategies are built by name through [`StrategyKind`]; the names are the wire names used by
 //! `?algo=`, `x-magnetar-algo`, the learner and the lab. [`StrategyKind::build`] uses every
@@ -27,7 +30,8 @@
 //! Every learning strategy reads an outcome the same way unless its module says otherwise: a
 //! success ([`Outcome::is_success`]) is a reward of 1, anything else (5xx, timeout, connection
 //! error, 429) a reward of 0. The rate-limit-aware ones ([`thompson_masked`], [`thompson_window`],
-//! [`blocking_bandit`]) do not count a 429 as a failure: they rest the downstream instead.
+//! [`blocking_bandit`]) do not count a 429 as a failure: they pace the downstream to the limit it
+//! showed and rest it (see [`rate_limit`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +51,7 @@ pub mod kl_ucb;
 pub mod least_outstanding;
 pub mod moss;
 pub mod random;
+pub mod rate_limit;
 pub mod round_robin;
 pub mod thompson;
 pub mod thompson_attempt;
@@ -366,8 +371,12 @@ pub struct StrategyParams {
     pub discount: f64,
     /// Outcomes kept per arm by `thompson_window` (at least 1).
     pub window: usize,
-    /// How long a 429 rests a downstream in `thompson_masked` and `thompson_window`, ms.
+    /// How long a 429 rests a downstream in `thompson_masked` and `thompson_window`, ms, on top
+    /// of pacing it to its learned limit ([`rate_limit`]).
     pub rate_limit_cooldown_ms: u64,
+    /// The policy `envoy_outlier` balances with among the hosts it has not ejected (Envoy's
+    /// default, round robin, or random).
+    pub envoy_lb: envoy_outlier::EnvoyLb,
 }
 
 impl Default for StrategyParams {
@@ -378,6 +387,7 @@ impl Default for StrategyParams {
             discount: thompson_discounted::DEFAULT_DISCOUNT,
             window: thompson_window::DEFAULT_WINDOW,
             rate_limit_cooldown_ms: thompson_masked::DEFAULT_COOLDOWN_MS,
+            envoy_lb: envoy_outlier::EnvoyLb::default(),
         }
     }
 }
@@ -467,7 +477,10 @@ impl StrategyKind {
             K::Moss => Box::new(moss::Moss::new(arms)),
             K::EpsilonGreedy => Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
             K::Exp3 => Box::new(exp3::Exp3::new(arms)),
-            K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::new(arms)),
+            K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::with_config(
+                arms,
+                envoy_outlier::EnvoyConfig { lb: params.envoy_lb, ..Default::default() },
+            )),
         }
     }
 
@@ -543,6 +556,24 @@ mod tests {
             let ctx = SelectContext { excluded: &all, attempt: 3, now_ms: 0 };
             assert_eq!(s.select(&ctx, &mut rng), None, "{kind}");
         }
+    }
+
+    #[test]
+    fn envoy_outlier_balances_randomly_when_asked() {
+        let params =
+            StrategyParams { envoy_lb: envoy_outlier::EnvoyLb::Random, ..Default::default() };
+        let picks = |params: &StrategyParams| {
+            let mut s = StrategyKind::EnvoyOutlier.build_with(3, params);
+            let mut rng = SmallRng::seed_from_u64(11);
+            (0..30)
+                .map(|t| s.select(&SelectContext::first(t), &mut rng).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let cycle: Vec<_> = (0..30).map(|t| t % 3).collect();
+        assert_eq!(picks(&StrategyParams::default()), cycle, "default: Envoy's round robin");
+        let random = picks(&params);
+        assert_ne!(random, cycle);
+        assert!((0..3).all(|a| random.contains(&a)), "{random:?}");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! From the flaky-load-balancer design (V7): every downstream keeps its most recent `W` outcomes
 //! (30 by default) and Thompson sampling draws from `Beta(1 + s_W, 1 + f_W)` over that window, so a
 //! downstream that degrades is noticed within about `W` of its own attempts, however long its good
-//! history. As in the seed, a 429 is not counted but rests the downstream for a cooldown (see
-//! [`thompson_masked`](super::thompson_masked)).
+//! history. As in the seed, a 429 is not counted: the downstream rests for a cooldown and is paced
+//! to the limit the 429 taught, as in [`thompson_masked`](super::thompson_masked) (see
+//! [`rate_limit`](super::rate_limit)).
 //!
 //! The window is per downstream, as in the seed; the literature's SW-TS (Trovò, Paladino, Restelli
 //! and Gatti, "Sliding-window Thompson sampling for non-stationary settings", JAIR 68, 2020) keeps
@@ -22,18 +23,21 @@
 //! fleet, 153 instead of 402 on the ten-downstream one) and still recovers from the abrupt change
 //! in about 150 requests; 30 is kept so that V7 is the design it is named after.
 //!
-//! Snapshot: the window's counts. Restoring cannot recreate an order of outcomes, so imported
-//! counts (scaled down to `W` if larger) form a baseline that gives up one unit of weight, in
-//! proportion, for each new outcome once the window is full; a snapshot of a restored instance
-//! gives back the same counts.
+//! Snapshot: the window's counts. **Lossy**: restoring cannot recreate an order of outcomes, so
+//! imported counts (scaled down to `W` if larger) form a baseline that gives up one unit of
+//! weight, in proportion, for each new outcome once the window is full; a snapshot of a restored
+//! instance gives back the same counts, but the restored instance forgets in a different order
+//! than the original, so the two choose differently once new outcomes arrive. Rests and learned
+//! limits are local and not exported.
 
 use std::collections::VecDeque;
 
 use rand::RngCore;
 
 use super::beta::BetaSampler;
+use super::rate_limit::RateLimits;
 use super::thompson::best_draw;
-use super::thompson_masked::{DEFAULT_COOLDOWN_MS, soonest_available};
+use super::thompson_masked::DEFAULT_COOLDOWN_MS;
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
     StrategyKind, beta, validate_snapshot,
@@ -105,7 +109,7 @@ impl ArmWindow {
 #[derive(Debug, Clone)]
 pub struct ThompsonWindow {
     arms: Vec<ArmWindow>,
-    resting_until: Vec<u64>,
+    limits: RateLimits,
     window: usize,
     cooldown_ms: u64,
 }
@@ -115,7 +119,7 @@ impl ThompsonWindow {
     pub fn new(arms: usize, window: usize) -> Self {
         ThompsonWindow {
             arms: vec![ArmWindow::default(); arms],
-            resting_until: vec![0; arms],
+            limits: RateLimits::new(arms),
             window: window.max(1),
             cooldown_ms: DEFAULT_COOLDOWN_MS,
         }
@@ -143,19 +147,22 @@ impl Strategy for ThompsonWindow {
     }
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let (arms, until) = (&self.arms, &self.resting_until);
+        self.limits.prepare(ctx);
+        let (arms, limits) = (&self.arms, &self.limits);
         let mut rng = beta::local_rng(rng);
-        best_draw(ctx, arms.len(), |a| {
-            (ctx.now_ms >= until[a]).then(|| arms[a].sampler.draw(&mut rng))
+        let arm = best_draw(ctx, arms.len(), |a| {
+            limits.available(a, ctx.now_ms).then(|| arms[a].sampler.draw(&mut rng))
         })
-        .or_else(|| soonest_available(ctx, until))
+        .or_else(|| limits.soonest(ctx))?;
+        self.limits.sent(arm, ctx.now_ms);
+        Some(arm)
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {
         let window = self.window;
         let Some(w) = self.arms.get_mut(arm) else { return };
         if feedback.outcome == Outcome::RateLimited {
-            self.resting_until[arm] = feedback.now_ms.saturating_add(self.cooldown_ms);
+            self.limits.rate_limited(arm, feedback, self.cooldown_ms);
         } else {
             w.push(feedback.outcome.is_success(), window);
         }

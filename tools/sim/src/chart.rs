@@ -98,6 +98,11 @@ impl Panel {
     }
 }
 
+/// `text` with the characters XML reserves escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 /// The chart of one scenario's results.
 pub fn svg(scenario: &Scenario, results: &[Aggregate]) -> String {
     let mut out = String::new();
@@ -109,7 +114,8 @@ pub fn svg(scenario: &Scenario, results: &[Aggregate]) -> String {
     let _ = writeln!(
         out,
         r#"<text x="20" y="26" font-size="18" font-weight="bold">{}: {}</text>"#,
-        scenario.name, scenario.description
+        escape(&scenario.name),
+        escape(&scenario.description)
     );
     let Some(first) = results.first() else {
         out.push_str("</svg>\n");

@@ -60,6 +60,10 @@ struct Args {
     /// Window of thompson_window.
     #[arg(long)]
     window: Option<usize>,
+    /// Policy envoy_outlier balances with among the hosts it has not ejected: round_robin
+    /// (Envoy's default) or random.
+    #[arg(long)]
+    envoy_lb: Option<String>,
     /// Points per time series.
     #[arg(long, default_value_t = sim::DEFAULT_SERIES_POINTS)]
     points: usize,
@@ -123,6 +127,9 @@ fn main() -> Result<()> {
     if let Some(w) = args.window {
         params.window = w;
     }
+    if let Some(lb) = &args.envoy_lb {
+        params.envoy_lb = lb.parse()?;
+    }
     // No weights are given here, so the fleet size does not matter to the check.
     params.check(0)?;
     let threads = args
@@ -151,20 +158,23 @@ fn main() -> Result<()> {
     }
 
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let json = serde_json::to_string_pretty(&reports)?;
-        std::fs::write(dir.join("results.json"), json)?;
-        std::fs::write(
-            dir.join("results.csv"),
-            table::csv(
-                &reports.iter().map(|r| (&r.scenario, r.results.as_slice())).collect::<Vec<_>>(),
-            ),
-        )?;
-        for r in &reports {
-            let svg = chart::svg(&r.scenario, &r.results);
-            std::fs::write(dir.join(format!("{}.svg", r.scenario.name)), svg)?;
-        }
+        write_outputs(dir, &reports)?;
         eprintln!("wrote results.json, results.csv and charts to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Writes `results.json`, `results.csv` and one `<scenario>.svg` per scenario into `dir`.
+fn write_outputs(dir: &std::path::Path, reports: &[ScenarioReport]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&reports)?;
+    std::fs::write(dir.join("results.json"), json)?;
+    let rows: Vec<_> =
+        reports.iter().map(|r| (&r.scenario, &r.config, r.results.as_slice())).collect();
+    std::fs::write(dir.join("results.csv"), table::csv(&rows))?;
+    for r in reports {
+        let svg = chart::svg(&r.scenario, &r.results);
+        std::fs::write(dir.join(format!("{}.svg", r.scenario.name)), svg)?;
     }
     Ok(())
 }

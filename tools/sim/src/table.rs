@@ -4,6 +4,19 @@ use std::fmt::Write;
 
 use magnetar_core::sim::{Aggregate, Scenario, SimConfig};
 
+/// How retries were limited, for the table and the CSV: `20%+10/s,ttl=10s`, or `none`.
+pub fn retry_budget(config: &SimConfig) -> String {
+    match config.retry_budget {
+        Some(b) => format!(
+            "{}%+{}/s,ttl={}s",
+            (1_000.0 * b.retry_percent).round() / 10.0,
+            b.min_per_sec,
+            b.ttl_ms as f64 / 1_000.0
+        ),
+        None => "none".to_owned(),
+    }
+}
+
 /// One markdown table for a scenario, best (lowest regret) first.
 pub fn markdown(
     scenario: &Scenario,
@@ -13,14 +26,20 @@ pub fn markdown(
 ) -> String {
     let mut out = String::new();
     let oracle = results.first().map_or(0.0, |r| r.oracle_success_rate.mean);
+    let budget = if config.max_attempts > 1 {
+        format!(" (retry budget {})", retry_budget(config))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "### `{}`: {}\n\n{} seeds × {} requests, {} attempt(s) per request, oracle success {:.2}%\n",
+        "### `{}`: {}\n\n{} seeds × {} requests, {} attempt(s) per request{}, oracle success {:.2}%\n",
         scenario.name,
         scenario.description,
         seeds,
         config.requests,
         config.max_attempts,
+        budget,
         100.0 * oracle
     );
     out.push_str(
@@ -49,17 +68,20 @@ pub fn markdown(
     out
 }
 
-/// One CSV row per (scenario, strategy).
-pub fn csv(reports: &[(&Scenario, &[Aggregate])]) -> String {
-    let mut out = String::from(
-        "scenario,strategy,runs,success_rate,success_rate_sd,first_attempt_success_rate,attempts_per_request,max_attempts,regret,regret_sd,realized_regret,best_guess_score,latency_p50_ms,latency_p99_ms,oracle_success_rate,retries_denied,traffic_share\n",
-    );
-    for (scenario, results) in reports {
+/// The CSV's columns.
+pub const CSV_HEADER: &str = "scenario,strategy,runs,success_rate,success_rate_sd,first_attempt_success_rate,attempts_per_request,max_attempts,regret,regret_sd,realized_regret,best_guess_score,latency_p50_ms,latency_p99_ms,oracle_success_rate,retries_denied,traffic_share,attempt_budget,retry_budget";
+
+/// One CSV row per (scenario, strategy). Traffic shares are `;`-separated, as is the retry
+/// budget, so that no field needs quoting.
+pub fn csv(reports: &[(&Scenario, &SimConfig, &[Aggregate])]) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    for (scenario, config, results) in reports {
+        let budget = retry_budget(config).replace(',', ";");
         for r in *results {
             let share: Vec<String> = r.traffic_share.iter().map(|s| format!("{s:.4}")).collect();
             let _ = writeln!(
                 out,
-                "{},{},{},{:.6},{:.6},{:.6},{:.4},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.6},{:.1},{}",
+                "{},{},{},{:.6},{:.6},{:.6},{:.4},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.6},{:.1},{},{},{}",
                 scenario.name,
                 r.strategy,
                 r.runs,
@@ -77,6 +99,8 @@ pub fn csv(reports: &[(&Scenario, &[Aggregate])]) -> String {
                 r.oracle_success_rate.mean,
                 r.retries_denied.mean,
                 share.join(";"),
+                config.max_attempts,
+                budget,
             );
         }
     }
