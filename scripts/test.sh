@@ -38,10 +38,15 @@ bash scripts/build-workers.sh
 
 step "wrangler deploy --dry-run"
 dry="$MAGNETAR_STATE/dry-run"
-python3 scripts/fleet.py gen-local --out "$dry/configs" >/dev/null
-for worker in router downstream-1; do
-  rm -rf "${dry:?}/$worker"
-  wrangler deploy --dry-run --config "$dry/configs/$worker.toml" --outdir "$dry/$worker" 2>&1 \
+magnetar_fleet gen-local --out "$dry/configs" >/dev/null
+# The deployment template with its service bindings, as it would sit in router/ (its [build]
+# step is what the Workers were just built with).
+mkdir -p "$dry/configs/example"
+sed -e '/^\[build\]/,/^$/d' -e "s|^main = .*|main = \"$MAGNETAR_ROOT/router/build/index.js\"|" \
+  wrangler-example.toml >"$dry/configs/example/wrangler.toml"
+for worker in router downstream-1 example; do
+  rm -rf "${dry:?}/out-$worker"
+  wrangler deploy --dry-run --config "$dry/configs/$worker/wrangler.toml" --outdir "$dry/out-$worker" 2>&1 \
     | grep -E "Total Upload|dry-run" || { echo "dry run of $worker failed" >&2; exit 1; }
 done
 
