@@ -24,14 +24,22 @@ step "clippy (native, all targets)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "clippy (wasm32: core and Workers)"
+# The Workers with their glue tests; the core as the Workers compile it (its own tests and
+# benchmarks are native).
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
-  -p magnetar-core "${WASM_CRATES[@]}" -- -D warnings
+  --all-targets "${WASM_CRATES[@]}" -- -D warnings
+RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
+  -p magnetar-core -- -D warnings
 
 step "native tests"
 cargo test --workspace --locked --exclude magnetar-e2e
 
 step "wasm-bindgen tests under Node"
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo test --locked --target wasm32-unknown-unknown "${WASM_CRATES[@]}"
+# The same tests the way wasm-pack users run them (it finds the pinned wasm-bindgen on PATH).
+for crate in router downstream-worker; do
+  RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" wasm-pack --quiet test --node "$crate"
+done
 
 step "build Workers"
 bash scripts/build-workers.sh
