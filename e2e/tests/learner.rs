@@ -147,6 +147,52 @@ async fn a_hanging_learner_costs_at_most_its_timeout() {
     assert!(slowest < Duration::from_millis(300), "slowest {slowest:?}: learner timeout is 50 ms");
 }
 
+/// Telemetry in Confluent Cloud's shape: the v3 produce API with basic auth, the credentials
+/// given to the router as secrets (`.dev.vars` under `wrangler dev`, `wrangler secret put` on
+/// Cloudflare). The learner's own v3 endpoint requires them: with the right ones every record is
+/// stored and learned; with a wrong password every post is refused, counted as failed, and no
+/// client notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_telemetry_with_basic_auth_from_router_secrets() {
+    let password = "s3cret:with:colons";
+    let auth = format!("magnetar:{password}");
+    let learner = Learner::start(
+        "learner-v3",
+        &["--mode", "embedded", "--cluster-id", "lkc-magnetar", "--rest-basic-auth", &auth],
+    );
+    let mut vars = learner_vars(&learner.url, &learner.url);
+    vars.push(("KAFKA_REST_API", "v3".into()));
+    vars.push(("KAFKA_CLUSTER_ID", "lkc-magnetar".into()));
+    let secrets =
+        [("KAFKA_REST_USERNAME", "magnetar".to_owned()), ("KAFKA_REST_PASSWORD", password.into())];
+    let fleet = fleet_failing(&[100, 100, 90]);
+    let stack = Stack::start_with_secrets("v3", &fleet, &vars, &secrets);
+    let client = client();
+    let observed = drive(&client, &stack.router_url, "algo=learner&max_attempts=1", 500, 4).await;
+    assert!(observed.iter().all(|o| o.status == 200 || o.status == 502));
+    let state = stack.router_state_settled(&client, 500).await;
+    let counter = |name: &str| state["counters"][name].as_u64().unwrap_or(0);
+    assert_eq!(counter("telemetry_batches_sent"), 500, "{state}");
+    assert_eq!(counter("telemetry_batches_failed"), 0, "{state}");
+    assert_eq!(wait_applied(&client, &learner, 500).await, 500, "every v3 record was learned");
+
+    let wrong =
+        [("KAFKA_REST_USERNAME", "magnetar".to_owned()), ("KAFKA_REST_PASSWORD", "guess".into())];
+    let intruder = Stack::start_with_secrets("v3-wrong", &fleet, &vars, &wrong);
+    let observed =
+        drive(&client, &intruder.router_url, "algo=round_robin&max_attempts=1", 60, 4).await;
+    assert!(observed.iter().all(|o| o.status == 200 || o.status == 502), "clients are answered");
+    let state = intruder.router_state_settled(&client, 60).await;
+    assert_eq!(state["counters"]["telemetry_batches_failed"].as_u64(), Some(60), "{state}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = learner.stats(&client).await;
+    assert_eq!(
+        stats["records_applied"].as_u64(),
+        Some(500),
+        "nothing unauthenticated learned: {stats}"
+    );
+}
+
 /// Serves `answers` in turn, one per HTTP request, on a loopback port; returns its base URL.
 async fn serve_garbage(answers: Vec<(u16, &'static str)>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
