@@ -6,7 +6,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$MAGNETAR_ROOT"
-python3 scripts/fleet.py validate >/dev/null
+magnetar_fleet validate >/dev/null
 crates=("$@")
 [ ${#crates[@]} -eq 0 ] && crates=(downstream-worker router)
 for crate in "${crates[@]}"; do

@@ -29,3 +29,9 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="${CARGO_TARGET_WASM32_UNKNOWN
 # wrangler must never try to reach Cloudflare from tests or the local stack.
 export WRANGLER_SEND_METRICS=false
 export CI_DISABLE_UPDATE_CHECK=1
+
+# The fleet file's one reader (tools/fleet): validates config/workers.json with the Workers' own
+# parsers and generates the local wrangler configurations. Built on first use.
+magnetar_fleet() {
+  (cd "$MAGNETAR_ROOT" && cargo run --quiet --locked -p magnetar-fleet -- "$@")
+}

@@ -7,7 +7,8 @@
 # What and why (see also ../shared/notes/toolchain.md):
 #   - wasm32-unknown-unknown: `rustup target add` when the network allows it, otherwise Debian's
 #     rustc-web plus a self-built wasm32 sysroot, linked as the rustup toolchain "magnetar-wasm";
-#   - wasm-bindgen-cli at exactly the version in Cargo.lock, worker-build (Workers bundler);
+#   - wasm-bindgen-cli at exactly the version in Cargo.lock, worker-build (Workers bundler),
+#     wasm-pack (`wasm-pack test --node` runs the Workers' glue tests too);
 #   - Node 22, wrangler, esbuild, Chart.js, playwright-core from package-lock.json (npm ci);
 #   - tansu (a Kafka-protocol broker, for the Kafka tests; slow to compile the first time);
 #   - Debian packages: chromium (browser test), haproxy and nginx (peers in the lab), wrk.
@@ -19,6 +20,7 @@ mkdir -p "$MAGNETAR_STATE"
 
 WORKER_BUILD_VERSION=0.8.7
 TANSU_VERSION=0.6.0
+WASM_PACK_VERSION=0.15.1
 WASM_TOOLCHAIN_NAME=magnetar-wasm
 APT_PACKAGES=(chromium chromium-driver haproxy nginx wrk)
 
@@ -121,5 +123,6 @@ wasm_target
 node_modules
 cargo_install wasm-bindgen wasm-bindgen-cli "$(lock_version wasm-bindgen)"
 cargo_install worker-build worker-build "$WORKER_BUILD_VERSION"
+cargo_install wasm-pack wasm-pack "$WASM_PACK_VERSION"
 cargo_install tansu tansu "$TANSU_VERSION" --features dynostore
 step "setup complete (wasm toolchain: $(cut -d= -f2 "$MAGNETAR_STATE/toolchain.env"))"

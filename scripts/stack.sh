@@ -58,17 +58,19 @@ wait_ready() { # name url
   exit 1
 }
 
-json() { python3 -c "import json,sys; d=json.load(open('config/workers.json')); print($1)"; }
+[ -x "$HOME/.cargo/bin/worker-build" ] && [ -d node_modules ] || bash scripts/setup.sh
+# The fleet file, checked with the Workers' own parsers; its ports as ROUTER_PORT=... etc.
+ports=$(magnetar_fleet ports)
+eval "$ports"
+router_port=$ROUTER_PORT
 
 # Refuse to start on top of another stack (ports would clash).
-router_port=$(json "d.get('router',{}).get('port',8787)")
 if curl -fsS -o /dev/null "http://127.0.0.1:$router_port/_magnetar/health" 2>/dev/null; then
   echo "a router already answers on port $router_port: stop that stack first" >&2
   trap - EXIT
   exit 1
 fi
 
-[ -x "$HOME/.cargo/bin/worker-build" ] && [ -d node_modules ] || bash scripts/setup.sh
 echo "building Workers and the learner (incremental)..."
 bash scripts/build-workers.sh
 PROFILE=${MAGNETAR_PROFILE:-release}
@@ -79,41 +81,24 @@ case "$PROFILE" in
 esac
 BIN="$MAGNETAR_ROOT/target/$PROFILE"
 
-learner_port=$(json "d.get('learner',{}).get('port',8090)")
-half_life=$(json "d.get('learner',{}).get('half_life_ms',60000)")
-testbed_port=$(json "d.get('test_bed',{}).get('port',8080)")
+learner_port=$LEARNER_PORT
+half_life=$HALF_LIFE_MS
+testbed_port=$TEST_BED_PORT
 learner_url="http://127.0.0.1:$learner_port"
 LEARNER_BIN="$BIN/magnetar-learner"
 
 if [ "$KAFKA" -eq 1 ]; then
-  kafka_port=$(json "d.get('kafka',{}).get('port',19092)")
-  bridge_port=$(json "d.get('kafka',{}).get('bridge_port',8091)")
+  kafka_port=$KAFKA_PORT
+  bridge_port=$BRIDGE_PORT
   rest_url="http://127.0.0.1:$bridge_port"
 else
   rest_url="$learner_url"
 fi
 
-manifest=$(python3 scripts/fleet.py gen-local --out "$STACK/configs" \
+# One wrangler config per process; fails when a port (HTTP or inspector) is taken, since workerd
+# would then fail obscurely.
+manifest=$(magnetar_fleet gen-local --out "$STACK/configs" --tsv --check-ports \
   --var "KAFKA_REST_URL=$rest_url" --var "LEARNER_URL=$learner_url")
-# Every port the Workers need (HTTP and inspector) must be free, or workerd fails obscurely.
-python3 -c '
-import json, socket, sys
-m = json.load(sys.stdin)
-busy = []
-for d in m["downstreams"] + [m["router"]]:
-    for kind in ("port", "inspector_port"):
-        s = socket.socket()
-        # As servers bind: a stack stopped a moment ago leaves TIME_WAIT connections, not listeners.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", d[kind]))
-        except OSError:
-            busy.append("%s %s %d" % (d["name"], kind.replace("_", " "), d[kind]))
-        finally:
-            s.close()
-if busy:
-    sys.exit("ports in use (change them in config/workers.json or stop what holds them): " + ", ".join(busy))
-' <<<"$manifest"
 if [ "$KAFKA" -eq 1 ]; then
   start tansu tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/
@@ -130,23 +115,15 @@ fi
 while IFS=$'\t' read -r name port inspector config; do
   start "$name" wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" \
     --inspector-port "$inspector" --persist-to "$STACK/state-$name" --log-level warn
-done < <(python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-for d in m["downstreams"] + [m["router"]]:
-    print(d["name"], d["port"], d["inspector_port"], d["config"], sep="\t")' <<<"$manifest")
+done <<<"$manifest"
 
 start test-bed "$BIN/magnetar-lab" serve --port "$testbed_port" \
   --router "http://127.0.0.1:$router_port" --learner "$learner_url"
 
 wait_ready learner "$learner_url/healthz"
-python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-for d in m["downstreams"]:
-    print(d["name"], d["port"])' <<<"$manifest" | while read -r name port; do
-  wait_ready "$name" "http://127.0.0.1:$port/ping"
-done
+while IFS=$'\t' read -r name port _ _; do
+  [ "$name" = magnetar-router ] || wait_ready "$name" "http://127.0.0.1:$port/ping"
+done <<<"$manifest"
 wait_ready magnetar-router "http://127.0.0.1:$router_port/_magnetar/health"
 wait_ready test-bed "http://127.0.0.1:$testbed_port/"
 
@@ -158,11 +135,9 @@ Magnetar is running$([ "$KAFKA" -eq 1 ] && echo " (Kafka path: router -> bridge 
   router state    http://127.0.0.1:$router_port/_magnetar/fleet  /_magnetar/state
   learner         $learner_url/recommendation?route=/service   /params  /stats  /metrics
   telemetry to    $rest_url/topics/magnetar-telemetry
-$(python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-for d in m["downstreams"]:
-    print("  %-15s http://127.0.0.1:%d/" % (d["name"], d["port"]))' <<<"$manifest")
+$(while IFS=$'\t' read -r name port _ _; do
+  [ "$name" = magnetar-router ] || printf '  %-15s http://127.0.0.1:%s/\n' "$name" "$port"
+done <<<"$manifest")
   logs            $LOGS/
 Press Ctrl-C to stop everything.
 EOF

@@ -24,24 +24,37 @@ step "clippy (native, all targets)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "clippy (wasm32: core and Workers)"
+# The Workers with their glue tests; the core as the Workers compile it (its own tests and
+# benchmarks are native).
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
-  -p magnetar-core "${WASM_CRATES[@]}" -- -D warnings
+  --all-targets "${WASM_CRATES[@]}" -- -D warnings
+RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
+  -p magnetar-core -- -D warnings
 
 step "native tests"
 cargo test --workspace --locked --exclude magnetar-e2e
 
 step "wasm-bindgen tests under Node"
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo test --locked --target wasm32-unknown-unknown "${WASM_CRATES[@]}"
+# The same tests the way wasm-pack users run them (it finds the pinned wasm-bindgen on PATH).
+for crate in router downstream-worker; do
+  RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" wasm-pack --quiet test --node "$crate"
+done
 
 step "build Workers"
 bash scripts/build-workers.sh
 
 step "wrangler deploy --dry-run"
 dry="$MAGNETAR_STATE/dry-run"
-python3 scripts/fleet.py gen-local --out "$dry/configs" >/dev/null
-for worker in router downstream-1; do
-  rm -rf "${dry:?}/$worker"
-  wrangler deploy --dry-run --config "$dry/configs/$worker.toml" --outdir "$dry/$worker" 2>&1 \
+magnetar_fleet gen-local --out "$dry/configs" >/dev/null
+# The deployment template with its service bindings, as it would sit in router/ (its [build]
+# step is what the Workers were just built with).
+mkdir -p "$dry/configs/example"
+sed -e '/^\[build\]/,/^$/d' -e "s|^main = .*|main = \"$MAGNETAR_ROOT/router/build/index.js\"|" \
+  wrangler-example.toml >"$dry/configs/example/wrangler.toml"
+for worker in router downstream-1 example; do
+  rm -rf "${dry:?}/out-$worker"
+  wrangler deploy --dry-run --config "$dry/configs/$worker/wrangler.toml" --outdir "$dry/out-$worker" 2>&1 \
     | grep -E "Total Upload|dry-run" || { echo "dry run of $worker failed" >&2; exit 1; }
 done
 

@@ -5,7 +5,8 @@
 //! a named constant; every error names the variable.
 
 use crate::fleet::{Fleet, FleetError};
-use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP};
+use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_TTL_MS};
+use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig};
 use crate::strategy::{StrategyKind, UnknownStrategy};
 use crate::telemetry::DEFAULT_TOPIC;
 
@@ -115,6 +116,9 @@ pub struct RouterConfig {
     pub learner: Option<LearnerConfig>,
     /// `Access-Control-Allow-Origin` for browser clients such as the test-bed page.
     pub cors_allow_origin: Option<String>,
+    /// Retries across requests capped by a token bucket (`RETRY_BUDGET_PERCENT`, ...); `None`
+    /// (the default) lets every request use its whole attempt budget.
+    pub retry_budget: Option<RetryBudgetConfig>,
 }
 
 /// A variable of the router's environment was missing or invalid.
@@ -148,6 +152,17 @@ fn parse_u64(
         ));
     }
     Ok(value)
+}
+
+fn parse_percent(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(raw) = lookup(var) else { return Ok(None) };
+    match raw.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=1000.0).contains(&p) => Ok(Some(p / 100.0)),
+        _ => Err(invalid(var, format!("expected a percentage from 0 to 1000, got {raw:?}"))),
+    }
 }
 
 fn parse_bool(
@@ -256,6 +271,20 @@ impl RouterConfig {
             }),
         };
 
+        let retry_budget = match parse_percent(lookup, "RETRY_BUDGET_PERCENT")? {
+            None => None,
+            Some(retry_percent) => Some(RetryBudgetConfig {
+                retry_percent,
+                min_per_sec: parse_u64(
+                    lookup,
+                    "RETRY_BUDGET_MIN_PER_SEC",
+                    DEFAULT_MIN_PER_SEC.into(),
+                    0..=100_000,
+                )? as u32,
+                ttl_ms: parse_u64(lookup, "RETRY_BUDGET_TTL_MS", DEFAULT_TTL_MS, 1_000..=60_000)?,
+            }),
+        };
+
         Ok(RouterConfig {
             fleet,
             default_algo,
@@ -266,6 +295,7 @@ impl RouterConfig {
             telemetry,
             learner,
             cors_allow_origin: lookup("CORS_ALLOW_ORIGIN"),
+            retry_budget,
         })
     }
 }
@@ -294,6 +324,37 @@ mod tests {
         assert_eq!(cfg.attempt_timeout_ms, DEFAULT_ATTEMPT_TIMEOUT_MS);
         assert_eq!(cfg.telemetry, None);
         assert_eq!(cfg.learner, None);
+        assert_eq!(cfg.retry_budget, None);
+    }
+
+    #[test]
+    fn retry_budget_is_off_unless_a_percentage_is_given() {
+        let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", "20")]).unwrap();
+        let budget = cfg.retry_budget.unwrap();
+        assert!((budget.retry_percent - 0.2).abs() < 1e-12);
+        assert_eq!(budget.min_per_sec, DEFAULT_MIN_PER_SEC);
+        assert_eq!(budget.ttl_ms, DEFAULT_TTL_MS);
+        let cfg = parse(&[
+            ("FLEET", FLEET),
+            ("RETRY_BUDGET_PERCENT", "5%"),
+            ("RETRY_BUDGET_MIN_PER_SEC", "0"),
+            ("RETRY_BUDGET_TTL_MS", "2000"),
+        ])
+        .unwrap();
+        let budget = cfg.retry_budget.unwrap();
+        assert!((budget.retry_percent - 0.05).abs() < 1e-12);
+        assert_eq!((budget.min_per_sec, budget.ttl_ms), (0, 2000));
+        for bad in ["-1", "lots", "1001"] {
+            let err = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", bad)]).unwrap_err();
+            assert!(err.to_string().starts_with("RETRY_BUDGET_PERCENT:"), "{err}");
+        }
+        let err = parse(&[
+            ("FLEET", FLEET),
+            ("RETRY_BUDGET_PERCENT", "20"),
+            ("RETRY_BUDGET_TTL_MS", "10"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("RETRY_BUDGET_TTL_MS:"), "{err}");
     }
 
     #[test]

@@ -101,9 +101,12 @@ pub struct ProduceResponse {
 }
 
 impl ProduceResponse {
-    /// Number of records the proxy reports as not stored.
-    pub fn failed_records(&self) -> usize {
-        self.offsets.iter().filter(|o| o.error_code.is_some()).count()
+    /// Number of the `sent` records the proxy did not confirm: those it answered with an
+    /// `error_code`, plus any it did not answer for at all (a reply with fewer offsets than
+    /// records sent has not stored the missing ones as far as the sender can tell).
+    pub fn failed_records(&self, sent: usize) -> usize {
+        let refused = self.offsets.iter().filter(|o| o.error_code.is_some()).count();
+        refused + sent.saturating_sub(self.offsets.len())
     }
 }
 
@@ -213,6 +216,12 @@ mod tests {
                 {"partition":null,"offset":null,"error_code":50002,"error":"broker down"}]}"#,
         )
         .unwrap();
-        assert_eq!(resp.failed_records(), 1);
+        assert_eq!(resp.failed_records(2), 1);
+        // Records the reply does not mention were not confirmed either.
+        assert_eq!(resp.failed_records(3), 2);
+        let empty: ProduceResponse =
+            serde_json::from_str(r#"{"key_schema_id":null,"value_schema_id":null,"offsets":[]}"#)
+                .unwrap();
+        assert_eq!(empty.failed_records(1), 1);
     }
 }

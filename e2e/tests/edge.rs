@@ -2,8 +2,10 @@
 //!
 //! Statistical bands are stated with the arithmetic that keeps them from flaking.
 
-use magnetar_e2e::{Stack, drive, fleet_failing, shares, success_rate};
-use serde_json::Value;
+use std::time::{Duration, Instant};
+
+use magnetar_e2e::{DownstreamSpec, Stack, drive, fleet_failing, shares, success_rate};
+use serde_json::{Value, json};
 
 const NAMES: [&str; 3] = ["downstream-1", "downstream-2", "downstream-3"];
 
@@ -15,30 +17,45 @@ fn client() -> reqwest::Client {
 /// (its share) × 10%. With round robin, 333 requests reach it: successes ~ Binomial(333, 0.1),
 /// mean 33.3, sd 5.5, so the rate is 3.33% ± 0.55; the band ±2 points is 3.6 sd.
 /// With random, success per request is 1/30: Binomial(1000, 1/30), sd 0.57 points; same band.
-/// Shares: round robin is exact within one isolate; random's share sd is 1.5 points, so ±5
-/// points is 3.3 sd per worker.
+/// Shares: random's share sd is 1.5 points, so ±5 points is 3.3 sd per worker; round robin is
+/// exact within one isolate (`wrangler dev` runs one), so its counts differ by at most one.
+///
+/// Nothing here trusts the router's word alone: the hits each downstream Worker counted itself
+/// must equal the router's `x-magnetar-worker` headers, worker by worker, and the status the
+/// client got must agree with `x-magnetar-outcome`.
 async fn single_attempt_baseline(algo: &str) {
     let stack =
         Stack::start(algo, &fleet_failing(&[100, 100, 90]), &[("DEFAULT_ALGO", "random".into())]);
     let client = client();
+    stack.reset_counters(&client).await;
     let observed =
         drive(&client, &stack.router_url, &format!("algo={algo}&max_attempts=1"), 1000, 8).await;
     assert!(observed.iter().all(|o| o.attempts == 1), "single attempt only");
-    assert!(
-        observed.iter().all(|o| o.status == 200 || o.status == 502),
-        "statuses: {:?}",
-        &observed[..5]
-    );
+    for o in &observed {
+        assert_eq!(o.status == 200, o.success, "status {} vs outcome header: {o:?}", o.status);
+        assert!(o.status == 200 || o.status == 502, "status {}: {o:?}", o.status);
+    }
     let rate = success_rate(&observed);
     assert!(
         (rate - 1.0 / 30.0).abs() <= 0.02,
         "{algo}: success {rate:.4} outside 3.33% ± 2\n{}",
         stack.logs()
     );
+    let hits = stack.downstream_hits(&client).await;
+    let per_worker: Vec<u64> =
+        NAMES.iter().map(|n| observed.iter().filter(|o| o.worker == *n).count() as u64).collect();
+    assert_eq!(hits, per_worker, "{algo}: downstream-counted hits vs the router's headers");
     for (name, share) in NAMES.iter().zip(shares(&observed, &NAMES)) {
         assert!((share - 1.0 / 3.0).abs() <= 0.05, "{algo}: {name} share {share:.3}");
     }
-    println!("{algo}: success {:.2}% over 1000 single-attempt requests", rate * 100.0);
+    if algo == "round_robin" {
+        let (lo, hi) = (hits.iter().min().copied(), hits.iter().max().copied());
+        assert!(hi.zip(lo).is_some_and(|(hi, lo)| hi - lo <= 1), "round robin counts {hits:?}");
+    }
+    println!(
+        "{algo}: success {:.2}% over 1000 single-attempt requests, hits {hits:?}",
+        rate * 100.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,4 +165,187 @@ async fn malformed_requests_get_clear_4xx_and_exhaustion_a_502_listing_attempts(
         }
     }
     assert!(saw_exhaustion, "round robin over two dead workers must exhaust at least once in six");
+}
+
+/// One request through the router, with the headers and body given; returns the status, the
+/// `x-magnetar-*` headers that matter here, the JSON body (when it is JSON) and the latency.
+struct Answer {
+    status: u16,
+    worker: String,
+    attempts: u32,
+    body: Value,
+    latency: Duration,
+}
+
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<Value>,
+) -> Answer {
+    let mut request = match &body {
+        Some(b) => client.post(url).header("content-type", "application/json").body(b.to_string()),
+        None => client.get(url),
+    };
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let started = Instant::now();
+    let response = request.send().await.expect("router answered");
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    };
+    let (worker, attempts) = (header("x-magnetar-worker"), header("x-magnetar-attempts"));
+    let text = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        worker,
+        attempts: attempts.parse().unwrap_or(0),
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        latency: started.elapsed(),
+    }
+}
+
+/// The outcomes a 502 body lists, in attempt order.
+fn outcomes(body: &Value) -> Vec<String> {
+    body["attempts"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x["outcome"].as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The retry paths one by one, on three healthy Workers shaped per request with the
+/// `x-flaky-config` header (or the body's `flaky` field): a slow downstream is cut off at the
+/// attempt timeout (500 ms) and the request retried elsewhere; a 429 is retried; the overall
+/// deadline (1,200 ms) ends a request whose every attempt hangs; and the buffered body is replayed
+/// on every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
+    let stack = Stack::start(
+        "retry-paths",
+        &fleet_failing(&[0, 0, 0]),
+        &[
+            ("DEFAULT_ALGO", "round_robin".into()),
+            ("ATTEMPT_TIMEOUT_MS", "500".into()),
+            ("REQUEST_DEADLINE_MS", "1200".into()),
+        ],
+    );
+    let client = client();
+    let url = format!("{}/service?algo=round_robin", stack.router_url);
+    let flaky = |v: Value| vec![("x-flaky-config", v.to_string())];
+
+    // A downstream that takes 3 s: cut off at 500 ms, the retry succeeds elsewhere.
+    let slow = flaky(json!({ "downstream-1": { "delay_ms": 3000 } }));
+    let mut retried = 0;
+    for _ in 0..9 {
+        let a = send(&client, &url, &slow, None).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        assert_ne!(a.worker, "downstream-1");
+        assert!(a.latency < Duration::from_millis(1500), "latency {:?}", a.latency);
+        if a.attempts == 2 {
+            retried += 1;
+            assert!(
+                a.latency >= Duration::from_millis(450),
+                "a timed-out attempt took {:?}",
+                a.latency
+            );
+        }
+    }
+    assert!(retried >= 1, "round robin over three downstreams starts on the slow one in nine");
+    // The same with a single attempt: a 502 whose attempt timed out.
+    let one = format!("{url}&max_attempts=1");
+    let all_slow = flaky(json!({ "*": { "delay_ms": 3000 } }));
+    let a = send(&client, &one, &all_slow, None).await;
+    assert_eq!((a.status, outcomes(&a.body)), (502, vec!["timeout".to_owned()]), "{:?}", a.body);
+
+    // Every downstream hangs: attempts of 500, 500 and the 200 ms left, then the deadline.
+    let a = send(&client, &url, &all_slow, None).await;
+    assert_eq!(a.status, 502, "{:?}", a.body);
+    assert_eq!(outcomes(&a.body), vec!["timeout"; 3], "{:?}", a.body);
+    assert!(
+        a.latency >= Duration::from_millis(1150) && a.latency < Duration::from_millis(2000),
+        "the request deadline is 1,200 ms; took {:?}",
+        a.latency
+    );
+
+    // 429 is retried (and is not a success): rate_limited mode admitting 0 requests a second.
+    let limited = flaky(json!({ "downstream-2": { "mode": "rate_limited", "rate_limit_rps": 0 } }));
+    let mut saw_429 = false;
+    for _ in 0..9 {
+        let a = send(&client, &url, &limited, None).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        assert_ne!(a.worker, "downstream-2");
+        saw_429 |= a.attempts == 2;
+    }
+    assert!(saw_429, "round robin starts on the rate-limited downstream in nine");
+    let only_429 = flaky(json!({ "*": { "mode": "rate_limited", "rate_limit_rps": 0 } }));
+    let a = send(&client, &url, &only_429, None).await;
+    assert_eq!((a.status, outcomes(&a.body)), (502, vec!["rate_limited".to_owned(); 3]));
+
+    // Body replay: the override travels in the body, so only a replayed body makes the second
+    // and third attempts fail as well; without it downstream-2 would answer the second attempt.
+    let body = json!({
+        "payload": "x".repeat(2048),
+        "flaky": { "downstream-1": { "mode": "All_fail" }, "downstream-2": { "mode": "All_fail" } }
+    });
+    let mut three = 0;
+    for _ in 0..9 {
+        let a = send(&client, &url, &[], Some(body.clone())).await;
+        assert_eq!((a.status, a.worker.as_str()), (200, "downstream-3"), "{:?}", a.body);
+        three += usize::from(a.attempts == 3);
+    }
+    assert!(three >= 1, "a request starting on downstream-1 needs all three attempts");
+}
+
+/// A fleet member nobody listens on: connection errors are classified as such and retried on
+/// the other downstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_are_retried_on_another_downstream() {
+    let dead = format!("http://127.0.0.1:{}", magnetar_e2e::free_port());
+    let fleet = [DownstreamSpec::external("dead", &dead), DownstreamSpec::failing("alive", 0)];
+    let stack = Stack::start("connect-error", &fleet, &[("DEFAULT_ALGO", "round_robin".into())]);
+    let client = client();
+    // One at a time: round robin's pointer moves on every selection, retries included, so on
+    // [dead, alive] each request starts on the dead one and retries on the live one.
+    let observed = drive(&client, &stack.router_url, "algo=round_robin", 100, 1).await;
+    assert!(observed.iter().all(|o| o.success && o.worker == "alive"), "{:?}", &observed[..4]);
+    assert!(observed.iter().all(|o| o.attempts == 2), "{:?}", &observed[..4]);
+    assert_eq!(stack.downstream_hits(&client).await, vec![100], "the live one served each once");
+    let url = format!("{}/service?algo=round_robin&max_attempts=1", stack.router_url);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let a = send(&client, &url, &[], None).await;
+        seen.push((a.status, outcomes(&a.body)));
+    }
+    assert!(seen.contains(&(502, vec!["connect_error".to_owned()])), "{seen:?}");
+}
+
+/// With a retry budget configured (10% of requests, no per-second minimum), a fleet where half
+/// the first attempts fail gets only the retries the budget pays for; without one every request
+/// would be retried and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_retry_budget_caps_retries() {
+    let stack = Stack::start(
+        "retry-budget",
+        &fleet_failing(&[100, 0]),
+        &[
+            ("DEFAULT_ALGO", "round_robin".into()),
+            ("RETRY_BUDGET_PERCENT", "10".into()),
+            ("RETRY_BUDGET_MIN_PER_SEC", "0".into()),
+            ("RETRY_BUDGET_TTL_MS", "60000".into()),
+        ],
+    );
+    let client = client();
+    let observed = drive(&client, &stack.router_url, "algo=round_robin", 400, 1).await;
+    let retries: u32 = observed.iter().map(|o| o.attempts.saturating_sub(1)).sum();
+    // 400 requests deposit 40 retries' worth in total (all within the 60 s window); at least 200
+    // first attempts fail (round robin alternates, and a retry moves its pointer on too). Retries
+    // are paid for only as deposits arrive, so at most 40 happen, and nearly all 40 do.
+    assert!((20..=40).contains(&retries), "retries {retries}");
+    let rate = success_rate(&observed);
+    assert!(rate < 0.65, "success {rate:.3}: most failed first attempts were not retried");
+    let state = stack.router_state(&client).await;
+    let denied = state["counters"]["retries_denied"].as_u64().unwrap_or(0);
+    assert!(denied >= 150, "retries denied {denied}: {state}");
 }

@@ -1,16 +1,13 @@
 //! One attempt: send the buffered client request to one downstream under a deadline.
 //!
-//! URL targets go through the global `fetch` with an `AbortSignal` that is aborted when the
-//! deadline passes; service-binding targets go through the binding's `Fetcher` and are raced
-//! against the same deadline. Every subrequest of the router (attempts, learner calls, telemetry)
-//! uses [`with_deadline`].
+//! URL targets go through the global `fetch`, service-binding targets through the binding's
+//! `Fetcher`; either way the request carries a [`Deadline`]'s abort signal, so a downstream that
+//! does not answer in time is cut off, not merely ignored.
 
-use std::future::Future;
-use std::time::Duration;
-
-use futures_util::future::{Either, select};
 use magnetar_core::fleet::{Downstream, Target};
-use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
+
+use crate::deadline::Deadline;
 
 /// Headers not forwarded to downstreams: hop-by-hop headers, and those the runtime sets itself.
 const NOT_FORWARDED: &[&str] = &[
@@ -47,16 +44,6 @@ pub struct Outgoing {
     pub body: Vec<u8>,
 }
 
-/// Runs `fut` until it completes or `timeout_ms` passes; `None` on timeout.
-pub async fn with_deadline<T>(fut: impl Future<Output = T>, timeout_ms: u64) -> Option<T> {
-    let fut = std::pin::pin!(fut);
-    let delay = Delay::from(Duration::from_millis(timeout_ms));
-    match select(fut, delay).await {
-        Either::Left((value, _)) => Some(value),
-        Either::Right(((), _)) => None,
-    }
-}
-
 /// A mutable copy of `headers` (headers of fetched responses are immutable).
 pub fn copy_headers(headers: &Headers) -> Headers {
     let copy = Headers::new();
@@ -80,13 +67,18 @@ fn forwarded_headers(client: &Headers, attempt: u32) -> Headers {
     headers
 }
 
-fn build_request(url: &str, out: &Outgoing, attempt: u32) -> worker::Result<Request> {
+fn build_request(
+    url: &str,
+    out: &Outgoing,
+    attempt: u32,
+    deadline: &Deadline,
+) -> worker::Result<Request> {
     let mut init = RequestInit::new();
     init.with_method(out.method.clone()).with_headers(forwarded_headers(&out.headers, attempt));
     if !out.body.is_empty() && !matches!(out.method, Method::Get | Method::Head) {
         init.with_body(Some(js_sys::Uint8Array::from(out.body.as_slice()).into()));
     }
-    Request::new_with_init(url, &init)
+    deadline.attach(&Request::new_with_init(url, &init)?)
 }
 
 /// Sends attempt number `attempt` of `out` to `downstream`, giving up after `timeout_ms`.
@@ -97,24 +89,15 @@ pub async fn send(
     attempt: u32,
     timeout_ms: u64,
 ) -> AttemptResult {
-    match &downstream.target {
+    let deadline = Deadline::new(timeout_ms);
+    let sent = match &downstream.target {
         Target::Url(base) => {
             let url = format!("{base}{}", out.path_and_query);
-            let request = match build_request(&url, out, attempt) {
+            let request = match build_request(&url, out, attempt, &deadline) {
                 Ok(r) => r,
                 Err(e) => return AttemptResult::Failed(e.to_string()),
             };
-            let controller = AbortController::default();
-            let signal = controller.signal();
-            let fetch = Fetch::Request(request);
-            match with_deadline(fetch.send_with_signal(&signal), timeout_ms).await {
-                Some(Ok(response)) => AttemptResult::Answered(response),
-                Some(Err(e)) => AttemptResult::Failed(e.to_string()),
-                None => {
-                    controller.abort();
-                    AttemptResult::TimedOut
-                }
-            }
+            deadline.run(Fetch::Request(request).send()).await
         }
         Target::Service(binding) => {
             let fetcher = match env.service(binding) {
@@ -124,15 +107,16 @@ pub async fn send(
             // The host is ignored by a service binding; the path and query are what matter.
             let url =
                 format!("https://{}.service{}", binding.to_ascii_lowercase(), out.path_and_query);
-            let request = match build_request(&url, out, attempt) {
+            let request = match build_request(&url, out, attempt, &deadline) {
                 Ok(r) => r,
                 Err(e) => return AttemptResult::Failed(e.to_string()),
             };
-            match with_deadline(fetcher.fetch_request(request), timeout_ms).await {
-                Some(Ok(response)) => AttemptResult::Answered(response),
-                Some(Err(e)) => AttemptResult::Failed(e.to_string()),
-                None => AttemptResult::TimedOut,
-            }
+            deadline.run(fetcher.fetch_request(request)).await
         }
+    };
+    match sent {
+        Some(Ok(response)) => AttemptResult::Answered(response),
+        Some(Err(e)) => AttemptResult::Failed(e.to_string()),
+        None => AttemptResult::TimedOut,
     }
 }

@@ -5,10 +5,11 @@
 //! never borrowed across an `.await`: callers borrow, decide, release, then do I/O.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use magnetar_core::config::{ConfigError, RouterConfig};
+use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget};
 use magnetar_core::strategy::{
     ArmId, Feedback, PosteriorSnapshot, SelectContext, Strategy, StrategyKind,
 };
@@ -17,10 +18,10 @@ use rand::rngs::SmallRng;
 use serde::Serialize;
 use worker::Env;
 
-/// Routes that get their own learning state; further routes share [`OVERFLOW_ROUTE`].
+/// Routes with learning state in one isolate. A new route beyond this evicts the route used
+/// least recently (its strategies and the learner's posterior for it): every route that is in
+/// use learns on its own, and memory stays bounded whatever paths clients send.
 pub const MAX_ROUTES: usize = 256;
-/// The shared state of routes beyond [`MAX_ROUTES`].
-pub const OVERFLOW_ROUTE: &str = "*";
 
 /// Variables the router reads (wrangler `[vars]` and secrets).
 const VARS: &[&str] = &[
@@ -41,6 +42,9 @@ const VARS: &[&str] = &[
     "LEARNER_TIMEOUT_MS",
     "PARAMS_REFRESH_MS",
     "CORS_ALLOW_ORIGIN",
+    "RETRY_BUDGET_PERCENT",
+    "RETRY_BUDGET_MIN_PER_SEC",
+    "RETRY_BUDGET_TTL_MS",
 ];
 
 /// Counters of one isolate, exposed by `/_magnetar/state`.
@@ -55,6 +59,8 @@ pub struct Counters {
     pub learner_fallbacks: u64,
     pub params_refreshes: u64,
     pub params_refresh_failures: u64,
+    pub routes_evicted: u64,
+    pub retries_denied: u64,
 }
 
 struct Isolate {
@@ -62,11 +68,15 @@ struct Isolate {
     instance_id: String,
     rng: SmallRng,
     strategies: HashMap<(String, StrategyKind), Box<dyn Strategy>>,
-    /// Routes with their own strategies (at most [`MAX_ROUTES`]).
-    routes: HashSet<String>,
+    /// Routes with learning state (at most [`MAX_ROUTES`]), with the tick of their last use.
+    routes: HashMap<String, u64>,
+    /// Increases on every use of a route; orders routes for eviction.
+    tick: u64,
     /// The learner's latest posterior per route, applied to Thompson-family strategies.
     learned: HashMap<String, PosteriorSnapshot>,
     last_params_refresh_ms: HashMap<String, u64>,
+    /// Caps retries across this isolate's requests when the deployment configures it.
+    retry_budget: Option<RetryBudget>,
     counters: Counters,
 }
 
@@ -103,35 +113,47 @@ pub fn config(env: &Env) -> Result<Rc<RouterConfig>, ConfigError> {
             instance_id,
             rng: SmallRng::seed_from_u64(seed),
             strategies: HashMap::new(),
-            routes: HashSet::new(),
+            routes: HashMap::new(),
+            tick: 0,
             learned: HashMap::new(),
             last_params_refresh_ms: HashMap::new(),
+            retry_budget: config.retry_budget.map(RetryBudget::new),
             counters: Counters::default(),
         })
     });
     Ok(config)
 }
 
-fn with<R>(f: impl FnOnce(&mut Isolate) -> R) -> R {
-    ISOLATE.with_borrow_mut(|slot| {
-        let isolate = slot.as_mut().unwrap_or_else(|| unreachable!("config() runs first"));
-        f(isolate)
-    })
+/// Runs `f` on the isolate's state. [`config`] creates that state before any handler calls
+/// this; should it be missing anyway, `f` is skipped and the default returned (no panic).
+fn with<R: Default>(f: impl FnOnce(&mut Isolate) -> R) -> R {
+    ISOLATE.with_borrow_mut(|slot| slot.as_mut().map(f).unwrap_or_default())
 }
 
-fn route_key(isolate: &mut Isolate, route: &str) -> String {
-    if isolate.routes.contains(route) {
-        return route.to_owned();
+/// Marks `route` as used now, making room for it when it is new by evicting the route used
+/// least recently.
+fn touch_route(isolate: &mut Isolate, route: &str) {
+    isolate.tick += 1;
+    if let Some(last_used) = isolate.routes.get_mut(route) {
+        *last_used = isolate.tick;
+        return;
     }
-    if isolate.routes.len() < MAX_ROUTES {
-        isolate.routes.insert(route.to_owned());
-        return route.to_owned();
+    if isolate.routes.len() >= MAX_ROUTES {
+        let oldest = isolate.routes.iter().min_by_key(|(_, t)| **t).map(|(r, _)| r.clone());
+        if let Some(oldest) = oldest {
+            isolate.routes.remove(&oldest);
+            isolate.strategies.retain(|(r, _), _| *r != oldest);
+            isolate.learned.remove(&oldest);
+            isolate.last_params_refresh_ms.remove(&oldest);
+            isolate.counters.routes_evicted += 1;
+        }
     }
-    OVERFLOW_ROUTE.to_owned()
+    isolate.routes.insert(route.to_owned(), isolate.tick);
 }
 
 fn strategy<'a>(isolate: &'a mut Isolate, route: &str, kind: StrategyKind) -> &'a mut dyn Strategy {
-    let key = (route_key(isolate, route), kind);
+    touch_route(isolate, route);
+    let key = (route.to_owned(), kind);
     let arms = isolate.config.fleet.len();
     let learned = isolate.learned.get(&key.0).cloned();
     isolate
@@ -163,6 +185,30 @@ pub fn update(route: &str, kind: StrategyKind, arm: ArmId, feedback: &Feedback) 
     with(|isolate| strategy(isolate, route, kind).update(arm, feedback));
 }
 
+/// A client request arrived: it pays into the retry budget (when there is one).
+pub fn deposit_retry_budget(now_ms: u64) {
+    with(|isolate| {
+        if let Some(budget) = isolate.retry_budget.as_mut() {
+            budget.deposit(now_ms);
+        }
+    });
+}
+
+/// Records an attempt in `plan` and says what to do next; a retry must be paid for from the
+/// retry budget when there is one.
+pub fn record_attempt(plan: &mut AttemptPlan, attempt: AttemptRecord, now_ms: u64) -> Next {
+    ISOLATE.with_borrow_mut(|slot| {
+        let Some(budget) = slot.as_mut().and_then(|i| i.retry_budget.as_mut()) else {
+            return plan.record(attempt, now_ms);
+        };
+        let next = plan.record_budgeted(attempt, now_ms, budget);
+        if let Some(isolate) = slot.as_mut().filter(|_| plan.budget_denied()) {
+            isolate.counters.retries_denied += 1;
+        }
+        next
+    })
+}
+
 /// The isolate's identifier (stable for its lifetime), used in telemetry.
 pub fn instance_id() -> String {
     with(|isolate| isolate.instance_id.clone())
@@ -177,6 +223,7 @@ pub fn count(f: impl FnOnce(&mut Counters)) {
 /// concurrent requests do not all fetch.
 pub fn claim_params_refresh(route: &str, now_ms: u64, interval_ms: u64) -> bool {
     with(|isolate| {
+        touch_route(isolate, route);
         let last = isolate.last_params_refresh_ms.get(route).copied();
         let due = last.is_none_or(|last| now_ms.saturating_sub(last) >= interval_ms);
         if due {
@@ -190,6 +237,7 @@ pub fn claim_params_refresh(route: &str, now_ms: u64, interval_ms: u64) -> bool 
 /// and remembers it for strategies created later. Returns how many strategies took it.
 pub fn apply_learned(route: &str, snapshot: PosteriorSnapshot) -> usize {
     with(|isolate| {
+        touch_route(isolate, route);
         let mut applied = 0;
         for ((r, kind), s) in isolate.strategies.iter_mut() {
             if r == route && follows_learner(*kind) && s.restore(&snapshot).is_ok() {
@@ -202,7 +250,7 @@ pub fn apply_learned(route: &str, snapshot: PosteriorSnapshot) -> usize {
 }
 
 /// What `/_magnetar/state` shows.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 pub struct StateView {
     pub instance: String,
     pub counters: Counters,

@@ -12,7 +12,7 @@ use magnetar_core::strategy::{ArmId, ArmPosterior, PosteriorSnapshot};
 use serde::Deserialize;
 use worker::{Context, Fetch, Method, Request, RequestInit};
 
-use crate::attempt::with_deadline;
+use crate::deadline::Deadline;
 use crate::isolate;
 
 #[derive(Deserialize)]
@@ -43,7 +43,8 @@ pub fn encode_query_value(value: &str) -> String {
 async fn get_json<T: for<'de> Deserialize<'de>>(url: &str, timeout_ms: u64) -> Option<T> {
     let mut init = RequestInit::new();
     init.with_method(Method::Get);
-    let request = Request::new_with_init(url, &init).ok()?;
+    let deadline = Deadline::new(timeout_ms);
+    let request = deadline.attach(&Request::new_with_init(url, &init).ok()?).ok()?;
     let fetch = async {
         let mut response = Fetch::Request(request).send().await.ok()?;
         if response.status_code() != 200 {
@@ -51,7 +52,7 @@ async fn get_json<T: for<'de> Deserialize<'de>>(url: &str, timeout_ms: u64) -> O
         }
         response.json::<T>().await.ok()
     };
-    with_deadline(fetch, timeout_ms).await.flatten()
+    deadline.run(fetch).await.flatten()
 }
 
 /// Asks the learner which downstream to try; `None` means "fall back".

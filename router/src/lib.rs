@@ -5,7 +5,8 @@
 //! bytes between the client, the downstreams, the learner and the Kafka REST proxy.
 //!
 //! - [`proxy`]: one client request: buffer the body once, attempt downstreams, answer;
-//! - [`attempt`]: one attempt with its deadline (AbortController + Delay);
+//! - [`attempt`]: one attempt, cut off at its deadline;
+//! - [`deadline`]: AbortController + Delay for every subrequest;
 //! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters);
 //! - [`learner`]: `/recommendation` per attempt and background `/params` refreshes;
 //! - [`telemetry`]: one batch per request posted to the REST proxy in `wait_until`;
@@ -15,6 +16,7 @@ use worker::{Context, Env, Request, Response, Result, Router, event};
 
 pub mod attempt;
 pub mod control;
+pub mod deadline;
 pub mod isolate;
 pub mod learner;
 pub mod proxy;

@@ -39,7 +39,13 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let url = req.url()?;
     let route = url.path().to_owned();
     let query = url.query().unwrap_or("").to_owned();
-    let body = req.bytes().await.unwrap_or_default();
+    let body = match req.bytes().await {
+        Ok(body) => body,
+        Err(e) => {
+            let message = format!("could not read the request body: {e}");
+            return Ok(control::with_cors(control::error(400, "bad_request", message)?, &config));
+        }
+    };
     let headers = req.headers();
     let lookup = |name: &str| headers.get(name).ok().flatten();
     let content_type = lookup("content-type");
@@ -57,6 +63,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         }
     };
     isolate::count(|c| c.requests += 1);
+    isolate::deposit_retry_budget(started_ms);
     let algo = options.algo.unwrap_or(config.default_algo);
     learner::maybe_refresh_params(&config, &route, algo, started_ms, &ctx.data);
 
@@ -105,7 +112,11 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         isolate::update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
         isolate::count(|c| c.attempts += 1);
         last_response = response;
-        next = plan.record(AttemptRecord { arm, outcome, status, latency_ms }, finished);
+        next = isolate::record_attempt(
+            &mut plan,
+            AttemptRecord { arm, outcome, status, latency_ms },
+            finished,
+        );
         if next != Next::Retry {
             break;
         }

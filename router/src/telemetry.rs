@@ -11,7 +11,7 @@ use magnetar_core::telemetry::{
 };
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
-use crate::attempt::with_deadline;
+use crate::deadline::Deadline;
 use crate::isolate;
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -59,7 +59,10 @@ async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
-    let Ok(request) = Request::new_with_init(&config.endpoint(), &init) else {
+    let deadline = Deadline::new(config.timeout_ms);
+    let request =
+        Request::new_with_init(&config.endpoint(), &init).and_then(|r| deadline.attach(&r));
+    let Ok(request) = request else {
         return Delivery::Failed;
     };
     let api = config.api.clone();
@@ -70,14 +73,14 @@ async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
         }
         let text = response.text().await.ok()?;
         let rejected = match api {
-            RestApi::V2 => serde_json::from_str::<ProduceResponse>(&text).ok()?.failed_records(),
+            RestApi::V2 => serde_json::from_str::<ProduceResponse>(&text).ok()?.failed_records(1),
             RestApi::V3 { .. } => usize::from(
                 serde_json::from_str::<V3ProduceResponse>(&text).ok()?.error_code != 200,
             ),
         };
         Some(rejected as u64)
     };
-    match with_deadline(post, config.timeout_ms).await.flatten() {
+    match deadline.run(post).await.flatten() {
         Some(0) => Delivery::Stored,
         Some(n) => Delivery::Rejected(n),
         None => Delivery::Failed,

@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use magnetar_router::attempt::{copy_headers, with_deadline};
+use magnetar_router::attempt::copy_headers;
+use magnetar_router::deadline::{Deadline, race};
 use magnetar_router::learner::encode_query_value;
 use magnetar_router::telemetry::base64;
 use wasm_bindgen_test::wasm_bindgen_test;
-use worker::{Delay, Headers};
+use worker::{Delay, Headers, Method, Request};
 
 #[wasm_bindgen_test]
 fn base64_matches_rfc4648_vectors() {
@@ -62,7 +63,31 @@ async fn deadline_cuts_slow_futures_and_passes_fast_ones() {
         Delay::from(Duration::from_millis(200)).await;
         1
     };
-    assert_eq!(with_deadline(slow, 20).await, None);
+    assert_eq!(race(slow, 20).await, None);
     let fast = async { 2 };
-    assert_eq!(with_deadline(fast, 20).await, Some(2));
+    assert_eq!(race(fast, 20).await, Some(2));
+}
+
+fn request_to_nowhere() -> Request {
+    Request::new("http://127.0.0.1:9/service", Method::Post).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_deadline_aborts_the_requests_it_carries_when_it_passes() {
+    numeric_timer_ids();
+    let deadline = Deadline::new(20);
+    let request = deadline.attach(&request_to_nowhere()).unwrap();
+    assert_eq!(request.method(), Method::Post, "attaching keeps the request as it was");
+    assert!(!request.inner().signal().aborted());
+    let slow = async {
+        Delay::from(Duration::from_millis(200)).await;
+        1
+    };
+    assert_eq!(deadline.run(slow).await, None);
+    assert!(request.inner().signal().aborted(), "timed out: the subrequest is cut off");
+
+    let deadline = Deadline::new(200);
+    let request = deadline.attach(&request_to_nowhere()).unwrap();
+    assert_eq!(deadline.run(async { 2 }).await, Some(2));
+    assert!(!request.inner().signal().aborted(), "in time: nothing is aborted");
 }

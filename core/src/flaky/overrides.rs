@@ -71,6 +71,26 @@ impl FlakyOverride {
         *self == FlakyOverride::default()
     }
 
+    /// The fields this override gives, each as the text of the downstream Worker's variable
+    /// ([`Field::var`]) that would set it.
+    pub fn fields(&self) -> Vec<(Field, String)> {
+        let text = |v: Option<u64>| v.map(|v| v.to_string());
+        [
+            (Field::Mode, self.mode.map(|m| m.as_str().to_owned())),
+            (Field::PercentageFail, self.percentage_fail.map(|p| p.to_string())),
+            (Field::DelayMs, text(self.delay_ms)),
+            (Field::LatencyJitterMs, text(self.latency_jitter_ms)),
+            (Field::FailStatus, self.fail_status.map(|s| s.to_string())),
+            (Field::RateLimitRps, self.rate_limit_rps.map(|r| r.to_string())),
+            (Field::OutageUpSecs, text(self.outage_up_secs)),
+            (Field::OutageDownSecs, text(self.outage_down_secs)),
+            (Field::OutageOffsetSecs, text(self.outage_offset_secs)),
+        ]
+        .into_iter()
+        .filter_map(|(f, v)| v.map(|v| (f, v)))
+        .collect()
+    }
+
     /// `self` with every field `over` gives replaced.
     pub fn merge(self, over: FlakyOverride) -> FlakyOverride {
         FlakyOverride {
@@ -357,6 +377,20 @@ mod tests {
             prop_assert!(cfg.delay_ms <= super::super::MAX_DELAY_MS);
             prop_assert!((500..=599).contains(&cfg.fail_status));
             prop_assert!(cfg.outage_up_secs + cfg.outage_down_secs > 0);
+        }
+
+        /// What [`FlakyOverride::fields`] renders, read back as the Worker reads its variables,
+        /// is the same configuration (the fleet tool writes the variables this way).
+        #[test]
+        fn fields_read_back_as_variables_give_the_same_config(json in arb_json()) {
+            let Ok(over) = FlakyOverride::from_value("h", &json, "w") else { return Ok(()) };
+            let Ok(cfg) = FlakyConfig::default().with(&over, |f| f.key().to_owned()) else {
+                return Ok(());
+            };
+            let vars: std::collections::HashMap<&str, String> =
+                over.fields().into_iter().map(|(f, v)| (f.var(), v)).collect();
+            let read = super::super::OriginConfig::from_lookup(|name| vars.get(name).cloned());
+            prop_assert_eq!(read.map(|o| o.flaky), Ok(cfg));
         }
     }
 }

@@ -24,8 +24,6 @@ use crate::stack::{FleetInfo, LocalStack};
 /// Attempt timeout and request deadline when the router does not say (its defaults).
 const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2000;
 const DEFAULT_REQUEST_DEADLINE_MS: u64 = 6000;
-/// Routes one router isolate learns on separately; beyond, routes share state.
-const ROUTER_MAX_ROUTES: usize = 256;
 
 /// When the lab may start a stack of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -112,12 +110,6 @@ async fn read_counts(
     (counts.len() == names.len()).then_some(counts)
 }
 
-async fn routes_in_use(client: &reqwest::Client, router: &str) -> Option<usize> {
-    let state: Value =
-        client.get(format!("{router}/_magnetar/state")).send().await.ok()?.json().await.ok()?;
-    state["strategies"].as_object().map(|m| m.len())
-}
-
 /// Runs the comparison and writes its files.
 pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     let scenario = Scenario::by_name(&opts.scenario)?;
@@ -195,15 +187,6 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     if !opts.peers.is_empty() && !all_local {
         bail!("peers need every downstream's URL; this router's fleet uses service bindings");
     }
-    let used = if opts.fresh_routes { routes_in_use(&client, &router).await } else { None };
-    if used.is_some_and(|used| used + algos.len() > ROUTER_MAX_ROUTES) {
-        let used = used.unwrap_or_default();
-        eprintln!(
-            "warning: the router isolate already learns on {used} routes; beyond {ROUTER_MAX_ROUTES} \
-             routes share state, so fresh routes are no longer fresh. Restart the stack."
-        );
-    }
-
     let mut down = Vec::new();
     for (name, url) in names.iter().zip(&urls) {
         let ping = client.get(format!("{url}/ping")).timeout(Duration::from_secs(3)).send().await;
