@@ -31,15 +31,23 @@ LOGS="$STACK/logs"
 mkdir -p "$LOGS"
 PGIDS=()
 
+alive() { # any of the started process groups still has a process
+  for pgid in "${PGIDS[@]}"; do kill -0 -- "-$pgid" 2>/dev/null && return 0; done
+  return 1
+}
+
 stop_all() {
   trap - INT TERM EXIT
   echo
   echo "stopping ${#PGIDS[@]} processes"
   for pgid in "${PGIDS[@]}"; do kill -TERM -- "-$pgid" 2>/dev/null || true; done
-  sleep 1
+  for _ in $(seq 1 50); do alive || break; sleep 0.1; done
   for pgid in "${PGIDS[@]}"; do kill -KILL -- "-$pgid" 2>/dev/null || true; done
 }
-trap stop_all INT TERM EXIT
+# On Ctrl-C or TERM: stop everything, then exit here and now (not by returning into `wait`).
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap stop_all EXIT
 
 start() { # name command...
   local name=$1
