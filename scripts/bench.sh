@@ -31,16 +31,21 @@ builds() {
     echo "| Worker | clean build s | warm build s (one source file touched) | .wasm bytes | gzip -9 bytes |"
     echo "|---|---|---|---|---|"
   } >"$file"
+  # Validate the fleet file now, so its (native) build is not timed below.
+  magnetar_fleet validate >/dev/null
   for crate in downstream-worker router; do
-    # From clean: no compiled dependency, no previous bundle.
-    rm -rf target/wasm32-unknown-unknown/release "$crate/build"
-    local t0 t1 t2 wasm
+    # From clean: an empty target directory (no compiled dependency, no build script or
+    # proc-macro of the host), no previous bundle. Warm: the same directory, one file touched.
+    local clean t0 t1 t2 wasm
+    clean=$(mktemp -d)
+    rm -rf "$crate/build"
     t0=$(date +%s.%N)
-    bash scripts/build-workers.sh "$crate" >/dev/null
+    CARGO_TARGET_DIR="$clean" bash scripts/build-workers.sh "$crate" >/dev/null
     t1=$(date +%s.%N)
     touch "$crate/src/lib.rs"
-    bash scripts/build-workers.sh "$crate" >/dev/null
+    CARGO_TARGET_DIR="$clean" bash scripts/build-workers.sh "$crate" >/dev/null
     t2=$(date +%s.%N)
+    rm -rf "$clean"
     wasm=$(ls "$crate"/build/*.wasm | head -1)
     printf '| %s | %.1f | %.1f | %s | %s |\n' "$crate" "$(awk "BEGIN { print $t1 - $t0 }")" \
       "$(awk "BEGIN { print $t2 - $t1 }")" "$(stat -c %s "$wasm")" "$(gzip -9c "$wasm" | wc -c)" >>"$file"

@@ -32,6 +32,8 @@ export CI_DISABLE_UPDATE_CHECK=1
 
 # The fleet file's one reader (tools/fleet): validates config/workers.json with the Workers' own
 # parsers and generates the local wrangler configurations. Built on first use.
+# Always the repository's target directory (a benchmark may point CARGO_TARGET_DIR elsewhere).
 magnetar_fleet() {
-  (cd "$MAGNETAR_ROOT" && cargo run --quiet --locked -p magnetar-fleet -- "$@")
+  (cd "$MAGNETAR_ROOT" && CARGO_TARGET_DIR="$MAGNETAR_ROOT/target" \
+    cargo run --quiet --locked -p magnetar-fleet -- "$@")
 }

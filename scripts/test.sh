@@ -38,7 +38,7 @@ step "wasm-bindgen tests under Node"
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo test --locked --target wasm32-unknown-unknown "${WASM_CRATES[@]}"
 # The same tests the way wasm-pack users run them (it finds the pinned wasm-bindgen on PATH).
 for crate in router downstream-worker; do
-  RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" wasm-pack --quiet test --node "$crate"
+  RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" wasm-pack test --node "$crate"
 done
 
 step "build Workers"
