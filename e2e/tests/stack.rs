@@ -60,8 +60,12 @@ async fn run_stack(args: &[&str]) {
         std::process::id(),
         args.len()
     ));
-    let mut command = Command::new("bash");
+    // As from a terminal, SIGINT must reach stack.sh's trap: a shell that starts a command in
+    // the background (`cmd &`, as CI runners and nohup-style launchers may) has it ignored, and
+    // a signal ignored when bash starts cannot be trapped. `env --default-signal` restores it.
+    let mut command = Command::new("env");
     command
+        .args(["--default-signal=INT", "bash"])
         .arg(repo_root().join("scripts/stack.sh"))
         .args(args)
         .env("MAGNETAR_PROFILE", "debug")
