@@ -67,6 +67,32 @@ pub struct TelemetryRecord {
     pub final_status: u16,
 }
 
+const BASE64_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (RFC 4648 section 4).
+pub fn base64(input: &[u8]) -> String {
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64_ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The credentials part of an HTTP basic `Authorization` header (RFC 7617): what the router
+/// sends to the REST proxy and what the learner's produce API expects.
+pub fn basic_auth_token(user: &str, password: &str) -> String {
+    base64(format!("{user}:{password}").as_bytes())
+}
+
 /// One record of a v2 produce request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProduceRecord<V> {
@@ -206,6 +232,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(resp.offset, Some(7));
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+        // RFC 7617's example.
+        assert_eq!(basic_auth_token("Aladdin", "open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use magnetar_core::telemetry::basic_auth_token;
+
 /// Credentials the produce APIs require.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BasicAuth {
@@ -35,7 +37,7 @@ impl BasicAuth {
     }
 
     pub fn new(user: &str, password: &str) -> Self {
-        BasicAuth { user: user.to_owned(), token: base64(format!("{user}:{password}").as_bytes()) }
+        BasicAuth { user: user.to_owned(), token: basic_auth_token(user, password) }
     }
 
     pub fn user(&self) -> &str {
@@ -64,45 +66,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (RFC 4648 section 4).
-pub fn base64(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use magnetar_core::telemetry::base64;
     use proptest::prelude::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in vectors {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
-        }
-    }
 
     #[test]
     fn verifies_only_the_right_credentials() {

@@ -7,31 +7,12 @@
 use magnetar_core::config::{RestApi, TelemetryConfig};
 use magnetar_core::telemetry::{
     CONTENT_TYPE_V2, CONTENT_TYPE_V2_JSON, ProduceResponse, TelemetryRecord, V3ProduceResponse,
-    v3_record,
+    basic_auth_token, v3_record,
 };
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
 use crate::isolate;
-
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding, for the basic-auth header.
-pub fn base64(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 /// Outcome of one post, for the counters.
 enum Delivery {
@@ -54,7 +35,7 @@ async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
     };
     let _ = headers.set("accept", accept);
     if let Some((user, password)) = &config.basic_auth {
-        let token = base64(format!("{user}:{password}").as_bytes());
+        let token = basic_auth_token(user, password);
         let _ = headers.set("authorization", &format!("Basic {token}"));
     }
     let mut init = RequestInit::new();

@@ -10,18 +10,8 @@ use std::time::Duration;
 use magnetar_router::attempt::copy_headers;
 use magnetar_router::deadline::{Deadline, race};
 use magnetar_router::learner::encode_query_value;
-use magnetar_router::telemetry::base64;
 use wasm_bindgen_test::wasm_bindgen_test;
 use worker::{Delay, Headers, Method, Request};
-
-#[wasm_bindgen_test]
-fn base64_matches_rfc4648_vectors() {
-    let vectors =
-        [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];
-    for (input, expected) in vectors {
-        assert_eq!(base64(input.as_bytes()), expected);
-    }
-}
 
 #[wasm_bindgen_test]
 fn query_values_are_percent_encoded() {
