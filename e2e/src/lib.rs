@@ -220,13 +220,22 @@ fn scratch_dir(label: &str) -> PathBuf {
     dir
 }
 
-fn wrangler_dev(name: &str, config: &str, port: u16, inspector: u16, dir: &Path) -> Service {
+/// One `wrangler dev` for `process` (and the Workers it also hosts, reached through service
+/// bindings).
+fn wrangler_dev(name: &str, process: &magnetar_fleet::Process, dir: &Path) -> Service {
     let mut command = Command::new("wrangler");
     command
         .env("PATH", tool_path())
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true")
-        .args(["dev", "--config", config, "--ip", "127.0.0.1", "--log-level", "warn"])
+        .args(["dev", "--config"])
+        .arg(&process.config);
+    for hosted in &process.also_hosts {
+        command.arg("--config").arg(hosted);
+    }
+    let (port, inspector) = (process.port, process.inspector_port);
+    command
+        .args(["--ip", "127.0.0.1", "--log-level", "warn"])
         .arg("--port")
         .arg(port.to_string())
         .arg("--inspector-port")
@@ -257,6 +266,39 @@ impl Stack {
         router_vars: &[(&str, String)],
         router_secrets: &[(&str, String)],
     ) -> Stack {
+        let mut options = magnetar_fleet::LocalOptions::default();
+        for (key, value) in router_vars {
+            options.router_vars.insert((*key).to_owned(), value.clone());
+        }
+        for (key, value) in router_secrets {
+            options.router_secrets.insert((*key).to_owned(), value.clone());
+        }
+        Stack::launch(label, downstreams, options)
+    }
+
+    /// The router and the downstream Workers in one `wrangler dev`, the router reaching them
+    /// through service bindings, as Workers of one account are reached on Cloudflare. The
+    /// downstreams have no URL of their own here ([`Stack::downstreams`] is empty).
+    pub fn start_bound(
+        label: &str,
+        downstreams: &[DownstreamSpec],
+        router_vars: &[(&str, String)],
+    ) -> Stack {
+        let mut options = magnetar_fleet::LocalOptions {
+            reach: magnetar_fleet::Reach::ServiceBindings,
+            ..Default::default()
+        };
+        for (key, value) in router_vars {
+            options.router_vars.insert((*key).to_owned(), value.clone());
+        }
+        Stack::launch(label, downstreams, options)
+    }
+
+    fn launch(
+        label: &str,
+        downstreams: &[DownstreamSpec],
+        options: magnetar_fleet::LocalOptions,
+    ) -> Stack {
         let root = repo_root();
         for built in ["router/build/index.js", "downstream-worker/build/index.js"] {
             assert!(
@@ -281,25 +323,17 @@ impl Stack {
         let doc = json!({ "router": { "port": router_port }, "downstreams": fleet });
         let file = magnetar_fleet::FleetFile::parse(&doc.to_string())
             .unwrap_or_else(|e| panic!("test fleet: {e}"));
-        let mut options = magnetar_fleet::LocalOptions::default();
-        for (key, value) in router_vars {
-            options.router_vars.insert((*key).to_owned(), value.clone());
-        }
-        for (key, value) in router_secrets {
-            options.router_secrets.insert((*key).to_owned(), value.clone());
-        }
         let manifest = magnetar_fleet::gen_local(&file, &root, &dir.join("configs"), &options)
             .unwrap_or_else(|e| panic!("generate configs: {e}"));
 
         let mut services = Vec::new();
         let mut urls = Vec::new();
-        for d in &manifest.downstreams {
-            let config = d.config.to_string_lossy();
-            services.push(wrangler_dev(&d.name, &config, d.port, d.inspector_port, &dir));
+        let bound = !manifest.router.also_hosts.is_empty();
+        for d in manifest.downstreams.iter().filter(|_| !bound) {
+            services.push(wrangler_dev(&d.name, d, &dir));
             urls.push((d.name.clone(), format!("http://127.0.0.1:{}", d.port)));
         }
-        let config = manifest.router.config.to_string_lossy();
-        services.push(wrangler_dev("router", &config, router_port, router_port + 10000, &dir));
+        services.push(wrangler_dev("router", &manifest.router, &dir));
         let router_url = format!("http://127.0.0.1:{router_port}");
 
         for (service, (_, url)) in services.iter_mut().zip(&urls) {

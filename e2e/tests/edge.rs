@@ -349,3 +349,49 @@ async fn a_configured_retry_budget_caps_retries() {
     let denied = state["counters"]["retries_denied"].as_u64().unwrap_or(0);
     assert!(denied >= 150, "retries denied {denied}: {state}");
 }
+
+/// Same-account Workers are reached through service bindings (a plain `fetch` between Workers of
+/// one account fails on Cloudflare). Here the router and two downstream Workers run in one
+/// `wrangler dev`, bound as on Cloudflare: requests reach both, and a bound downstream that
+/// hangs is cut off at the attempt timeout and the request retried on the other, as with URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_bindings_reach_workers_and_time_out_like_urls() {
+    let stack = Stack::start_bound(
+        "bindings",
+        &fleet_failing(&[0, 0]),
+        &[("DEFAULT_ALGO", "round_robin".into()), ("ATTEMPT_TIMEOUT_MS", "500".into())],
+    );
+    let client = client();
+    let fleet: Value = client
+        .get(format!("{}/_magnetar/fleet", stack.router_url))
+        .send()
+        .await
+        .expect("fleet")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fleet["downstreams"][0]["service"], "DOWNSTREAM_1", "{fleet}");
+    let url = format!("{}/service?algo=round_robin", stack.router_url);
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let a = send(&client, &url, &[], None).await;
+        assert_eq!((a.status, a.attempts), (200, 1), "{:?}", a.body);
+        assert_eq!(a.body["worker"], a.worker.as_str(), "the bound Worker answered itself");
+        served.insert(a.worker);
+    }
+    assert_eq!(served.len(), 2, "both bound downstreams served: {served:?}");
+
+    let slow =
+        vec![("x-flaky-config", json!({ "downstream-1": { "delay_ms": 3000 } }).to_string())];
+    let mut retried = 0;
+    for _ in 0..6 {
+        let a = send(&client, &url, &slow, None).await;
+        assert_eq!((a.status, a.worker.as_str()), (200, "downstream-2"), "{:?}", a.body);
+        assert!(a.latency < Duration::from_millis(1500), "latency {:?}", a.latency);
+        if a.attempts == 2 {
+            retried += 1;
+            assert!(a.latency >= Duration::from_millis(450), "cut off early: {:?}", a.latency);
+        }
+    }
+    assert!(retried >= 2, "round robin starts on the slow binding in some of six: {retried}");
+}

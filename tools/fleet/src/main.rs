@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use magnetar_fleet::{FleetFile, FleetFileError, LocalOptions, Manifest, gen_local, parse_pairs};
+use magnetar_fleet::{
+    FleetFile, FleetFileError, LocalOptions, Manifest, Reach, gen_local, parse_pairs,
+};
 
 #[derive(Parser)]
 #[command(
@@ -83,7 +85,10 @@ fn run(cli: Cli) -> Result<(), FleetFileError> {
         Command::Validate => {
             println!("{}: {} downstreams, ok", cli.file.display(), file.downstreams.len());
         }
-        Command::RouterFleet { local } => println!("{}", file.router_fleet(local)?),
+        Command::RouterFleet { local } => {
+            let reach = if local { Reach::LoopbackUrls } else { Reach::Deployed };
+            println!("{}", file.router_fleet(reach)?)
+        }
         Command::Ports => {
             println!("ROUTER_PORT={}", file.router_port);
             println!("LEARNER_PORT={}", file.learner_port);
@@ -97,6 +102,7 @@ fn run(cli: Cli) -> Result<(), FleetFileError> {
                 router_vars: parse_pairs(&vars, "--var")?,
                 router_secrets: parse_pairs(&secrets, "--secret")?,
                 downstream_vars: parse_pairs(&downstream_vars, "--downstream-var")?,
+                reach: Reach::LoopbackUrls,
             };
             let root = std::env::current_dir().unwrap_or_default();
             let manifest = gen_local(&file, &root, &out, &options)?;

@@ -104,9 +104,10 @@ fn errors_name_the_field_in_the_file() {
 #[test]
 fn the_deployed_fleet_needs_urls_or_bindings() {
     let file = FleetFile::parse(GOOD).unwrap();
-    let err = file.router_fleet(false).unwrap_err().to_string();
+    let err = file.router_fleet(Reach::Deployed).unwrap_err().to_string();
     assert!(err.starts_with("downstreams[0]: give a url or a service"), "{err}");
-    let local: Value = serde_json::from_str(&file.router_fleet(true).unwrap()).unwrap();
+    let local: Value =
+        serde_json::from_str(&file.router_fleet(Reach::LoopbackUrls).unwrap()).unwrap();
     assert_eq!(local[0]["url"], "http://127.0.0.1:8801");
     assert_eq!(
         local[2],
@@ -127,6 +128,7 @@ fn gen_local_writes_configs_the_workers_read_back() {
             ("KAFKA_REST_PASSWORD".into(), "s3cr\"et".into()),
         ]),
         downstream_vars: BTreeMap::new(),
+        reach: Reach::LoopbackUrls,
     };
     let manifest = gen_local(&file, Path::new("/repo"), &out, &options).unwrap();
     assert_eq!(manifest.downstreams.len(), 2, "only local downstreams run locally");
@@ -182,4 +184,30 @@ fn pairs_need_an_equals_sign() {
     assert_eq!(ok.get("B").map(String::as_str), Some("x=y"));
     let err = parse_pairs(&["A".into()], "--var").unwrap_err().to_string();
     assert!(err.starts_with("--var: expected KEY=VALUE"), "{err}");
+}
+
+#[test]
+fn service_bindings_put_the_downstreams_beside_the_router() {
+    let out = std::env::temp_dir().join(format!("magnetar-fleet-bound-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&out);
+    let file = FleetFile::parse(GOOD).unwrap();
+    let options = LocalOptions { reach: Reach::ServiceBindings, ..LocalOptions::default() };
+    let manifest = gen_local(&file, Path::new("/repo"), &out, &options).unwrap();
+    let hosted: Vec<_> = manifest.downstreams.iter().map(|d| d.config.clone()).collect();
+    assert_eq!(manifest.router.also_hosts, hosted);
+    let router = fs::read_to_string(&manifest.router.config).unwrap();
+    assert!(
+        router.contains(r#"{\"name\":\"downstream-1\",\"service\":\"DOWNSTREAM_1\"}"#),
+        "{router}"
+    );
+    assert!(
+        router.contains("[[services]]\nbinding = \"DOWNSTREAM_2\"\nservice = \"downstream-2\""),
+        "{router}"
+    );
+    assert!(
+        router.contains(r#"\"service\":\"DOWNSTREAM_4\""#),
+        "a deployed binding stays: {router}"
+    );
+    assert_eq!(binding_name("edge.origin-1"), "EDGE_ORIGIN_1");
+    let _ = fs::remove_dir_all(&out);
 }
