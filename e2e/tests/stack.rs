@@ -141,8 +141,38 @@ async fn run_stack(args: &[&str]) {
         assert!(Instant::now() < deadline, "still listening after Ctrl-C: {left:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // ... and no process it started is left, workerd included: everything stack.sh starts runs
+    // in the repository (wrangler, its workerd and esbuild, the learner, tansu, the page server).
+    loop {
+        let left = stack_processes_left();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running after Ctrl-C: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("stopping"), "stack.sh did not report stopping:\n{text}");
+}
+
+/// Programs the stack starts that still run with the repository as working directory.
+fn stack_processes_left() -> Vec<String> {
+    const PROGRAMS: [&str; 6] =
+        ["workerd", "node", "esbuild", "tansu", "magnetar-learner", "magnetar-lab"];
+    let root = repo_root().canonicalize().unwrap_or_else(|_| repo_root());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == root))
+        .filter_map(|e| {
+            let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+            let name = exe.file_name()?.to_string_lossy().into_owned();
+            PROGRAMS
+                .contains(&name.as_str())
+                .then(|| format!("{} {name}", e.file_name().to_string_lossy()))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
