@@ -214,9 +214,9 @@ pub fn instance_id() -> String {
     with(|isolate| isolate.instance_id.clone())
 }
 
-/// Updates the counters.
-pub fn count(f: impl FnOnce(&mut Counters)) {
-    with(|isolate| f(&mut isolate.counters));
+/// Updates the counters; returns what `f` returns (e.g. a counter's new value).
+pub fn count<R: Default>(f: impl FnOnce(&mut Counters) -> R) -> R {
+    with(|isolate| f(&mut isolate.counters))
 }
 
 /// Whether `route`'s params are due for a refresh at `now_ms`; if so, marks them refreshed so

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use worker::{Context, Fetch, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
-use crate::isolate;
+use crate::{isolate, log};
 
 #[derive(Deserialize)]
 struct Recommendation {
@@ -120,7 +120,13 @@ pub fn maybe_refresh_params(
                 isolate::apply_learned(&route, snapshot);
                 isolate::count(|c| c.params_refreshes += 1);
             }
-            None => isolate::count(|c| c.params_refresh_failures += 1),
+            None => {
+                let failures = isolate::count(|c| {
+                    c.params_refresh_failures += 1;
+                    c.params_refresh_failures
+                });
+                log::sparse_warn("learner params refresh failed", failures, &url);
+            }
         }
     });
 }

@@ -10,6 +10,7 @@
 //! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters);
 //! - [`learner`]: `/recommendation` per attempt and background `/params` refreshes;
 //! - [`telemetry`]: one batch per request posted to the REST proxy in `wait_until`;
+//! - [`log`]: log lines, failures of dependencies logged sparsely;
 //! - [`control`]: the router's own `/_magnetar/*` endpoints and JSON error responses.
 
 use worker::{Context, Env, Request, Response, Result, Router, event};
@@ -19,6 +20,7 @@ pub mod control;
 pub mod deadline;
 pub mod isolate;
 pub mod learner;
+pub mod log;
 pub mod proxy;
 pub mod telemetry;
 

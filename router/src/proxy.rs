@@ -11,7 +11,7 @@ use serde_json::json;
 use worker::{Context, Date, Method, Request, Response, Result, RouteContext};
 
 use crate::attempt::{self, AttemptResult, Outgoing};
-use crate::{control, isolate, learner, telemetry};
+use crate::{control, isolate, learner, log, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
@@ -31,7 +31,10 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let started_ms = now_ms();
     let config = match isolate::config(&ctx.env) {
         Ok(c) => c,
-        Err(e) => return control::error(500, "router_misconfigured", e.to_string()),
+        Err(e) => {
+            log::error("router configuration is invalid", &e.to_string());
+            return control::error(500, "router_misconfigured", e.to_string());
+        }
     };
     if req.method() == Method::Options && config.cors_allow_origin.is_some() {
         return control::preflight(&config);
@@ -159,7 +162,15 @@ async fn choose(
                 isolate::count(|c| c.learner_recommendations += 1);
                 return Some((arm, None));
             }
-            isolate::count(|c| c.learner_fallbacks += 1);
+            let fallbacks = isolate::count(|c| {
+                c.learner_fallbacks += 1;
+                c.learner_fallbacks
+            });
+            log::sparse_warn(
+                "learner gave no usable recommendation, local fallback",
+                fallbacks,
+                "",
+            );
             isolate::select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
         }
     }

@@ -12,13 +12,13 @@ use magnetar_core::telemetry::{
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
-use crate::isolate;
+use crate::{isolate, log};
 
 /// Outcome of one post, for the counters.
 enum Delivery {
     Stored,
     Rejected(u64),
-    Failed,
+    Failed(String),
 }
 
 async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
@@ -26,7 +26,10 @@ async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
         RestApi::V2 => (serde_json::to_string(&record.into_batch()), CONTENT_TYPE_V2_JSON),
         RestApi::V3 { .. } => (serde_json::to_string(&v3_record(record)), "application/json"),
     };
-    let Ok(body) = body else { return Delivery::Failed };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return Delivery::Failed(format!("cannot serialize the record: {e}")),
+    };
     let headers = Headers::new();
     let _ = headers.set("content-type", content_type);
     let accept = match config.api {
@@ -43,40 +46,57 @@ async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
     let deadline = Deadline::new(config.timeout_ms);
     let request =
         Request::new_with_init(&config.endpoint(), &init).and_then(|r| deadline.attach(&r));
-    let Ok(request) = request else {
-        return Delivery::Failed;
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Delivery::Failed(format!("bad request: {e}")),
     };
     let api = config.api.clone();
     let post = async move {
-        let mut response = Fetch::Request(request).send().await.ok()?;
-        if response.status_code() != 200 {
-            return None;
+        let mut response =
+            Fetch::Request(request).send().await.map_err(|e| format!("no answer: {e}"))?;
+        let status = response.status_code();
+        if status != 200 {
+            return Err(format!("answered {status}"));
         }
-        let text = response.text().await.ok()?;
+        let text = response.text().await.map_err(|e| format!("unreadable answer: {e}"))?;
+        let garbled = |e: serde_json::Error| format!("not a produce answer: {e}");
         let rejected = match api {
-            RestApi::V2 => serde_json::from_str::<ProduceResponse>(&text).ok()?.failed_records(1),
+            RestApi::V2 => {
+                serde_json::from_str::<ProduceResponse>(&text).map_err(garbled)?.failed_records(1)
+            }
             RestApi::V3 { .. } => usize::from(
-                serde_json::from_str::<V3ProduceResponse>(&text).ok()?.error_code != 200,
+                serde_json::from_str::<V3ProduceResponse>(&text).map_err(garbled)?.error_code
+                    != 200,
             ),
         };
-        Some(rejected as u64)
+        Ok(rejected as u64)
     };
-    match deadline.run(post).await.flatten() {
-        Some(0) => Delivery::Stored,
-        Some(n) => Delivery::Rejected(n),
-        None => Delivery::Failed,
+    match deadline.run(post).await {
+        Some(Ok(0)) => Delivery::Stored,
+        Some(Ok(n)) => Delivery::Rejected(n),
+        Some(Err(reason)) => Delivery::Failed(reason),
+        None => Delivery::Failed(format!("no answer within {} ms", config.timeout_ms)),
     }
 }
 
-/// Posts `record` and counts the result; never fails.
+/// Posts `record` and counts the result (logging failures sparsely); never fails.
 pub async fn post(config: TelemetryConfig, record: TelemetryRecord) {
-    let delivery = send(&config, record).await;
-    isolate::count(|c| match delivery {
-        Delivery::Stored => c.telemetry_batches_sent += 1,
+    match send(&config, record).await {
+        Delivery::Stored => isolate::count(|c| c.telemetry_batches_sent += 1),
         Delivery::Rejected(n) => {
-            c.telemetry_batches_sent += 1;
-            c.telemetry_records_rejected += n;
+            let rejected = isolate::count(|c| {
+                c.telemetry_batches_sent += 1;
+                c.telemetry_records_rejected += n;
+                c.telemetry_records_rejected
+            });
+            log::sparse_warn("telemetry records rejected by the rest proxy", rejected, "");
         }
-        Delivery::Failed => c.telemetry_batches_failed += 1,
-    });
+        Delivery::Failed(reason) => {
+            let failed = isolate::count(|c| {
+                c.telemetry_batches_failed += 1;
+                c.telemetry_batches_failed
+            });
+            log::sparse_warn("telemetry post failed", failed, &reason);
+        }
+    }
 }

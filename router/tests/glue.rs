@@ -81,3 +81,9 @@ async fn a_deadline_aborts_the_requests_it_carries_when_it_passes() {
     assert_eq!(deadline.run(async { 2 }).await, Some(2));
     assert!(!request.inner().signal().aborted(), "in time: nothing is aborted");
 }
+
+#[wasm_bindgen_test]
+fn failures_of_a_kind_are_logged_at_powers_of_two() {
+    let logged: Vec<u64> = (0..=40).filter(|n| magnetar_router::log::is_logged(*n)).collect();
+    assert_eq!(logged, [1, 2, 4, 8, 16, 32]);
+}
