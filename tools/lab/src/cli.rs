@@ -12,8 +12,12 @@ use crate::scenario::Scenario;
 use crate::serve::ServeConfig;
 use crate::{latency, report, run, serve, stack};
 
-/// Default concurrency of `run`.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default concurrency of `run`, requests in flight per lane: what the test-bed page does with its
+/// default two strategies, whose requests share the browser's 6 connections to the router (3 per
+/// lane). The lab has no such limit: with more lanes it keeps 3 per lane, where the page would
+/// have to queue.
+pub const BROWSER_CONNECTIONS_PER_HOST: usize = 6;
+pub const DEFAULT_CONCURRENCY: usize = BROWSER_CONNECTIONS_PER_HOST / 2;
 /// Default requests per lane.
 pub const DEFAULT_REQUESTS: usize = 1000;
 
@@ -72,10 +76,12 @@ pub struct RunArgs {
     /// Requests per lane.
     #[arg(long, default_value_t = DEFAULT_REQUESTS)]
     pub requests: usize,
-    /// Requests in flight at all times (as fast as the lane answers) [default: 8].
+    /// Requests in flight per lane (as fast as the lanes answer; lanes run interleaved, a new
+    /// round leaves when every lane answered one) [default: 3, as the page's two strategies].
     #[arg(long, conflicts_with = "rate")]
     pub concurrency: Option<usize>,
-    /// Fixed request rate, requests per second, open loop (the flaky-load-balancer harness: 10).
+    /// Fixed request rate per lane, requests per second, open loop (the flaky-load-balancer
+    /// harness: 10).
     #[arg(long)]
     pub rate: Option<f64>,
     /// Attempts per request, 1 = single attempt (default: the router's budget, 3).
