@@ -102,6 +102,8 @@ async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
     // The peers' tuning is recorded with the results.
     let tuning = &report["peer_tuning"];
     assert_eq!(tuning["haproxy_error_limit"], 1, "{tuning}");
+    assert_eq!(tuning["haproxy_rise"], 3, "{tuning}");
+    assert_eq!(tuning["haproxy_fastinter_ms"], 10_000, "{tuning}");
     assert_eq!(tuning["nginx_max_fails"], 10, "{tuning}");
     assert_eq!(tuning["nginx_fail_timeout_s"], 5, "{tuning}");
     assert_eq!(tuning["backups"], true, "{tuning}");

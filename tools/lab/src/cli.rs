@@ -106,6 +106,12 @@ pub struct RunArgs {
     /// HAProxy: consecutive failed requests that take a server out [default: 1].
     #[arg(long)]
     pub haproxy_error_limit: Option<u32>,
+    /// HAProxy: successful `/ping` checks that bring a server back [default: 3].
+    #[arg(long)]
+    pub haproxy_rise: Option<u32>,
+    /// HAProxy: check interval while a server is down or changing state, ms [default: 10000].
+    #[arg(long)]
+    pub haproxy_fastinter_ms: Option<u64>,
     /// nginx: failures within the fail timeout that take a server out [default: 10].
     #[arg(long)]
     pub nginx_max_fails: Option<u32>,
@@ -173,11 +179,17 @@ impl RunArgs {
         let defaults = PeerTuning::default();
         let peer_tuning = PeerTuning {
             haproxy_error_limit: self.haproxy_error_limit.unwrap_or(defaults.haproxy_error_limit),
+            haproxy_rise: self.haproxy_rise.unwrap_or(defaults.haproxy_rise),
+            haproxy_fastinter_ms: self
+                .haproxy_fastinter_ms
+                .unwrap_or(defaults.haproxy_fastinter_ms),
             nginx_max_fails: self.nginx_max_fails.unwrap_or(defaults.nginx_max_fails),
             nginx_fail_timeout_s: self.nginx_fail_timeout.unwrap_or(defaults.nginx_fail_timeout_s),
             backups: !self.no_peer_backups,
-            ..defaults
         };
+        if peer_tuning.haproxy_rise == 0 || peer_tuning.haproxy_fastinter_ms == 0 {
+            bail!("--haproxy-rise and --haproxy-fastinter-ms must be at least 1");
+        }
         if peer_tuning.haproxy_error_limit == 0 || peer_tuning.nginx_max_fails == 0 {
             bail!(
                 "passive failure detection needs --haproxy-error-limit and --nginx-max-fails of at least 1"
