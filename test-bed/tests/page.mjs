@@ -133,6 +133,14 @@ async function compare() {
     check(Number(delay) === want.delay_ms, `downstream-${i + 1} delay on load is its own ${want.delay_ms} ms (got ${delay})`);
   }
   check(await page.isHidden("#fleet-note"), "no fallback note when every downstream reports its configuration");
+  // The best possible figure is exact for these modes, an estimate for rate_limited and cyclic_outage.
+  check(await page.getAttribute("#oracle-text", "data-estimate") === "false", "an exact oracle for the configured modes");
+  for (const mode of ["rate_limited", "cyclic_outage"]) {
+    await page.selectOption("#mode-0", mode);
+    const text = await page.textContent("#oracle-text");
+    check(/estimate/.test(text) && text.includes(mode), `the oracle is labelled an estimate with ${mode} (got "${text}")`);
+    check(/estimate/.test(await page.textContent("#p-0")), `${mode}: the success probability is labelled an estimate`);
+  }
 
   // The prototype's profile, with the keyboard: End = 100%, then 10 × ArrowDown = 90%.
   for (let i = 0; i < 3; i++) {
