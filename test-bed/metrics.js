@@ -3,7 +3,8 @@
 // this file under Node on the lab's samples and checks that both compute the same numbers.
 //
 // A sample is what one request produced:
-//   { index, sent_ms, latency_ms, status, success, attempts, worker, oracle, error? }
+//   { index, sent_ms, latency_ms, status, success, attempts, worker, oracle, error?, tried? }
+// `tried` (peers, in the lab) names the downstream of every try, in order.
 // `success` is the router's verdict (x-magnetar-outcome); `oracle` the probability that an oracle
 // serves the request (oracleSuccess below) under the fleet behaviour it was sent with.
 
@@ -48,6 +49,16 @@ export function successProbability(b) {
     default:
       return 0;
   }
+}
+
+/**
+ * Whether successProbability is an estimate for this behaviour: `rate_limited` is assumed under
+ * its limit and `cyclic_outage` up two thirds of the time (its default 20 s up, 10 s down), while
+ * the real figures depend on the load and the clock.
+ */
+export function isEstimate(b) {
+  const mode = String(b.mode).toLowerCase();
+  return mode === "rate_limited" || mode === "cyclic_outage";
 }
 
 /**
@@ -114,6 +125,19 @@ export function summarize(samples, fleet, counts) {
     trafficShare = fleet.map((name) => ratio(samples.filter((s) => s.worker === name).length, n));
     source = "final_attempts";
   }
+  const known = samples.filter((s) => Array.isArray(s.tried));
+  let repeatTries = null;
+  let repeatTryRate = null;
+  if (known.length) {
+    let repeats = 0;
+    let retries = 0;
+    for (const s of known) {
+      repeats += s.tried.filter((d, i) => s.tried.slice(0, i).includes(d)).length;
+      retries += Math.max(0, s.tried.length - 1);
+    }
+    repeatTries = repeats;
+    repeatTryRate = ratio(repeats, retries);
+  }
   return {
     requests: n,
     successes,
@@ -129,6 +153,8 @@ export function summarize(samples, fleet, counts) {
     traffic_share: trafficShare,
     traffic_share_source: source,
     arm_success_rate: armSuccess,
+    repeat_tries: repeatTries,
+    repeat_try_rate: repeatTryRate,
     errors,
     duration_s: end / 1000,
     throughput_rps: end > 0 ? n / (end / 1000) : 0,

@@ -23,6 +23,9 @@
 //! override is either one object of [`Field`] keys that applies to whoever receives it, or a map
 //! from worker name to such an object, where each worker picks its own entry (`"*"` applies to all,
 //! under a worker's own entry). Overrides replace only the fields they give.
+//!
+//! Work requests are counted ([`Stats`]) overall and, when they carry an `x-flaky-tag` header, per
+//! tag ([`TagCounts`]), so that interleaved measurements on one fleet each get their own count.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +35,7 @@ use serde::Serialize;
 mod config;
 mod decide;
 mod overrides;
+mod tags;
 
 pub use config::{
     DEFAULT_DELAY_MS, DEFAULT_FAIL_STATUS, DEFAULT_JITTER_MS, DEFAULT_MODE,
@@ -43,6 +47,7 @@ pub use decide::{
     FlakyState, OutagePhase, RATE_WINDOW_MS, RateWindow, Stats, Verdict, outage_phase,
 };
 pub use overrides::{BODY_FIELD, FlakyOverride, OVERRIDE_HEADER, WILDCARD_ENTRY};
+pub use tags::{MAX_TAG_LEN, MAX_TAGS, TAG_HEADER, TagCounts, valid_tag};
 
 /// How the downstream behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

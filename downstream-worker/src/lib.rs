@@ -8,7 +8,8 @@
 //! Endpoints:
 //! - `GET /ping`: liveness, always 200 (any method), never flaky, not counted;
 //! - `GET /`: the effective configuration (variables plus this request's header override);
-//! - `GET /stats`: this isolate's counters; `DELETE /stats` zeroes them and the rate window;
+//! - `GET /stats`: this isolate's counters, overall and per `x-flaky-tag` (`"tags"`);
+//!   `DELETE /stats` zeroes them and the rate window;
 //! - anything else, including `POST /` and `POST /service`: a work request, counted.
 //!
 //! - [`config`]: variables and per-request overrides into one `OriginConfig`;
@@ -16,6 +17,8 @@
 //! - [`isolate`]: per-isolate state (counters, rate window, RNG).
 
 use std::time::Duration;
+
+use magnetar_core::flaky::TAG_HEADER;
 
 use worker::{
     Context, Date, Delay, Env, Method, Request, Response, Result, RouteContext, Router, event,
@@ -66,7 +69,7 @@ async fn show_config(mut req: Request, ctx: RouteContext<()>) -> Result<Response
 
 fn show_stats(_req: Request, ctx: RouteContext<()>) -> Result<Response> {
     let worker = config::worker_name(&ctx.env);
-    reply::json(200, &isolate::stats().report(&worker), &worker)
+    reply::json(200, &isolate::report(&worker), &worker)
 }
 
 fn reset_stats(req: Request, ctx: RouteContext<()>) -> Result<Response> {
@@ -76,14 +79,15 @@ fn reset_stats(req: Request, ctx: RouteContext<()>) -> Result<Response> {
 
 async fn work(mut req: Request, ctx: RouteContext<()>) -> Result<Response> {
     let now_ms = Date::now().as_millis();
+    let tag = req.headers().get(TAG_HEADER).ok().flatten();
     let cfg = match config::effective(&mut req, &ctx.env).await {
         Ok(cfg) => cfg,
         Err(err) => {
-            isolate::record_invalid();
+            isolate::record_invalid(tag.as_deref());
             return reply::config_error(&config::worker_name(&ctx.env), &err);
         }
     };
-    let verdict = isolate::decide(&cfg.flaky, now_ms)?;
+    let verdict = isolate::decide(&cfg.flaky, now_ms, tag.as_deref())?;
     if verdict.delay_ms() > 0 {
         Delay::from(Duration::from_millis(verdict.delay_ms())).await;
     }

@@ -176,12 +176,25 @@ async fn stats_count_work_requests_only() {
     assert_eq!(
         stats,
         serde_json::json!({"worker": "w1", "requests": 4, "successes": 2, "failures": 0,
-                           "rate_limited": 2, "invalid": 0})
+                           "rate_limited": 2, "invalid": 0, "tags": {}})
     );
     let (_, stats, _) = send(&env, request(Method::Delete, "/stats", &[], None)).await;
     assert_eq!(stats["requests"].as_u64(), Some(0));
     // The rate window was emptied too.
     assert_eq!(status_of(&env, Method::Post, "/service").await, 200);
+    // Work requests with an x-flaky-tag are counted under it as well.
+    let tagged = [("x-flaky-tag", "lab-1-thompson")];
+    assert_eq!(send(&env, request(Method::Post, "/service", &tagged, None)).await.0, 200);
+    assert_eq!(send(&env, request(Method::Post, "/service", &tagged, None)).await.0, 429);
+    let (_, stats, _) = send(&env, request(Method::Get, "/stats", &[], None)).await;
+    assert_eq!(stats["requests"].as_u64(), Some(3));
+    assert_eq!(
+        stats["tags"],
+        serde_json::json!({"lab-1-thompson": {"requests": 2, "successes": 1, "failures": 0,
+                                              "rate_limited": 1, "invalid": 0}})
+    );
+    let (_, stats, _) = send(&env, request(Method::Delete, "/stats", &[], None)).await;
+    assert_eq!(stats["tags"], serde_json::json!({}));
 }
 
 /// `worker::Delay` calls `setTimeout` and expects the numeric id workerd returns; Node returns a

@@ -6,7 +6,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use magnetar_e2e::{Learner, Stack, TestBed, artifacts_dir, fleet_failing, node_bin, repo_root};
+use magnetar_e2e::{
+    DownstreamSpec, Learner, Stack, TestBed, artifacts_dir, fleet_failing, free_port, node_bin,
+    repo_root,
+};
 use serde_json::{Value, json};
 
 /// How long one page script may run.
@@ -39,18 +42,45 @@ fn page_script(config: &Value) -> Command {
     command
 }
 
-/// The prototype's profile set with the sliders, round robin against Thompson sampling with
-/// single attempts, 1,500 requests each. The band arithmetic is in page.mjs, which checks it
-/// (round robin 3.33% ± 1.5 points, Thompson at least 6% and 2.5 points above); this test checks
-/// the figures it reports once more and that the screenshot exists.
+/// How the compare test's downstreams are configured on their own (their Worker variables): the
+/// page's controls must start from exactly this.
+fn configured() -> Vec<Value> {
+    vec![
+        json!({ "mode": "All_fail", "percentage_fail": 100, "delay_ms": 0 }),
+        json!({ "mode": "percentage_fail", "percentage_fail": 35, "delay_ms": 20 }),
+        json!({ "mode": "percentage_fail", "percentage_fail": 90, "delay_ms": 0 }),
+    ]
+}
+
+/// The controls show each downstream's own configuration on load; then the prototype's profile
+/// set with the sliders, round robin against Thompson sampling interleaved with single attempts,
+/// 1,500 requests each; then a change of the controls applies to the next requests of both. The
+/// band arithmetic is in page.mjs, which checks it (round robin 3.33% ± 1.5 points, Thompson at
+/// least 6% and 2.5 points above), with the charts, the posteriors and the interleaving; this test
+/// checks the figures it reports once more and that the screenshot exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_shows_thompson_sampling_beating_round_robin_on_the_prototype_profile() {
     let learner = Learner::start("browser-learner", &["--mode", "embedded"]);
-    let stack = Stack::start("browser", &fleet_failing(&[0, 0, 0]), &learner_vars(&learner));
+    let fleet: Vec<DownstreamSpec> = configured()
+        .into_iter()
+        .enumerate()
+        .map(|(i, behaviour)| DownstreamSpec {
+            name: format!("downstream-{}", i + 1),
+            behaviour,
+            external_url: None,
+        })
+        .collect();
+    let stack = Stack::start("browser", &fleet, &learner_vars(&learner));
     let bed = TestBed::start(&stack.router_url, &learner.url);
     let artifacts = artifacts_dir("browser");
-    let config =
-        json!({ "mode": "compare", "url": bed.url, "artifacts": artifacts, "requests": 1500 });
+    let config = json!({
+        "mode": "compare",
+        "url": bed.url,
+        "artifacts": artifacts,
+        "requests": 1500,
+        "learner": learner.url,
+        "configured": configured(),
+    });
     let output = tokio::task::spawn_blocking(move || page_script(&config).output())
         .await
         .expect("join")
@@ -69,7 +99,14 @@ async fn page_shows_thompson_sampling_beating_round_robin_on_the_prototype_profi
         .expect("the page script prints its figures");
     let rr = figures["round_robin"].as_f64().expect("round robin rate");
     let ts = figures["thompson"].as_f64().expect("thompson rate");
-    println!("page: round robin {:.2}%, thompson {:.2}%", rr * 100.0, ts * 100.0);
+    println!(
+        "page: round robin {:.2}%, thompson {:.2}% (interleaved, 3 in flight each); \
+         fixed rate 8/s achieved {:.2}/s per strategy; All_fail applied from request {}",
+        rr * 100.0,
+        ts * 100.0,
+        figures["achieved_rps"].as_f64().unwrap_or(0.0),
+        figures["fail_from"]
+    );
     assert!((rr - 1.0 / 30.0).abs() <= 0.015, "round robin {rr}");
     assert!(ts >= 0.06 && ts >= rr + 0.025, "thompson {ts} vs round robin {rr}");
     assert!(artifacts.join("test-bed.png").is_file(), "screenshot saved");
@@ -78,20 +115,32 @@ async fn page_shows_thompson_sampling_beating_round_robin_on_the_prototype_profi
     )
     .expect("exported JSON parses");
     assert_eq!(exported["lanes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(exported["settings"]["interleaved"], true);
+    assert_eq!(exported["settings"]["shape"]["concurrency"], 3);
     drop(bed);
     drop(stack);
     drop(learner);
 }
 
-/// A running comparison loses its router, then the learner: the page must say so visibly (and
-/// stop the run) rather than leave a chart that silently stops moving.
+/// A downstream whose configuration cannot be read gets a visible fallback note; a running
+/// comparison loses its learner (the router still up: the run goes on, the posteriors are marked
+/// stale), then its router (the run stops); a page opened with the router down says so. The page
+/// must say each visibly rather than leave a chart that silently stops moving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_reports_a_stopped_router_and_learner() {
     let mut learner = Learner::start("outage-learner", &["--mode", "embedded"]);
-    let mut stack = Stack::start("outage", &fleet_failing(&[0, 0, 0]), &learner_vars(&learner));
+    let mut fleet = fleet_failing(&[0, 0]);
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    fleet.push(DownstreamSpec::external("downstream-3", &nobody));
+    let mut stack = Stack::start("outage", &fleet, &learner_vars(&learner));
     let bed = TestBed::start(&stack.router_url, &learner.url);
     let artifacts = artifacts_dir("browser");
-    let config = json!({ "mode": "outage", "url": bed.url, "artifacts": artifacts });
+    let config = json!({
+        "mode": "outage",
+        "url": bed.url,
+        "artifacts": artifacts,
+        "unreachable": "downstream-3",
+    });
     let stderr_log = artifacts.join("page-outage.stderr");
     let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
     let child = page_script(&config)
@@ -127,12 +176,13 @@ async fn page_reports_a_stopped_router_and_learner() {
     };
 
     wait_for("READY_FOR_OUTAGE");
-    stack.stop_router();
-    writeln!(stdin, "router-stopped").expect("write to page script");
-    wait_for("ROUTER_MESSAGE_OK");
     learner.service.stop();
     writeln!(stdin, "learner-stopped").expect("write to page script");
     wait_for("LEARNER_MESSAGE_OK");
+    stack.stop_router();
+    writeln!(stdin, "router-stopped").expect("write to page script");
+    wait_for("ROUTER_MESSAGE_OK");
+    wait_for("LOAD_MESSAGE_OK");
     drop(stdin);
     let status = page.0.wait().expect("page script exit");
     assert!(
@@ -141,5 +191,6 @@ async fn page_reports_a_stopped_router_and_learner() {
         std::fs::read_to_string(&stderr_log).unwrap_or_default()
     );
     assert!(artifacts.join("test-bed-router-stopped.png").is_file());
+    assert!(artifacts.join("test-bed-router-down-at-load.png").is_file());
     drop(bed);
 }

@@ -25,11 +25,16 @@ fn copy_artifacts(from: &std::path::Path, name: &str) {
     }
 }
 
-/// The prototype's profile (100% / 100% / 90% failures) with three attempts on distinct
-/// downstreams: a request succeeds exactly when its attempt on downstream-3 does, so every lane
-/// that retries on another server succeeds with probability 10%: Binomial(300, 0.1), sd 1.7
-/// points; the band 3% to 17% is 4 sd wide on each side. HAProxy's unobserved backup copies may
-/// retry downstream-3 twice (up to 27%), so it only gets the lower bound.
+/// The prototype's profile (100% / 100% / 90% failures) with three attempts, the lanes interleaved
+/// at the default concurrency (3 per lane, what the page does). Every request fails on
+/// downstream-1 and downstream-2, so a lane that retries uses (nearly) all three tries: at least
+/// 2.5 attempts per request for every lane, HAProxy and nginx included (a peer that does not retry
+/// fails this), and a first-attempt success below 20% (at most 10% in expectation: only
+/// downstream-3 succeeds; Binomial(300, 0.1) has sd 1.7 points). With distinct downstreams (the
+/// router) a request succeeds exactly when its try on downstream-3 does: 10%, band 3% to 17%, 4 sd
+/// on each side. The peers may try downstream-3 twice (HAProxy's redispatch avoids only the last
+/// server; both list backup copies), up to 27%, so they get a wider band; how often they repeat a
+/// downstream is measured per request and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
     // The downstreams' own settings do not matter: every request carries the scenario's header.
@@ -50,8 +55,6 @@ async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
         "haproxy,nginx",
         "--requests",
         requests.as_str(),
-        "--concurrency",
-        "6",
         "--start-stack",
         "never",
         "--no-progress",
@@ -70,14 +73,20 @@ async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
     }
 
     let table = fs::read_to_string(out.join("table.md")).expect("table.md");
-    assert!(table.contains("scenario prototype (3 downstreams), 300 requests per lane"), "{table}");
+    assert!(
+        table.contains(
+            "scenario prototype (3 downstreams), 300 requests per lane, lanes interleaved, concurrency 3 per lane"
+        ),
+        "{table}"
+    );
+    assert!(table.contains("| repeat tries |"), "{table}");
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
     assert_eq!(rows.len(), 1 + LANES.len(), "header and one row per lane:\n{table}");
     for (row, label) in
         rows[1..].iter().zip(["round_robin", "thompson", "haproxy (peer)", "nginx (peer)"])
     {
         assert!(row.starts_with(&format!("| {label} |")), "row {row:?} is not {label}");
-        assert_eq!(row.matches('|').count(), 10, "nine columns: {row}");
+        assert_eq!(row.matches('|').count(), 11, "ten columns: {row}");
     }
 
     let report: Value =
@@ -88,6 +97,16 @@ async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
         serde_json::json!(["downstream-1", "downstream-2", "downstream-3"])
     );
     assert_eq!(report["max_attempts"], 3);
+    assert_eq!(report["schema"], 2);
+    assert_eq!(report["load"]["concurrency"], 3, "the page's concurrency per lane by default");
+    // The peers' tuning is recorded with the results.
+    let tuning = &report["peer_tuning"];
+    assert_eq!(tuning["haproxy_error_limit"], 1, "{tuning}");
+    assert_eq!(tuning["haproxy_rise"], 3, "{tuning}");
+    assert_eq!(tuning["haproxy_fastinter_ms"], 10_000, "{tuning}");
+    assert_eq!(tuning["nginx_max_fails"], 10, "{tuning}");
+    assert_eq!(tuning["nginx_fail_timeout_s"], 5, "{tuning}");
+    assert_eq!(tuning["backups"], true, "{tuning}");
     assert!(report["definitions"]["success"].as_str().is_some_and(|d| d.contains("below 500")));
     for label in LANES {
         let lane = lane(&report, label);
@@ -114,14 +133,53 @@ async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
             let attempts = sample["attempts"].as_u64().unwrap_or(99);
             assert!((1..=3).contains(&attempts), "{label}: attempts {attempts} in {sample}");
         }
+        let peer = lane["kind"] == "peer";
         let rate = s["success_rate"].as_f64().expect("success rate");
-        let upper = if label == "haproxy" { 0.35 } else { 0.17 };
+        let upper = if peer { 0.35 } else { 0.17 };
         assert!((0.03..=upper).contains(&rate), "{label}: success {rate:.3} outside 3%..{upper}");
+        let per_request = s["attempts_per_request"].as_f64().expect("attempts per request");
+        assert!(per_request >= 2.5, "{label}: {per_request:.2} attempts per request: no retries?");
+        let first = s["first_attempt_success_rate"].as_f64().expect("first-attempt success");
+        assert!(first < 0.2, "{label}: first-attempt success {first:.3}");
+        // Peers report the downstream of every try, and how often a retry went back to one.
+        if peer {
+            for sample in samples {
+                let tried = sample["tried"].as_array().expect("tries of a peer request");
+                assert_eq!(
+                    tried.len() as u64,
+                    sample["attempts"].as_u64().unwrap_or(0),
+                    "{sample}"
+                );
+            }
+            assert!(s["repeat_try_rate"].as_f64().is_some(), "{label}: repeat tries measured");
+        } else {
+            assert!(s["repeat_try_rate"].is_null(), "{label}: the router does not report tries");
+        }
         println!(
-            "{label}: success {:.1}%, {:.2} attempts/request",
+            "{label}: success {:.1}%, first-attempt {:.1}%, {per_request:.2} attempts/request, \
+             repeat tries {}",
             rate * 100.0,
-            s["attempts_per_request"]
+            first * 100.0,
+            s["repeat_try_rate"]
+                .as_f64()
+                .map_or("–".to_owned(), |r| format!("{:.1}%", r * 100.0))
         );
+    }
+
+    // Interleaved: request i of every lane left at the same moment.
+    let sent = |label: &str| -> Vec<f64> {
+        let mut by_index: Vec<(u64, f64)> = lane(&report, label)["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .map(|x| (x["index"].as_u64().unwrap_or(0), x["sent_ms"].as_f64().unwrap_or(-1.0)))
+            .collect();
+        by_index.sort_by_key(|(i, _)| *i);
+        by_index.into_iter().map(|(_, t)| t).collect()
+    };
+    let first_lane = sent(LANES[0]);
+    for label in &LANES[1..] {
+        assert_eq!(sent(label), first_lane, "{label}: request i left with round i of every lane");
     }
 
     let summary_csv = fs::read_to_string(out.join("summary.csv")).expect("summary.csv");

@@ -19,6 +19,12 @@ for (const lane of report.lanes) {
   for (const f of exact) if (page[f] !== lab[f]) differ(f, page[f], lab[f]);
   for (const f of close) if (Math.abs(page[f] - lab[f]) > 1e-6 * Math.max(1, Math.abs(lab[f]))) differ(f, page[f], lab[f]);
   for (const f of latency) if (Math.abs(page[f] / lab[f] - 1) > 0.0101) differ(f, page[f], lab[f]);
+  if (page.repeat_tries !== lab.repeat_tries) differ("repeat_tries", page.repeat_tries, lab.repeat_tries);
+  const rtPage = page.repeat_try_rate;
+  const rtLab = lab.repeat_try_rate;
+  if ((rtPage === null) !== (rtLab === null) || (rtPage !== null && Math.abs(rtPage - rtLab) > 1e-9)) {
+    differ("repeat_try_rate", rtPage, rtLab);
+  }
   for (const f of ["traffic_share", "arm_success_rate"]) {
     const a = page[f];
     const b = lab[f];

@@ -159,7 +159,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn record(&mut self, verdict: &Verdict) {
+    pub(super) fn record(&mut self, verdict: &Verdict) {
         self.requests += 1;
         match verdict {
             Verdict::Success { .. } => self.successes += 1,

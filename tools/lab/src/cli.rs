@@ -12,8 +12,12 @@ use crate::scenario::Scenario;
 use crate::serve::ServeConfig;
 use crate::{latency, report, run, serve, stack};
 
-/// Default concurrency of `run`.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default concurrency of `run`, requests in flight per lane: what the test-bed page does with its
+/// default two strategies, whose requests share the browser's 6 connections to the router (3 per
+/// lane). The lab has no such limit: with more lanes it keeps 3 per lane, where the page would
+/// have to queue.
+pub const BROWSER_CONNECTIONS_PER_HOST: usize = 6;
+pub const DEFAULT_CONCURRENCY: usize = BROWSER_CONNECTIONS_PER_HOST / 2;
 /// Default requests per lane.
 pub const DEFAULT_REQUESTS: usize = 1000;
 
@@ -72,10 +76,12 @@ pub struct RunArgs {
     /// Requests per lane.
     #[arg(long, default_value_t = DEFAULT_REQUESTS)]
     pub requests: usize,
-    /// Requests in flight at all times (as fast as the lane answers) [default: 8].
+    /// Requests in flight per lane (as fast as the lanes answer; lanes run interleaved, a new
+    /// round leaves when every lane answered one) [default: 3, as the page's two strategies].
     #[arg(long, conflicts_with = "rate")]
     pub concurrency: Option<usize>,
-    /// Fixed request rate, requests per second, open loop (the flaky-load-balancer harness: 10).
+    /// Fixed request rate per lane, requests per second, open loop (the flaky-load-balancer
+    /// harness: 10).
     #[arg(long)]
     pub rate: Option<f64>,
     /// Attempts per request, 1 = single attempt (default: the router's budget, 3).
@@ -100,6 +106,12 @@ pub struct RunArgs {
     /// HAProxy: consecutive failed requests that take a server out [default: 1].
     #[arg(long)]
     pub haproxy_error_limit: Option<u32>,
+    /// HAProxy: successful `/ping` checks that bring a server back [default: 3].
+    #[arg(long)]
+    pub haproxy_rise: Option<u32>,
+    /// HAProxy: check interval while a server is down or changing state, ms [default: 10000].
+    #[arg(long)]
+    pub haproxy_fastinter_ms: Option<u64>,
     /// nginx: failures within the fail timeout that take a server out [default: 10].
     #[arg(long)]
     pub nginx_max_fails: Option<u32>,
@@ -167,11 +179,17 @@ impl RunArgs {
         let defaults = PeerTuning::default();
         let peer_tuning = PeerTuning {
             haproxy_error_limit: self.haproxy_error_limit.unwrap_or(defaults.haproxy_error_limit),
+            haproxy_rise: self.haproxy_rise.unwrap_or(defaults.haproxy_rise),
+            haproxy_fastinter_ms: self
+                .haproxy_fastinter_ms
+                .unwrap_or(defaults.haproxy_fastinter_ms),
             nginx_max_fails: self.nginx_max_fails.unwrap_or(defaults.nginx_max_fails),
             nginx_fail_timeout_s: self.nginx_fail_timeout.unwrap_or(defaults.nginx_fail_timeout_s),
             backups: !self.no_peer_backups,
-            ..defaults
         };
+        if peer_tuning.haproxy_rise == 0 || peer_tuning.haproxy_fastinter_ms == 0 {
+            bail!("--haproxy-rise and --haproxy-fastinter-ms must be at least 1");
+        }
         if peer_tuning.haproxy_error_limit == 0 || peer_tuning.nginx_max_fails == 0 {
             bail!(
                 "passive failure detection needs --haproxy-error-limit and --nginx-max-fails of at least 1"

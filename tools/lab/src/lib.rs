@@ -10,7 +10,7 @@
 //! - [`metrics`]: the definitions (success, first-attempt success, score, regret, ...);
 //! - [`peers`]: HAProxy and nginx configured and started on loopback;
 //! - [`stack`]: finding the running stack, or starting one;
-//! - [`run`]: one comparison, lane after lane; [`report`]: table, JSON, CSV, SVG;
+//! - [`run`]: one comparison, lanes interleaved; [`report`]: table, JSON, CSV, SVG;
 //! - [`latency`]: the router's added latency (`magnetar-lab latency`);
 //! - [`serve`]: the page's server; [`cli`]: the command line; [`process`]: child process groups.
 

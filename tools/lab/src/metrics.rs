@@ -21,6 +21,11 @@
 //! - **traffic share** and **per-downstream success**: attempts (and successful attempts) each
 //!   downstream counted itself during the lane (`GET /stats` before and after), over all
 //!   attempts. When the counters cannot be read, the share of final attempts instead.
+//! - **repeat tries** (peers): tries of a request that went to a downstream this request had
+//!   already tried, over all retries (tries after the first). Measured per request from the
+//!   downstreams each try reached (nginx's `$upstream_addr`, HAProxy's per-try log); the router
+//!   never repeats (magnetar-core's attempt plan vetoes tried downstreams) and names only the
+//!   final downstream, so Magnetar lanes report none.
 //! - **rolling success** (charts only): success rate over the last [`ROLLING_WINDOW`] requests.
 //!
 //! The core's pseudo-regret (which needs the downstream of every attempt) is not reported: the
@@ -63,12 +68,22 @@ pub struct Sample {
     /// Transport error, when no answer arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The downstream each try reached, in order, when the lane reports it (peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tried: Option<Vec<String>>,
 }
 
 impl Sample {
     /// Whether the request succeeded on its first attempt.
     pub fn first_attempt_success(&self) -> bool {
         self.success && self.attempts == 1
+    }
+
+    /// Tries that reached a downstream this request had already tried (`None` when unknown).
+    pub fn repeat_tries(&self) -> Option<u64> {
+        let tried = self.tried.as_ref()?;
+        let repeats = tried.iter().enumerate().filter(|(i, d)| tried[..*i].contains(d)).count();
+        Some(repeats as u64)
     }
 }
 
@@ -102,6 +117,10 @@ pub struct Summary {
     pub traffic_share_source: String,
     /// Successful attempts over attempts per downstream (from the counters; empty without them).
     pub arm_success_rate: Vec<f64>,
+    /// Tries that went back to a downstream the request had already tried, and their share of
+    /// all retries; `None` when the lane does not report the downstream of every try.
+    pub repeat_tries: Option<u64>,
+    pub repeat_try_rate: Option<f64>,
     /// Requests that got no answer.
     pub errors: u64,
     /// Wall time of the lane, seconds, and the request rate achieved.
@@ -161,6 +180,17 @@ pub fn summarize(
         }
     };
     let duration_ms = samples.iter().map(|s| s.sent_ms + s.latency_ms).fold(0.0, f64::max);
+    let known: Vec<&Sample> = samples.iter().filter(|s| s.tried.is_some()).collect();
+    let (repeat_tries, repeat_try_rate) = if known.is_empty() {
+        (None, None)
+    } else {
+        let repeats: u64 = known.iter().filter_map(|s| s.repeat_tries()).sum();
+        let retries: u64 = known
+            .iter()
+            .map(|s| s.tried.as_ref().map_or(0, |t| t.len() as u64).saturating_sub(1))
+            .sum();
+        (Some(repeats), Some(ratio(repeats, retries)))
+    };
     Summary {
         requests: core.requests,
         successes: core.successes,
@@ -176,6 +206,8 @@ pub fn summarize(
         traffic_share,
         traffic_share_source: source.to_owned(),
         arm_success_rate,
+        repeat_tries,
+        repeat_try_rate,
         errors: samples.iter().filter(|s| s.error.is_some()).count() as u64,
         duration_s: duration_ms / 1000.0,
         throughput_rps: if duration_ms > 0.0 {
@@ -233,6 +265,7 @@ mod tests {
             worker: format!("downstream-{}", 1 + index % 2),
             oracle: 0.5,
             error: None,
+            tried: None,
         }
     }
 
@@ -282,6 +315,24 @@ mod tests {
             .collect();
         // In index order the successes are true, true, false, true.
         assert_eq!(rolling_success(&samples, 2), vec![1.0, 1.0, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn repeat_tries_count_tries_that_went_back_to_a_tried_downstream() {
+        let tried = |names: &[&str]| Some(names.iter().map(|n| (*n).to_owned()).collect());
+        let mut a = sample(0, false, 3, 1.0);
+        a.tried = tried(&["downstream-1", "downstream-2", "downstream-1"]);
+        let mut b = sample(1, true, 2, 1.0);
+        b.tried = tried(&["downstream-2", "downstream-1"]);
+        let mut c = sample(2, true, 1, 1.0);
+        c.tried = tried(&["downstream-2"]);
+        assert_eq!(a.repeat_tries(), Some(1));
+        let s = summarize(&[a, b, c], &fleet(), None);
+        // One repeat among 3 retries (2 of request 0, 1 of request 1).
+        assert_eq!(s.repeat_tries, Some(1));
+        assert!((s.repeat_try_rate.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        let router = summarize(&[sample(0, true, 3, 1.0)], &fleet(), None);
+        assert_eq!((router.repeat_tries, router.repeat_try_rate), (None, None));
     }
 
     #[test]

@@ -2,10 +2,15 @@
 //! started by the lab on loopback in front of the same downstream fleet, each with the settings
 //! that suit this job best:
 //!
-//! - **retry on failure to another server, at most `max_attempts` tries in all** (3 unless the run
-//!   lowers it, exactly the router's budget), on connection errors, timeouts and 5xx; nginx also
-//!   retries 429, which HAProxy's `retry-on` cannot express. POSTs are retried (the downstreams are
-//!   idempotent test origins), as the router does.
+//! - **retry on failure, at most `max_attempts` tries in all** (3 unless the run lowers it,
+//!   exactly the router's budget), on connection errors, timeouts and 5xx; nginx also retries 429,
+//!   which HAProxy's `retry-on` cannot express. POSTs are retried (the downstreams are idempotent
+//!   test origins), as the router does. Unlike the router, neither guarantees a different
+//!   downstream on every try: HAProxy's `option redispatch 1` moves each retry away from the
+//!   server of the previous try only, so a third try may go back to the first; nginx skips the
+//!   servers it already tried, but the backup copies below are other entries of the same
+//!   downstreams. The lab records the downstream of every try and reports how many retries went
+//!   back to a downstream the request had already tried (`repeat_tries`).
 //! - **passive failure detection**: a server that keeps failing real requests is taken out for a
 //!   while. HAProxy: `observe layer7` with `error-limit` consecutive errors and `on-error
 //!   mark-down`; health checks on `/ping` (never flaky) bring it back after `rise` checks. nginx:
@@ -19,19 +24,29 @@
 //!   request its `request_deadline_ms`.
 //! - round robin as the base balancing algorithm (the default of both).
 //!
-//! Both forward the client's headers, `x-flaky-config` included, so the scenario reaches the
-//! downstreams unchanged. How many attempts each request took: nginx reports every tried server in
-//! `$upstream_addr` (returned in a response header); HAProxy has no sample fetch for it, so the
-//! lab reads its log (`%rc` retries per request id) from HAProxy's stdout.
+//! Both forward the client's headers, `x-flaky-config` and `x-flaky-tag` included, so the scenario
+//! reaches the downstreams unchanged and they count the lane's attempts. Which downstream each try
+//! reached: nginx reports every tried server in `$upstream_addr` (returned in a response header);
+//! HAProxy has no sample fetch for it, so each of its servers points at a "tap", a `listen`
+//! section of the same HAProxy on an abstract unix socket that forwards to the downstream and logs
+//! one line per try (request id, downstream, status); the lab reads that log from HAProxy's
+//! stdout. The tap is an in-process hop without retries or checks of its own; it adds well under a
+//! millisecond per try.
 //!
 //! The tuning values ([`PeerTuning`]) are defaults of the command line and are written into the
-//! results, so that anyone can check whether other values do better. The defaults won a sweep on
-//! the ten-downstream tiers with three attempts (1,000 requests, concurrency 8; success rate):
-//! HAProxy `error-limit` 1: 96.0%, 3: 91.8%, 10: 84.8%; nginx `max_fails`/`fail_timeout` 10/5 s:
-//! 89.4%, 10/30 s: 88.9%, 3/5 s: 83.6%, 1/5 s: 83.5%, 1/30 s: 82.4%. With single attempts
-//! HAProxy does better with `error-limit` 3 (83.8% against 45.7%), and nginx detects nothing at
-//! all: it does not count the 5xx of a request's last try as a failure, so with one try it is
-//! round robin whatever `max_fails` says.
+//! results, so that anyone can check whether other values do better. How long a passive ejection
+//! lasts is a time, so the best values depend on the request rate. The defaults won a sweep on the
+//! ten-downstream tiers with three attempts at 7 requests per second per lane, about the pace of
+//! the README's interleaved runs of every strategy (1,000 requests, success rate; one run each,
+//! sd about 1 point): HAProxy `error-limit`/`rise`/`fastinter` 1/3/10 s: 90.3%, 1/5/10 s: 91.0%,
+//! 2/3/10 s: 89.8%, 1/2/5 s: 89.2%, 1/2/1 s: 86.4%, 1/3/30 s: 85.6%, 3/2/5 s: 80.5% (round robin's
+//! figure: three consecutive errors hardly ever happen with retries in between); the shorter of
+//! the two best (a server that recovers is back sooner). nginx `max_fails`/`fail_timeout` 10/5 s:
+//! 93.7%, 10/30 s: 92.7%, 3/30 s: 88.5%, 1/30 s: 87.3%. An earlier sweep with lanes one after
+//! another at concurrency 8 (hundreds of requests per second) had HAProxy 1/2/1 s at 96.0%: at that
+//! pace a one-second ejection spans hundreds of requests. With single attempts nginx detects
+//! nothing at all: it does not count the 5xx of a request's last try as a failure, so with one try
+//! it is round robin whatever `max_fails` says.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,8 +82,8 @@ impl Default for PeerTuning {
     fn default() -> Self {
         PeerTuning {
             haproxy_error_limit: 1,
-            haproxy_rise: 2,
-            haproxy_fastinter_ms: 1000,
+            haproxy_rise: 3,
+            haproxy_fastinter_ms: 10_000,
             nginx_max_fails: 10,
             nginx_fail_timeout_s: 5,
             backups: true,
@@ -141,27 +156,46 @@ pub struct PeerSettings {
     pub tuning: PeerTuning,
 }
 
-/// What HAProxy logged about one request.
+/// A line of HAProxy's log, in the formats the lab configures.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HaproxyLogLine {
-    pub id: String,
-    /// Retries (the first attempt not counted).
-    pub retries: u32,
-    pub server: String,
-    pub status: u16,
+pub enum HaproxyLogLine {
+    /// `lab <id> <[+]retries> <server> <status>`: a request is over.
+    Request { id: String, retries: u32, server: String, status: u16 },
+    /// `tap <downstream> <status> <id>`: one try reached a downstream.
+    Try { id: String, downstream: String, status: u16 },
 }
 
-/// Parses `lab <id> <[+]retries> <server> <status>` (the log format the lab configures).
+/// Parses one line of HAProxy's log; `None` for anything else (warnings, health checks).
 pub fn parse_haproxy_log(line: &str) -> Option<HaproxyLogLine> {
     let mut parts = line.split_whitespace();
-    if parts.next()? != "lab" {
-        return None;
+    match parts.next()? {
+        "lab" => {
+            // Requests without a lab request id (the readiness probe) are not a lane's.
+            let id = parts.next().filter(|id| *id != "-")?.to_owned();
+            let retries = parts.next()?.trim_start_matches('+').parse().ok()?;
+            let server = parts.next()?.to_owned();
+            let status = parts.next()?.parse().unwrap_or(0);
+            Some(HaproxyLogLine::Request { id, retries, server, status })
+        }
+        "tap" => {
+            let downstream = parts.next()?.to_owned();
+            let status = parts.next()?.parse().unwrap_or(0);
+            let id = parts.next().filter(|id| *id != "-")?.to_owned();
+            Some(HaproxyLogLine::Try { id, downstream, status })
+        }
+        _ => None,
     }
-    let id = parts.next()?.to_owned();
-    let retries = parts.next()?.trim_start_matches('+').parse().ok()?;
-    let server = parts.next()?.to_owned();
-    let status = parts.next()?.parse().unwrap_or(0);
-    Some(HaproxyLogLine { id, retries, server, status })
+}
+
+/// What HAProxy logged about one request: its tries in order, and the final line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HaproxyRequest {
+    /// Downstream of each try, in order.
+    pub tried: Vec<String>,
+    /// Retries HAProxy counted (`%rc`), once the request is over.
+    pub retries: Option<u32>,
+    /// Server of the final try, as HAProxy names it (`downstream-3-backup`, `fleet/<NOSRV>`).
+    pub server: String,
 }
 
 /// Attempts nginx made, from `$upstream_addr` (`"127.0.0.1:8801, 127.0.0.1:8803"`; ` : `
@@ -181,16 +215,48 @@ pub fn nginx_addrs(upstream_addr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The abstract unix socket of HAProxy's tap for downstream `i` (unique per HAProxy port).
+fn tap_socket(port: u16, i: usize) -> String {
+    format!("abns@magnetar-lab-{port}-tap-{i}")
+}
+
 /// HAProxy's configuration.
 pub fn haproxy_config(port: u16, s: &PeerSettings) -> String {
     let t = &s.tuning;
-    let mut servers: String =
-        s.downstreams.iter().map(|(name, addr)| format!("  server {name} {addr}\n")).collect();
+    let mut servers: String = s
+        .downstreams
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("  server {name} {}\n", tap_socket(port, i)))
+        .collect();
     if t.backups {
         servers.push_str("  # the same downstreams, undetected, while every server above is out\n");
-        for (name, addr) in &s.downstreams {
-            servers.push_str(&format!("  server {name}-backup {addr} backup no-check\n"));
+        for (i, (name, _)) in s.downstreams.iter().enumerate() {
+            servers.push_str(&format!(
+                "  server {name}-backup {} backup no-check\n",
+                tap_socket(port, i)
+            ));
         }
+    }
+    let mut taps = String::new();
+    for (i, (name, addr)) in s.downstreams.iter().enumerate() {
+        taps.push_str(&format!(
+            "
+# tap: one log line per try that reaches {name}; no retries, no checks of its own
+listen tap-{i}
+  bind {socket}
+  retries 0
+  retry-on none
+  no option redispatch
+  timeout server {tap_timeout}ms
+  unique-id-format %[req.hdr({REQUEST_ID_HEADER})]
+  http-request set-log-level silent unless {{ req.hdr({REQUEST_ID_HEADER}) -m found }}
+  log-format \"tap {name} %ST %ID\"
+  server {name} {addr}
+",
+            socket = tap_socket(port, i),
+            tap_timeout = s.attempt_timeout_ms + 1000,
+        ));
     }
     format!(
         "# Generated by magnetar-lab: HAProxy in front of the lab's flaky fleet.
@@ -208,7 +274,8 @@ defaults
   timeout client 60s
   timeout http-request 10s
   timeout server {attempt}ms
-  # at most {max} tries: the first plus {retries} retries, each on another server
+  # at most {max} tries: the first plus {retries} retries; each retry avoids the previous try's
+  # server only (redispatch), so a third try may go back to the first
   retries {retries}
   option redispatch 1
   retry-on conn-failure empty-response response-timeout 500 502 503 504
@@ -227,7 +294,7 @@ backend fleet
   http-check send meth GET uri /ping ver HTTP/1.1 hdr host localhost
   # passive failure detection on real traffic; /ping (never flaky) brings a server back
   default-server check inter 2s fastinter {fastinter}ms downinter {fastinter}ms rise {rise} fall 3 observe layer7 error-limit {limit} on-error mark-down
-{servers}",
+{servers}{taps}",
         attempt = s.attempt_timeout_ms,
         max = s.max_attempts,
         retries = s.max_attempts.saturating_sub(1),
@@ -286,7 +353,8 @@ http {{
       proxy_connect_timeout {CONNECT_TIMEOUT_MS}ms;
       proxy_send_timeout {attempt}ms;
       proxy_read_timeout {attempt}ms;
-      # at most {max} tries, each on another server, also for POST
+      # at most {max} tries, also for POST; nginx skips servers already tried, but a backup
+      # entry is another server with the same address
       proxy_next_upstream error timeout http_500 http_502 http_503 http_504 http_429 non_idempotent;
       proxy_next_upstream_tries {max};
       proxy_next_upstream_timeout {deadline}ms;
@@ -310,7 +378,8 @@ pub struct Peer {
     group: Group,
     /// HAProxy's log lines (HAProxy only).
     log_lines: Option<mpsc::Receiver<String>>,
-    log: HashMap<String, HaproxyLogLine>,
+    /// What HAProxy logged so far, per request id.
+    requests: HashMap<String, HaproxyRequest>,
     /// `host:port` → downstream name.
     pub addr_names: HashMap<String, String>,
 }
@@ -347,27 +416,37 @@ impl Peer {
             .await
             .with_context(|| format!("{} (config {})", kind, config.display()))?;
         let addr_names = s.downstreams.iter().map(|(n, a)| (a.clone(), n.clone())).collect();
-        Ok(Peer { kind, url, dir, group, log_lines, log: HashMap::new(), addr_names })
+        Ok(Peer { kind, url, dir, group, log_lines, requests: HashMap::new(), addr_names })
     }
 
-    /// HAProxy's log line for request `id`, waiting up to `wait` for it to arrive.
-    pub fn haproxy_log(&mut self, id: &str, wait: Duration) -> Option<HaproxyLogLine> {
+    /// What HAProxy logged per request id, once `expected` requests are over (or `wait` has
+    /// passed: requests whose line is missing then have what arrived so far).
+    pub fn haproxy_requests(
+        &mut self,
+        expected: usize,
+        wait: Duration,
+    ) -> &HashMap<String, HaproxyRequest> {
         let deadline = Instant::now() + wait;
-        loop {
-            if let Some(line) = self.log.remove(id) {
-                return Some(line);
-            }
-            let rx = self.log_lines.as_ref()?;
+        let over = |r: &HashMap<String, HaproxyRequest>| {
+            r.values().filter(|q| q.retries.is_some()).count()
+        };
+        while over(&self.requests) < expected {
+            let Some(rx) = self.log_lines.as_ref() else { break };
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(text) => {
-                    if let Some(line) = parse_haproxy_log(&text) {
-                        self.log.insert(line.id.clone(), line);
-                    }
+            let Ok(text) = rx.recv_timeout(left) else { break };
+            match parse_haproxy_log(&text) {
+                Some(HaproxyLogLine::Try { id, downstream, .. }) => {
+                    self.requests.entry(id).or_default().tried.push(downstream);
                 }
-                Err(_) => return None,
+                Some(HaproxyLogLine::Request { id, retries, server, .. }) => {
+                    let request = self.requests.entry(id).or_default();
+                    request.retries = Some(retries);
+                    request.server = server;
+                }
+                None => {}
             }
         }
+        &self.requests
     }
 
     /// The peer's log tail (for error messages).
@@ -404,11 +483,32 @@ mod tests {
 
     #[test]
     fn haproxy_log_lines_parse() {
-        let line = parse_haproxy_log("lab thompson-12 +2 downstream-3 200").unwrap();
-        assert_eq!(line.retries, 2);
-        assert_eq!(line.server, "downstream-3");
-        assert_eq!(line.status, 200);
-        assert_eq!(parse_haproxy_log("lab x 0 fleet/<NOSRV> 503").unwrap().retries, 0);
+        assert_eq!(
+            parse_haproxy_log("lab thompson-12 +2 downstream-3 200"),
+            Some(HaproxyLogLine::Request {
+                id: "thompson-12".into(),
+                retries: 2,
+                server: "downstream-3".into(),
+                status: 200
+            })
+        );
+        assert!(matches!(
+            parse_haproxy_log("lab x 0 fleet/<NOSRV> 503"),
+            Some(HaproxyLogLine::Request { retries: 0, .. })
+        ));
+        // The readiness probe has no request id: it must not count as a lane's request.
+        assert!(parse_haproxy_log("lab - 0 fleet/<NOSRV> 200").is_none());
+        assert_eq!(
+            parse_haproxy_log("tap downstream-2 500 haproxy-7"),
+            Some(HaproxyLogLine::Try {
+                id: "haproxy-7".into(),
+                downstream: "downstream-2".into(),
+                status: 500
+            })
+        );
+        // A try without a request id (a health check) is not a lane's.
+        assert!(parse_haproxy_log("tap downstream-2 200 -").is_none());
+        assert!(parse_haproxy_log("tap downstream-2 200").is_none());
         assert!(parse_haproxy_log("[WARNING] something").is_none());
     }
 
@@ -426,14 +526,54 @@ mod tests {
     fn configs_carry_the_budget_and_every_server() {
         let h = haproxy_config(9000, &settings());
         assert!(h.contains("retries 2\n"));
-        assert!(h.contains("server downstream-2 127.0.0.1:8802"));
+        // Every server goes through its downstream's tap, which logs each try.
+        assert!(h.contains("server downstream-2 abns@magnetar-lab-9000-tap-1\n"));
+        assert!(h.contains("listen tap-1\n  bind abns@magnetar-lab-9000-tap-1\n  retries 0\n"));
+        assert!(h.contains("  server downstream-2 127.0.0.1:8802\n"));
+        assert!(h.contains("log-format \"tap downstream-2 %ST %ID\""));
         assert!(h.contains("timeout server 2000ms"));
         let n = nginx_config(9001, &settings(), Path::new("/tmp/x"));
         assert!(n.contains("proxy_next_upstream_tries 3;"));
         assert!(n.contains("server 127.0.0.1:8801 max_fails=10 fail_timeout=5s;"));
         assert!(n.contains("server 127.0.0.1:8801 max_fails=0 backup;"));
-        assert!(h.contains("server downstream-1-backup 127.0.0.1:8801 backup no-check"));
+        assert!(
+            h.contains("server downstream-1-backup abns@magnetar-lab-9000-tap-0 backup no-check")
+        );
         assert!(n.contains("listen 127.0.0.1:9001;"));
+    }
+
+    /// The generated files pass the installed HAProxy's and nginx's own checks (skipped where
+    /// they are not installed; the e2e lab test runs them for real).
+    #[test]
+    fn generated_configs_pass_the_installed_checkers() {
+        let dir = process::scratch_dir("config-check").unwrap();
+        if process::is_executable(Path::new(PeerKind::Haproxy.binary())) {
+            let file = dir.join("haproxy.conf");
+            fs::write(&file, haproxy_config(46999, &settings())).unwrap();
+            let out = Command::new(PeerKind::Haproxy.binary())
+                .arg("-c")
+                .arg("-f")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        if process::is_executable(Path::new(PeerKind::Nginx.binary())) {
+            let file = dir.join("nginx.conf");
+            fs::write(&file, nginx_config(46998, &settings(), &dir)).unwrap();
+            let out = Command::new(PeerKind::Nginx.binary())
+                .arg("-t")
+                .arg("-p")
+                .arg(&dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

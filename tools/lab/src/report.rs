@@ -18,8 +18,9 @@ use crate::load::LoadShape;
 use crate::metrics::{self, DownstreamCount, ROLLING_WINDOW, Sample, Summary};
 use crate::scenario::Scenario;
 
-/// Version of the `results.json` layout.
-pub const RESULTS_SCHEMA: u32 = 1;
+/// Version of the `results.json` layout (2: lanes interleaved, per-lane tags, tries and repeat
+/// tries).
+pub const RESULTS_SCHEMA: u32 = 2;
 
 /// One measured lane.
 #[derive(Clone, Debug, Serialize)]
@@ -30,6 +31,8 @@ pub struct LaneReport {
     /// Route the router learned on (Magnetar lanes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// The `x-flaky-tag` the downstreams counted this lane's attempts under.
+    pub tag: String,
     pub summary: Summary,
     /// Work requests each downstream counted during the lane (`GET /stats`), when they could be
     /// read: the traffic share, and an independent check of the attempts column.
@@ -66,11 +69,13 @@ pub fn definitions(success_definition: &str) -> BTreeMap<String, String> {
     [
         ("success", format!("the router's definition: {success_definition}. HAProxy's and nginx's final status is classified with the same function; a request with no answer is a failure")),
         ("first_attempt_success", "the request succeeded with a single attempt".to_owned()),
-        ("attempts_per_request", "attempts over requests (router: x-magnetar-attempts; nginx: $upstream_status; HAProxy: its log), checked against the downstreams' own counters".to_owned()),
+        ("attempts_per_request", "attempts over requests (router: x-magnetar-attempts; nginx: $upstream_addr; HAProxy: its log, one line per try), checked against the downstreams' own counters of the lane's x-flaky-tag".to_owned()),
+        ("repeat_tries", "peers only: tries that went to a downstream the request had already tried, over all retries (tries after the first); from nginx's $upstream_addr and HAProxy's per-try log. The router never repeats a downstream within a request (magnetar-core's attempt plan vetoes tried ones) and names only the final one, so Magnetar lanes report none".to_owned()),
+        ("interleaving", "lanes run interleaved: request i of every lane leaves at the same moment with the same fleet behaviour, each lane with the same concurrency (requests in flight per lane; a new round leaves when every lane answered one) or the same rate per lane".to_owned()),
         ("best_guess_score", format!("successes minus every attempt beyond the {}rd of a request", metrics::FREE_ATTEMPTS)),
         ("latency", "p50 and p99 of client-observed latency of every request, log-bucketed histogram with 1% precision (magnetar-core metrics), ms".to_owned()),
         ("realized_regret", "sum over requests of (probability that an oracle trying the best downstreams of the scenario in force, one distinct downstream per attempt within the same budget, serves the request) minus (1 if the request succeeded, else 0)".to_owned()),
-        ("traffic_share", "attempts each downstream counted itself during the lane over all attempts, in fleet order".to_owned()),
+        ("traffic_share", "attempts each downstream counted itself under the lane's x-flaky-tag over all of the lane's attempts, in fleet order".to_owned()),
         ("rolling_success", format!("success rate over the last {ROLLING_WINDOW} requests, by request index")),
     ]
     .into_iter()
@@ -80,6 +85,11 @@ pub fn definitions(success_definition: &str) -> BTreeMap<String, String> {
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
+}
+
+/// Repeat tries as a percentage, `–` when the lane does not report them.
+pub fn repeat_text(summary: &Summary) -> String {
+    summary.repeat_try_rate.map_or_else(|| "–".to_owned(), pct)
 }
 
 /// Traffic share in fleet order as whole percentages, `33/33/34`.
@@ -93,7 +103,7 @@ pub fn table(report: &RunReport) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "| lane | success | first-attempt success | attempts/req | best-guess score | p50 ms | p99 ms | realized regret | traffic share % ({}) |",
+        "| lane | success | first-attempt success | attempts/req | repeat tries | best-guess score | p50 ms | p99 ms | realized regret | traffic share % ({}) |",
         report
             .fleet
             .iter()
@@ -102,7 +112,7 @@ pub fn table(report: &RunReport) -> String {
             .join("/")
     );
     out.push_str(if errors { " no answer |\n" } else { "\n" });
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|---|");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
     out.push_str(if errors { "--:|\n" } else { "\n" });
     for lane in &report.lanes {
         let s = &lane.summary;
@@ -110,10 +120,11 @@ pub fn table(report: &RunReport) -> String {
             if lane.kind == "peer" { format!("{} (peer)", lane.label) } else { lane.label.clone() };
         let _ = write!(
             out,
-            "| {label} | {} | {} | {:.2} | {} | {:.0} | {:.0} | {:.1} | {} |",
+            "| {label} | {} | {} | {:.2} | {} | {} | {:.0} | {:.0} | {:.1} | {} |",
             pct(s.success_rate),
             pct(s.first_attempt_success_rate),
             s.attempts_per_request,
+            repeat_text(s),
             s.best_guess_score,
             s.latency_p50_ms,
             s.latency_p99_ms,
@@ -131,7 +142,7 @@ pub fn table(report: &RunReport) -> String {
 /// A one-line description of the run, printed above the table.
 pub fn heading(report: &RunReport) -> String {
     format!(
-        "scenario {} ({} downstreams), {} requests per lane, {}, at most {} attempt{} per request",
+        "scenario {} ({} downstreams), {} requests per lane, lanes interleaved, {} per lane, at most {} attempt{} per request",
         report.scenario.name,
         report.fleet.len(),
         report.requests,
@@ -152,7 +163,7 @@ fn csv_field(s: &str) -> String {
 /// `summary.csv`: one row per lane.
 pub fn summary_csv(report: &RunReport) -> String {
     let mut out = String::from(
-        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts,attempts_per_request,best_guess_score,latency_p50_ms,latency_p99_ms,realized_regret,errors",
+        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts,attempts_per_request,repeat_tries,repeat_try_rate,best_guess_score,latency_p50_ms,latency_p99_ms,realized_regret,errors",
     );
     for name in &report.fleet {
         let _ = write!(out, ",share_{}", csv_field(name));
@@ -162,7 +173,7 @@ pub fn summary_csv(report: &RunReport) -> String {
         let s = &lane.summary;
         let _ = write!(
             out,
-            "{},{},{},{},{:.6},{:.6},{},{:.6},{},{:.3},{:.3},{:.4},{}",
+            "{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{},{:.3},{:.3},{:.4},{}",
             csv_field(&lane.label),
             lane.kind,
             s.requests,
@@ -171,6 +182,8 @@ pub fn summary_csv(report: &RunReport) -> String {
             s.first_attempt_success_rate,
             s.attempts,
             s.attempts_per_request,
+            s.repeat_tries.map(|r| r.to_string()).unwrap_or_default(),
+            s.repeat_try_rate.map(|r| format!("{r:.6}")).unwrap_or_default(),
             s.best_guess_score,
             s.latency_p50_ms,
             s.latency_p99_ms,
@@ -187,13 +200,14 @@ pub fn summary_csv(report: &RunReport) -> String {
 
 /// `samples.csv`: one row per request.
 pub fn samples_csv(report: &RunReport) -> String {
-    let mut out =
-        String::from("lane,index,sent_ms,latency_ms,status,success,attempts,worker,oracle,error\n");
+    let mut out = String::from(
+        "lane,index,sent_ms,latency_ms,status,success,attempts,worker,oracle,error,tried\n",
+    );
     for lane in &report.lanes {
         for s in metrics::by_index(&lane.samples) {
             let _ = writeln!(
                 out,
-                "{},{},{:.3},{:.3},{},{},{},{},{},{}",
+                "{},{},{:.3},{:.3},{},{},{},{},{},{},{}",
                 csv_field(&lane.label),
                 s.index,
                 s.sent_ms,
@@ -203,7 +217,8 @@ pub fn samples_csv(report: &RunReport) -> String {
                 s.attempts,
                 csv_field(&s.worker),
                 s.oracle,
-                csv_field(s.error.as_deref().unwrap_or(""))
+                csv_field(s.error.as_deref().unwrap_or("")),
+                csv_field(&s.tried.as_ref().map(|t| t.join(";")).unwrap_or_default())
             );
         }
     }

@@ -1,11 +1,13 @@
 //! `magnetar-lab run`: one headless comparison.
 //!
-//! Lanes run one after another, each with the same requests, load shape and scenario timeline:
-//! first the chosen Magnetar strategies, then the peers. Each strategy learns on a route of its
-//! own (`/service/lab-<run>-<algo>`): the router keeps learned state per route and the learner
-//! keeps posteriors per route, so no strategy starts from what an earlier lane (or an earlier run)
-//! taught the router. Before and after each lane the downstreams' counters are read, an
-//! independent count of the attempts the lane cost.
+//! Lanes run interleaved ([`crate::load::drive`]): request `i` of every lane (the chosen Magnetar
+//! strategies, then the peers) leaves at the same moment with the same scenario header, with the
+//! same concurrency or rate per lane, as the test-bed page does. Each strategy learns on a route of
+//! its own (`/service/lab-<run>-<algo>`): the router keeps learned state per route and the learner
+//! keeps posteriors per route, so no strategy starts from what another lane (or an earlier run)
+//! taught the router. Every request carries its lane's `x-flaky-tag` (`lab-<run>-<lane>`), and the
+//! downstreams count each lane's attempts under it: an independent count of the attempts each
+//! lane cost, read once the run is over.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -80,34 +82,30 @@ pub fn load_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// Zeroes every downstream's counters; false when one could not be reset.
-async fn reset_counts(client: &reqwest::Client, urls: &[String]) -> bool {
-    let mut all = true;
-    for url in urls {
-        let reset = client.delete(format!("{url}/stats")).send().await;
-        all &= reset.is_ok_and(|r| r.status().is_success());
-    }
-    all
-}
-
-/// Every downstream's counters, in fleet order.
-async fn read_counts(
+/// Each lane's counts from the downstreams' per-tag counters (`GET /stats` → `tags`), in lane
+/// order, each in fleet order; `None` when a downstream could not be read.
+async fn read_tag_counts(
     client: &reqwest::Client,
     names: &[String],
     urls: &[String],
-) -> Option<Vec<DownstreamCount>> {
-    let mut counts = Vec::new();
+    tags: &[String],
+) -> Option<Vec<Vec<DownstreamCount>>> {
+    let mut per_lane: Vec<Vec<DownstreamCount>> = tags.iter().map(|_| Vec::new()).collect();
     for (name, url) in names.iter().zip(urls) {
         let stats: Value =
             client.get(format!("{url}/stats")).send().await.ok()?.json().await.ok()?;
-        counts.push(DownstreamCount {
-            name: name.clone(),
-            requests: stats["requests"].as_u64()?,
-            successes: stats["successes"].as_u64().unwrap_or(0),
-            invalid: stats["invalid"].as_u64().unwrap_or(0),
-        });
+        let by_tag = stats.get("tags")?;
+        for (lane, tag) in tags.iter().enumerate() {
+            let count = |k: &str| by_tag[tag.as_str()][k].as_u64().unwrap_or(0);
+            per_lane[lane].push(DownstreamCount {
+                name: name.clone(),
+                requests: count("requests"),
+                successes: count("successes"),
+                invalid: count("invalid"),
+            });
+        }
     }
-    (counts.len() == names.len()).then_some(counts)
+    (names.len() == urls.len()).then_some(per_lane)
 }
 
 /// Runs the comparison and writes its files.
@@ -242,10 +240,11 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         })
         .collect();
 
-    let mut reports = Vec::new();
+    // Every peer runs for the whole run, since every lane does.
+    let mut peers: Vec<Option<Peer>> = Vec::new();
+    let mut targets = Vec::new();
     for (lane, bar) in lanes.iter().zip(&lane_bars) {
-        let mut peer = None;
-        let (label, url, route) = match lane {
+        let (label, url, route, peer) = match lane {
             LaneKind::Magnetar { algo } => {
                 let route = if opts.fresh_routes {
                     format!("/service/lab-{run_id}-{algo}")
@@ -253,48 +252,64 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
                     "/service".to_owned()
                 };
                 let url = format!("{router}{route}?algo={algo}&max_attempts={max_attempts}");
-                (algo.clone(), url, Some(route))
+                (algo.clone(), url, Some(route), None)
             }
             LaneKind::Peer(kind) => {
                 bar.set_message("starting");
                 let p = Peer::start(&client, *kind, &peer_settings).await?;
                 let url = format!("{}/service", p.url);
-                peer = Some(p);
-                (kind.name().to_owned(), url, None)
+                (kind.name().to_owned(), url, None, Some(p))
             }
         };
-        let target = LaneTarget {
-            label: label.clone(),
-            kind: lane.clone(),
-            url,
-            names: names.clone(),
-            addr_names: peer.as_ref().map(|p| p.addr_names.clone()).unwrap_or_default(),
-            max_attempts,
-        };
-        let counted = reset_counts(&client, &urls).await;
-        let samples = run_lane(&client, &target, &scenario, &headers, opts, bar).await;
-        let mut samples = match samples {
+        targets.push((
+            LaneTarget {
+                tag: format!("lab-{run_id}-{label}"),
+                label,
+                kind: lane.clone(),
+                url,
+                names: names.clone(),
+                addr_names: peer.as_ref().map(|p| p.addr_names.clone()).unwrap_or_default(),
+                max_attempts,
+            },
+            route,
+        ));
+        peers.push(peer);
+    }
+
+    let lane_targets: Vec<LaneTarget> = targets.iter().map(|(t, _)| t.clone()).collect();
+    let samples =
+        match run_lanes(&client, &lane_targets, &scenario, &headers, opts, &lane_bars).await {
             Ok(s) => s,
             Err(e) => {
-                bar.abandon_with_message("stopped");
-                if let Some(p) = &peer {
-                    eprintln!("{} log:\n{}", p.kind, p.log_tail());
+                for (bar, peer) in lane_bars.iter().zip(&peers) {
+                    bar.abandon_with_message("stopped");
+                    if let Some(p) = peer {
+                        eprintln!("{} log:\n{}", p.kind, p.log_tail());
+                    }
                 }
                 return Err(e.into());
             }
         };
-        let counts = if counted { read_counts(&client, &names, &urls).await } else { None };
-        if counts.is_none() && all_local {
-            bars.suspend(|| {
-                eprintln!(
-                    "warning: {label}: the downstreams' counters could not be read; \
-                     traffic share from final attempts"
-                )
-            });
-        }
-        if let Some(p) = peer.as_mut().filter(|p| p.kind == PeerKind::Haproxy) {
+    let tags: Vec<String> = lane_targets.iter().map(|t| t.tag.clone()).collect();
+    let counts =
+        if all_local { read_tag_counts(&client, &names, &urls, &tags).await } else { None };
+    if counts.is_none() && all_local {
+        bars.suspend(|| {
+            eprintln!(
+                "warning: the downstreams' counters could not be read; traffic share from final \
+                 attempts"
+            )
+        });
+    }
+
+    let mut reports = Vec::new();
+    for (i, ((target, route), mut samples)) in targets.into_iter().zip(samples).enumerate() {
+        let label = target.label.clone();
+        let bar = &lane_bars[i];
+        if let Some(p) = peers[i].as_mut().filter(|p| p.kind == PeerKind::Haproxy) {
             fill_from_haproxy_log(p, &label, &mut samples);
         }
+        let counts = counts.as_ref().map(|c| c[i].clone());
         let invalid: u64 = counts.iter().flatten().map(|c| c.invalid).sum();
         if invalid > 0 {
             bar.abandon_with_message("invalid");
@@ -317,14 +332,15 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         }
         reports.push(LaneReport {
             label,
-            kind: if peer.is_some() { "peer".into() } else { "magnetar".into() },
+            kind: if peers[i].is_some() { "peer".into() } else { "magnetar".into() },
             route,
+            tag: target.tag,
             summary,
             downstream_counts: counts,
             samples,
         });
-        drop(peer);
     }
+    drop(peers);
 
     let report = RunReport {
         schema: RESULTS_SCHEMA,
@@ -350,54 +366,64 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     Ok(RunOutput { report, dir, files })
 }
 
-async fn run_lane(
+async fn run_lanes(
     client: &reqwest::Client,
-    target: &LaneTarget,
+    targets: &[LaneTarget],
     scenario: &Scenario,
     headers: &[String],
     opts: &RunOptions,
-    bar: &ProgressBar,
-) -> Result<Vec<Sample>, LaneError> {
-    bar.reset_elapsed();
-    bar.set_message("");
+    bars: &[ProgressBar],
+) -> Result<Vec<Vec<Sample>>, LaneError> {
+    for bar in bars {
+        bar.reset_elapsed();
+        bar.set_message("");
+    }
     let total = opts.requests;
-    let (client, target, scenario, headers) =
-        (client.clone(), target.clone(), scenario.clone(), headers.to_vec());
-    let send = move |index: usize, sent_ms: f64| {
+    let (client, targets, scenario, headers) =
+        (client.clone(), targets.to_vec(), scenario.clone(), headers.to_vec());
+    let send = move |lane: usize, index: usize, sent_ms: f64| {
         let (client, target, scenario, headers) =
-            (client.clone(), target.clone(), scenario.clone(), headers.clone());
+            (client.clone(), targets[lane].clone(), scenario.clone(), headers.clone());
         async move { target.send(&client, &scenario, &headers, index, total, sent_ms).await }
     };
-    let mut done = 0usize;
-    let mut ok = 0usize;
-    load::drive(total, opts.shape, send, |s| {
-        done += 1;
-        ok += usize::from(s.success);
-        bar.inc(1);
-        if done % 10 == 0 || done == total {
-            bar.set_message(format!("success {:.1}%", ok as f64 * 100.0 / done as f64));
+    let mut done = vec![0usize; bars.len()];
+    let mut ok = vec![0usize; bars.len()];
+    load::drive(total, bars.len(), opts.shape, send, |lane, s| {
+        done[lane] += 1;
+        ok[lane] += usize::from(s.success);
+        bars[lane].inc(1);
+        if done[lane] % 10 == 0 || done[lane] == total {
+            bars[lane].set_message(format!(
+                "success {:.1}%",
+                ok[lane] as f64 * 100.0 / done[lane] as f64
+            ));
         }
     })
     .await
 }
 
-/// Fills attempts (and the server, when the response did not name it) from HAProxy's log.
+/// Fills each request's tries (and attempts, and the final server when the response did not name
+/// it) from HAProxy's log: one `tap` line per try, one `lab` line per request.
 fn fill_from_haproxy_log(peer: &mut Peer, label: &str, samples: &mut [Sample]) {
+    let answered = samples.iter().filter(|s| s.error.is_none()).count();
+    let log = peer.haproxy_requests(answered, Duration::from_secs(5));
     let mut missing = 0;
     for s in samples.iter_mut().filter(|s| s.error.is_none()) {
-        let wait = if missing > 3 { Duration::ZERO } else { Duration::from_secs(3) };
-        match peer.haproxy_log(&load::request_id(label, s.index), wait) {
-            Some(line) => {
-                let served = !line.server.contains("<NOSRV>");
-                s.attempts = if served { line.retries + 1 } else { 0 };
-                if s.worker.is_empty() && served {
-                    s.worker = line.server;
+        match log.get(&load::request_id(label, s.index)) {
+            Some(request) => {
+                s.attempts = request.tried.len() as u32;
+                if s.worker.is_empty() {
+                    s.worker = request.tried.last().cloned().unwrap_or_default();
+                }
+                s.tried = Some(request.tried.clone());
+                if request.retries.is_none() {
+                    missing += 1;
                 }
             }
             None => missing += 1,
         }
     }
     if missing > 0 {
-        eprintln!("warning: haproxy logged no line for {missing} requests; their attempts are 0");
+        eprintln!("warning: haproxy's log is incomplete for {missing} requests of {label}");
     }
 }

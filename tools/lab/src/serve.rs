@@ -1,13 +1,20 @@
 //! `magnetar-lab serve`: the test-bed page's server.
 //!
-//! Serves the page's static files from `test-bed/` (top-level files only), Chart.js from
-//! `node_modules/chart.js/dist/chart.umd.js` at `/vendor/chart.umd.js`, and two JSON documents the
-//! page starts from: `/config.json` (where the router and the learner are, the shared metric
-//! constants) and `/scenarios.json` (the lab's built-in scenarios, so the page's presets are the
-//! lab's). The page itself talks to the router and the learner directly (CORS); the downstreams'
-//! counters (`GET`/`DELETE /stats`, no CORS) it reads through `GET /api/downstreams` and
-//! `POST /api/downstreams/reset`, which this server forwards to every downstream of the router's
-//! fleet (the last fleet read is kept, so counters stay readable while the router is down).
+//! Serves the page's static files from `test-bed/` (top-level files only: the HTML, the style
+//! sheet and the page's ES modules), Chart.js from `node_modules/chart.js/dist/chart.umd.js` at
+//! `/vendor/chart.umd.js`, and two JSON documents the page starts from: `/config.json` (where the
+//! router and the learner are, the shared metric constants) and `/scenarios.json` (the lab's
+//! built-in scenarios, so the page's presets are the lab's). The page itself talks to the router
+//! and the learner directly (CORS); the downstreams (no CORS) it reaches through this server, which
+//! forwards to every downstream of the router's fleet (the last fleet read is kept, so the
+//! downstreams stay readable while the router is down):
+//!
+//! - `GET /api/downstreams`: each downstream's `GET /stats`, overall and per `x-flaky-tag` (the
+//!   page tags each lane of a run and reads its counts from there);
+//! - `GET /api/downstreams/config`: each downstream's `GET /`, its own effective configuration
+//!   (mode, failure percentage, delay, whether it honours overrides), which the page's controls
+//!   start from.
+//!
 //! Files are read on every request: editing the page needs no restart.
 
 use std::future::Future;
@@ -19,7 +26,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::metrics::{FREE_ATTEMPTS, ROLLING_WINDOW};
@@ -60,7 +67,7 @@ pub fn app(config: ServeConfig) -> Router {
         .route("/config.json", get(config_json))
         .route("/scenarios.json", get(scenarios_json))
         .route("/api/downstreams", get(downstream_counts))
-        .route("/api/downstreams/reset", post(reset_downstream_counts))
+        .route("/api/downstreams/config", get(downstream_configs))
         .route("/vendor/chart.umd.js", get(chart_js))
         .route("/{file}", get(static_file))
         .with_state(Arc::new(shared))
@@ -151,19 +158,27 @@ fn unavailable(message: String) -> Response {
         .into_response()
 }
 
-/// `GET /api/downstreams`: every downstream's `/stats`, in fleet order.
+/// `GET url` as JSON, or why not.
+async fn get_json(client: &reqwest::Client, url: String) -> Result<Value, String> {
+    let response = client.get(&url).send().await.map_err(|e| {
+        if e.is_connect() { "connection refused".to_owned() } else { e.to_string() }
+    })?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    response.json().await.map_err(|_| "answered something other than JSON".to_owned())
+}
+
+/// `GET /api/downstreams`: every downstream's `/stats` (with its per-tag counts), in fleet order.
 async fn downstream_counts(State(shared): State<Arc<Shared>>) -> Response {
     let fleet = fleet(&shared).await;
     if fleet.is_empty() {
         return unavailable("the router has not listed a local fleet".into());
     }
+    let reads = fleet.iter().map(|(_, url)| get_json(&shared.client, format!("{url}/stats")));
     let mut out = Vec::new();
-    for (name, url) in fleet {
-        let stats: Option<Value> = match shared.client.get(format!("{url}/stats")).send().await {
-            Ok(r) => r.json().await.ok(),
-            Err(_) => None,
-        };
-        let Some(stats) = stats else {
+    for ((name, url), stats) in fleet.iter().zip(futures_util::future::join_all(reads).await) {
+        let Ok(stats) = stats else {
             return unavailable(format!("{name} at {url} did not answer GET /stats"));
         };
         let count = |k: &str| stats[k].as_u64().unwrap_or(0);
@@ -174,24 +189,30 @@ async fn downstream_counts(State(shared): State<Arc<Shared>>) -> Response {
             "failures": count("failures"),
             "rate_limited": count("rate_limited"),
             "invalid": count("invalid"),
+            "tags": stats.get("tags").cloned().unwrap_or_else(|| json!({})),
         }));
     }
     Json(json!({ "downstreams": out })).into_response()
 }
 
-/// `POST /api/downstreams/reset`: zeroes every downstream's counters.
-async fn reset_downstream_counts(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /api/downstreams/config`: every downstream's own `GET /` (its effective configuration), in
+/// fleet order. A downstream that does not answer gets `"config": null` and an `"error"`; the
+/// page then falls back to a default for it and says so.
+async fn downstream_configs(State(shared): State<Arc<Shared>>) -> Response {
     let fleet = fleet(&shared).await;
     if fleet.is_empty() {
         return unavailable("the router has not listed a local fleet".into());
     }
-    for (name, url) in &fleet {
-        let reset = shared.client.delete(format!("{url}/stats")).send().await;
-        if !reset.is_ok_and(|r| r.status().is_success()) {
-            return unavailable(format!("{name} at {url} did not answer DELETE /stats"));
-        }
-    }
-    Json(json!({ "reset": fleet.len() })).into_response()
+    let reads = fleet.iter().map(|(_, url)| get_json(&shared.client, format!("{url}/")));
+    let out: Vec<Value> = fleet
+        .iter()
+        .zip(futures_util::future::join_all(reads).await)
+        .map(|((name, url), config)| match config {
+            Ok(config) => json!({ "name": name, "url": url, "config": config }),
+            Err(e) => json!({ "name": name, "url": url, "config": null, "error": e }),
+        })
+        .collect();
+    Json(json!({ "downstreams": out })).into_response()
 }
 
 #[cfg(test)]
@@ -204,5 +225,47 @@ mod tests {
         assert_eq!(content_type("index.html"), Some("text/html; charset=utf-8"));
         assert_eq!(content_type("Cargo.toml"), None);
         assert_eq!(content_type("noext"), None);
+    }
+
+    /// Every module of the page is served with a JavaScript type (browsers refuse modules served
+    /// otherwise), and every relative import of one names a file that is served too.
+    #[tokio::test]
+    async fn every_page_module_and_its_imports_are_served_as_javascript() {
+        let dir = crate::stack::repo_root().join("test-bed");
+        let config = ServeConfig {
+            dir: dir.clone(),
+            chart_js: dir.join("index.html"),
+            router: "http://127.0.0.1:9".into(),
+            learner: "http://127.0.0.1:9".into(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let mut modules: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|f| f.ends_with(".js"))
+            .collect();
+        modules.sort();
+        assert!(modules.len() >= 5, "the page is split into modules: {modules:?}");
+        let html = client.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains(r#"<script type="module" src="app.js">"#));
+        for module in &modules {
+            let response = client.get(format!("{base}/{module}")).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{module}");
+            let kind = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+            assert!(kind.starts_with("text/javascript"), "{module}: {kind}");
+            let text = response.text().await.unwrap();
+            for import in text.lines().filter_map(|l| l.split(r#"from "./"#).nth(1)) {
+                let target = import.split('"').next().unwrap();
+                assert!(modules.iter().any(|m| m == target), "{module} imports {target}");
+            }
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }
