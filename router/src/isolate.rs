@@ -197,15 +197,15 @@ pub fn deposit_retry_budget(now_ms: u64) {
 /// Records an attempt in `plan` and says what to do next; a retry must be paid for from the
 /// retry budget when there is one.
 pub fn record_attempt(plan: &mut AttemptPlan, attempt: AttemptRecord, now_ms: u64) -> Next {
-    ISOLATE.with_borrow_mut(|slot| {
-        let Some(budget) = slot.as_mut().and_then(|i| i.retry_budget.as_mut()) else {
-            return plan.record(attempt, now_ms);
-        };
-        let next = plan.record_budgeted(attempt, now_ms, budget);
-        if let Some(isolate) = slot.as_mut().filter(|_| plan.budget_denied()) {
-            isolate.counters.retries_denied += 1;
+    ISOLATE.with_borrow_mut(|slot| match slot {
+        Some(Isolate { retry_budget: Some(budget), counters, .. }) => {
+            let next = plan.record_budgeted(attempt, now_ms, budget);
+            if plan.budget_denied() {
+                counters.retries_denied += 1;
+            }
+            next
         }
-        next
+        _ => plan.record(attempt, now_ms),
     })
 }
 
@@ -214,9 +214,18 @@ pub fn instance_id() -> String {
     with(|isolate| isolate.instance_id.clone())
 }
 
-/// Updates the counters; returns what `f` returns (e.g. a counter's new value).
+/// Updates the counters; returns what `f` returns.
 pub fn count<R: Default>(f: impl FnOnce(&mut Counters) -> R) -> R {
     with(|isolate| f(&mut isolate.counters))
+}
+
+/// Adds one to the counter `field` picks and returns its new value (for [`crate::log`]).
+pub fn tally(field: fn(&mut Counters) -> &mut u64) -> u64 {
+    count(|c| {
+        let counter = field(c);
+        *counter += 1;
+        *counter
+    })
 }
 
 /// Whether `route`'s params are due for a refresh at `now_ms`; if so, marks them refreshed so

@@ -121,10 +121,7 @@ pub fn maybe_refresh_params(
                 isolate::count(|c| c.params_refreshes += 1);
             }
             None => {
-                let failures = isolate::count(|c| {
-                    c.params_refresh_failures += 1;
-                    c.params_refresh_failures
-                });
+                let failures = isolate::tally(|c| &mut c.params_refresh_failures);
                 log::sparse_warn("learner params refresh failed", failures, &url);
             }
         }

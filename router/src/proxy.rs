@@ -162,10 +162,7 @@ async fn choose(
                 isolate::count(|c| c.learner_recommendations += 1);
                 return Some((arm, None));
             }
-            let fallbacks = isolate::count(|c| {
-                c.learner_fallbacks += 1;
-                c.learner_fallbacks
-            });
+            let fallbacks = isolate::tally(|c| &mut c.learner_fallbacks);
             log::sparse_warn(
                 "learner gave no usable recommendation, local fallback",
                 fallbacks,

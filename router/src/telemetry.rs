@@ -92,10 +92,7 @@ pub async fn post(config: TelemetryConfig, record: TelemetryRecord) {
             log::sparse_warn("telemetry records rejected by the rest proxy", rejected, "");
         }
         Delivery::Failed(reason) => {
-            let failed = isolate::count(|c| {
-                c.telemetry_batches_failed += 1;
-                c.telemetry_batches_failed
-            });
+            let failed = isolate::tally(|c| &mut c.telemetry_batches_failed);
             log::sparse_warn("telemetry post failed", failed, &reason);
         }
     }
