@@ -4,7 +4,7 @@
 //! flake. The bands are still chosen as if the seeds were random, with the reasoning next to each
 //! one, so that a change of seeds or of an RNG stream would not turn a sound strategy red.
 
-use magnetar_core::sim::{self, Aggregate, RunResult, Scenario, SimConfig};
+use magnetar_core::sim::{self, Aggregate, RunResult, Scenario, SimConfig, Stat};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
 
 const SEEDS: u64 = 20;
@@ -14,11 +14,19 @@ fn config(max_attempts: u32, points: usize) -> SimConfig {
     SimConfig { requests: REQUESTS, max_attempts, series_points: points, ..SimConfig::default() }
 }
 
-fn runs(scenario: &Scenario, kind: StrategyKind, config: &SimConfig) -> Aggregate {
+/// One run of `kind` per seed.
+fn per_seed(scenario: &Scenario, kind: StrategyKind, config: &SimConfig) -> Vec<RunResult> {
     let params = StrategyParams::default();
-    let runs: Vec<_> =
-        (1..=SEEDS).map(|seed| sim::run_kind(scenario, kind, &params, config, seed)).collect();
-    sim::aggregate(&runs).expect("at least one run")
+    (1..=SEEDS).map(|seed| sim::run_kind(scenario, kind, &params, config, seed)).collect()
+}
+
+/// Means over `runs` (one per seed).
+fn mean_of(runs: &[RunResult]) -> Aggregate {
+    sim::aggregate(runs).expect("at least one run")
+}
+
+fn runs(scenario: &Scenario, kind: StrategyKind, config: &SimConfig) -> Aggregate {
+    mean_of(&per_seed(scenario, kind, config))
 }
 
 #[test]
@@ -55,7 +63,7 @@ fn spread_fleet_regret_is_sublinear_and_below_ucb1() {
     let ucb1 = runs(&scenario, StrategyKind::Ucb1, &config);
     for kind in [StrategyKind::Thompson, StrategyKind::KlUcb] {
         let r = runs(&scenario, kind, &config);
-        let (early, late) = (r.regret_at(2_000), r.regret_at(20_000));
+        let (early, late) = (r.series.regret_at(2_000), r.series.regret_at(20_000));
         eprintln!(
             "{kind}: regret {early:.1} at 2,000, {late:.1} at 20,000; ucb1 {:.1}",
             ucb1.regret.mean
@@ -72,10 +80,7 @@ fn spread_fleet_regret_is_sublinear_and_below_ucb1() {
 fn recovery(r: &RunResult, change: u64, threshold: f64) -> (Option<u64>, f64) {
     let b = r.series.bucket;
     assert_eq!(100 % b, 0, "windows of 100 requests need buckets that divide 100");
-    let window = |from: u64| {
-        let i = (from / b) as usize;
-        r.series.expected_first[i..i + (100 / b) as usize].iter().sum::<f64>() / 100.0
-    };
+    let window = |from: u64| r.series.expected_first_between(from, from + 100);
     let at = (change..REQUESTS - 100)
         .step_by(b as usize)
         .find(|from| window(*from) >= threshold)
@@ -97,18 +102,13 @@ fn abrupt_change_forgetting_strategies_recover_within_500_requests() {
         scenario.downstreams.iter().map(|d| d.success.at(change_ms as f64)).fold(0.0, f64::max);
     assert!((new_oracle - 0.85).abs() < 1e-12);
     let threshold = 0.9 * new_oracle;
-    let params = StrategyParams::default();
-    let per_seed = |kind| -> Vec<(Option<u64>, f64)> {
-        (1..=SEEDS)
-            .map(|seed| {
-                recovery(&sim::run_kind(&scenario, kind, &params, &config, seed), change, threshold)
-            })
-            .collect()
+    let recoveries = |kind| -> Vec<(Option<u64>, f64)> {
+        per_seed(&scenario, kind, &config).iter().map(|r| recovery(r, change, threshold)).collect()
     };
-    let plain = per_seed(StrategyKind::Thompson);
+    let plain = recoveries(StrategyKind::Thompson);
     eprintln!("thompson: recovered after {:?}", plain.iter().map(|r| r.0).collect::<Vec<_>>());
     for kind in [StrategyKind::ThompsonDiscounted, StrategyKind::ThompsonWindow] {
-        let runs = per_seed(kind);
+        let runs = recoveries(kind);
         eprintln!("{kind}: recovered after {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
         // Per run: at least 19 of 20 seeds are back within 500 requests. Measured: all 20
         // (discounted after 200 to 450 requests, sliding window 100 to 250). One seed in twenty
@@ -119,7 +119,7 @@ fn abrupt_change_forgetting_strategies_recover_within_500_requests() {
         // And stays recovered: over requests 400..500 after the change, the mean over seeds is
         // still above the threshold (measured: 81% discounted, 83% sliding window; one seed of
         // discounted dips to 75.9% while it re-explores the fallen downstream).
-        let late = runs.iter().map(|r| r.1).sum::<f64>() / runs.len() as f64;
+        let late = Stat::of(runs.iter().map(|r| r.1)).mean;
         assert!(late >= threshold, "{kind}: {late:.3} over requests 400..500 after the change");
         // Plain Thompson sampling is slower in every seed: its 9,500 observations of a 95%
         // downstream take well over 500 requests of 20% to outweigh (measured: 1,950 to 3,350).
@@ -132,7 +132,7 @@ fn abrupt_change_forgetting_strategies_recover_within_500_requests() {
     // none has), and on the mean it is still far below the threshold over requests 400..500.
     let quick = plain.iter().filter(|r| r.0.is_some_and(|n| n <= 500)).count();
     assert!(quick <= 1, "plain thompson recovered within 500 requests in {quick} seeds");
-    let plain_late = plain.iter().map(|r| r.1).sum::<f64>() / plain.len() as f64;
+    let plain_late = Stat::of(plain.iter().map(|r| r.1)).mean;
     assert!(plain_late < threshold, "plain thompson already at {plain_late:.3}");
 }
 
@@ -144,23 +144,12 @@ fn three_attempts_on_a_50_20_5_fleet_succeed_at_least_99_4_percent() {
     // The retry budget (20% + 10/s) is on, as in production.
     let config = config(3, 200);
     let scenario = Scenario::named("retries", config.duration_ms()).unwrap();
-    let params = StrategyParams::default();
-    let run = |kind| -> Vec<RunResult> {
-        (1..=SEEDS).map(|seed| sim::run_kind(&scenario, kind, &params, &config, seed)).collect()
-    };
-    let ts = run(StrategyKind::Thompson);
-    let rr = run(StrategyKind::RoundRobin);
-    let mean = |runs: &[RunResult], f: fn(&RunResult) -> f64| {
-        runs.iter().map(f).sum::<f64>() / runs.len() as f64
-    };
-    let (ts_rate, rr_rate) = (
-        100.0 * mean(&ts, |r| r.summary.success_rate),
-        100.0 * mean(&rr, |r| r.summary.success_rate),
-    );
-    let (ts_attempts, rr_attempts) = (
-        mean(&ts, |r| r.summary.attempts_per_request),
-        mean(&rr, |r| r.summary.attempts_per_request),
-    );
+    let ts = per_seed(&scenario, StrategyKind::Thompson, &config);
+    let rr = per_seed(&scenario, StrategyKind::RoundRobin, &config);
+    let (ts_mean, rr_mean) = (mean_of(&ts), mean_of(&rr));
+    let (ts_rate, rr_rate) = (100.0 * ts_mean.success_rate.mean, 100.0 * rr_mean.success_rate.mean);
+    let (ts_attempts, rr_attempts) =
+        (ts_mean.attempts_per_request.mean, rr_mean.attempts_per_request.mean);
     eprintln!(
         "3 attempts: thompson {ts_rate:.3}%, {ts_attempts:.3} attempts/request; round robin \
          {rr_rate:.3}%, {rr_attempts:.3}"
@@ -206,30 +195,25 @@ fn rate_limit_aware_strategies_beat_thompson_and_round_robin_on_rate_limited() {
     // V6 (thompson_masked) and V8 (blocking_bandit) learn each limit from its first 429 and pace
     // the downstream to it (measured: 95.3%, regret 14-36 in every seed).
     let scenario = Scenario::named("rate_limited", config(1, 200).duration_ms()).unwrap();
-    let params = StrategyParams::default();
     for max_attempts in [1, 3] {
         let config = config(max_attempts, 200);
-        let per_seed = |kind| -> Vec<RunResult> {
-            (1..=SEEDS).map(|seed| sim::run_kind(&scenario, kind, &params, &config, seed)).collect()
-        };
-        let rr = per_seed(StrategyKind::RoundRobin);
-        let ts = per_seed(StrategyKind::Thompson);
-        let mean = |runs: &[RunResult], f: fn(&RunResult) -> f64| {
-            runs.iter().map(f).sum::<f64>() / runs.len() as f64
-        };
+        let rr = per_seed(&scenario, StrategyKind::RoundRobin, &config);
+        let ts = per_seed(&scenario, StrategyKind::Thompson, &config);
+        let (rr_mean, ts_mean) = (mean_of(&rr), mean_of(&ts));
         let regret = |r: &RunResult| r.summary.regret;
         let success = |r: &RunResult| r.summary.success_rate;
         for kind in [StrategyKind::ThompsonMasked, StrategyKind::BlockingBandit] {
-            let runs = per_seed(kind);
+            let runs = per_seed(&scenario, kind, &config);
+            let runs_mean = mean_of(&runs);
             eprintln!(
                 "{kind}, {max_attempts} attempt(s): regret {:.1} (round robin {:.1}, thompson \
                  {:.1}), success {:.4}% ({:.4}%, {:.4}%)",
-                mean(&runs, regret),
-                mean(&rr, regret),
-                mean(&ts, regret),
-                100.0 * mean(&runs, success),
-                100.0 * mean(&rr, success),
-                100.0 * mean(&ts, success),
+                runs_mean.regret.mean,
+                rr_mean.regret.mean,
+                ts_mean.regret.mean,
+                100.0 * runs_mean.success_rate.mean,
+                100.0 * rr_mean.success_rate.mean,
+                100.0 * ts_mean.success_rate.mean,
             );
             // Against plain Thompson sampling, in every seed: at most half its regret and at
             // least 0.1 point more success (measured: a third of its regret or less, +0.2 point
@@ -265,11 +249,11 @@ fn rate_limit_aware_strategies_beat_thompson_and_round_robin_on_rate_limited() {
                 // (2 requests in 20,000) below round robin's (measured within 0.003 point either
                 // way; the sd of the mean difference is about 0.002 point).
                 assert!(
-                    mean(&runs, regret) < 0.99 * mean(&rr, regret),
+                    runs_mean.regret.mean < 0.99 * rr_mean.regret.mean,
                     "{kind}: regret vs round robin"
                 );
                 assert!(
-                    mean(&runs, success) > mean(&rr, success) - 0.0001,
+                    runs_mean.success_rate.mean > rr_mean.success_rate.mean - 0.0001,
                     "{kind}: success vs round robin"
                 );
             }

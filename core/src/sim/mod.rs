@@ -34,7 +34,7 @@ pub mod model;
 pub mod report;
 pub mod scenario;
 
-pub use report::{Aggregate, aggregate};
+pub use report::{Aggregate, Stat, aggregate};
 pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
 
 use model::DownstreamState;

@@ -97,18 +97,20 @@ impl Aggregate {
     pub fn cumulative_regret(&self) -> Vec<f64> {
         cumulative(&self.series.regret)
     }
+}
 
+impl Series {
     /// Cumulative regret after the first `requests` requests (rounded down to a bucket).
     pub fn regret_at(&self, requests: u64) -> f64 {
-        let buckets = (requests / self.series.bucket.max(1)) as usize;
-        self.series.regret.iter().take(buckets).sum()
+        let buckets = (requests / self.bucket.max(1)) as usize;
+        self.regret.iter().take(buckets).sum()
     }
 
     /// Mean success probability of first choices over requests `from..to` (bucket-aligned).
     pub fn expected_first_between(&self, from: u64, to: u64) -> f64 {
-        let b = self.series.bucket.max(1);
+        let b = self.bucket.max(1);
         let (i, j) = ((from / b) as usize, (to / b) as usize);
-        let sum: f64 = self.series.expected_first.iter().take(j).skip(i).sum();
+        let sum: f64 = self.expected_first.iter().take(j).skip(i).sum();
         sum / ((j.saturating_sub(i)) as u64 * b).max(1) as f64
     }
 }
