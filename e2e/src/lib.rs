@@ -79,11 +79,6 @@ impl Service {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    /// The process id (also the process group id).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Sends `signal` (e.g. "KILL", "TERM") to the whole process group.
     pub fn signal_group(&self, signal: &str) {
         let _ = Command::new("kill")
@@ -328,8 +323,7 @@ impl Stack {
 
         let mut services = Vec::new();
         let mut urls = Vec::new();
-        let bound = !manifest.router.also_hosts.is_empty();
-        for d in manifest.downstreams.iter().filter(|_| !bound) {
+        for d in &manifest.downstreams {
             services.push(wrangler_dev(&d.name, d, &dir));
             urls.push((d.name.clone(), format!("http://127.0.0.1:{}", d.port)));
         }
@@ -350,7 +344,8 @@ impl Stack {
         self.services.iter().map(|s| format!("--- {}\n{}", s.name, s.log_tail())).collect()
     }
 
-    /// The router isolate's `/_magnetar/state` (counters and posteriors).
+    /// The router isolate's `/_magnetar/state` (counters and posteriors); read a counter of it
+    /// with [`counter`].
     pub async fn router_state(&self, client: &reqwest::Client) -> Value {
         let url = format!("{}/_magnetar/state", self.router_url);
         client.get(url).send().await.expect("router state").json().await.expect("json")
@@ -364,9 +359,9 @@ impl Stack {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let state = self.router_state(client).await;
-            let counter = |name: &str| state["counters"][name].as_u64().unwrap_or(0);
-            let settled =
-                counter("telemetry_batches_sent") + counter("telemetry_batches_failed") >= requests;
+            let settled = counter(&state, "telemetry_batches_sent")
+                + counter(&state, "telemetry_batches_failed")
+                >= requests;
             if settled || Instant::now() > deadline {
                 return state;
             }
@@ -465,6 +460,11 @@ pub async fn drive(
         out.push(t.await.expect("request task"));
     }
     out
+}
+
+/// Counter `name` of a router's `/_magnetar/state` ([`Stack::router_state`]); 0 when absent.
+pub fn counter(state: &Value, name: &str) -> u64 {
+    state["counters"][name].as_u64().unwrap_or(0)
 }
 
 /// Fraction of successes.

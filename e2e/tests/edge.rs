@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use magnetar_e2e::{DownstreamSpec, Stack, drive, fleet_failing, shares, success_rate};
+use magnetar_e2e::{DownstreamSpec, Stack, counter, drive, fleet_failing, shares, success_rate};
 use serde_json::{Value, json};
 
 const NAMES: [&str; 3] = ["downstream-1", "downstream-2", "downstream-3"];
@@ -346,7 +346,7 @@ async fn a_configured_retry_budget_caps_retries() {
     let rate = success_rate(&observed);
     assert!(rate < 0.65, "success {rate:.3}: most failed first attempts were not retried");
     let state = stack.router_state(&client).await;
-    let denied = state["counters"]["retries_denied"].as_u64().unwrap_or(0);
+    let denied = counter(&state, "retries_denied");
     assert!(denied >= 150, "retries denied {denied}: {state}");
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use magnetar_e2e::{Broker, Learner, Stack, drive, fleet_failing, success_rate};
+use magnetar_e2e::{Broker, Learner, Stack, counter, drive, fleet_failing, success_rate};
 use serde_json::Value;
 
 fn client() -> reqwest::Client {
@@ -74,7 +74,7 @@ async fn learner_strategy_converges_through_embedded_ingest() {
     let fallbacks = first.iter().filter(|o| o.fallback.is_some()).count();
     assert!(fallbacks <= 20, "{fallbacks} of 2,000 requests fell back to the local strategy");
     let state = stack.router_state(&client).await;
-    let recommended = state["counters"]["learner_recommendations"].as_u64().unwrap_or(0);
+    let recommended = counter(&state, "learner_recommendations");
     assert!(recommended >= 1980, "learner recommendations {recommended}: {state}");
 
     let rest = drive(&client, &stack.router_url, "algo=learner&max_attempts=1", 8000, 4).await;
@@ -89,12 +89,12 @@ async fn learner_strategy_converges_through_embedded_ingest() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 5, 1).await;
     let state = stack.router_state(&client).await;
-    let refreshes = state["counters"]["params_refreshes"].as_u64().unwrap_or(0);
+    let refreshes = counter(&state, "params_refreshes");
     assert!(refreshes >= 1, "{state}");
     // The Thompson family's /params refresh runs at most once per PARAMS_REFRESH_MS (500 ms)
     // per route, however many requests arrive (here more than 10,000).
     let allowed = began.elapsed().as_millis() as u64 / 500 + 1;
-    let fetched = refreshes + state["counters"]["params_refresh_failures"].as_u64().unwrap_or(0);
+    let fetched = refreshes + counter(&state, "params_refresh_failures");
     assert!(fetched <= allowed, "{fetched} /params fetches in {:?}: {state}", began.elapsed());
     let arms =
         state["strategies"]["/service"]["thompson"]["arms"].as_array().cloned().unwrap_or_default();
@@ -178,9 +178,8 @@ async fn v3_telemetry_with_basic_auth_from_router_secrets() {
     let observed = drive(&client, &stack.router_url, "algo=learner&max_attempts=1", 500, 4).await;
     assert!(observed.iter().all(|o| o.status == 200 || o.status == 502));
     let state = stack.router_state_settled(&client, 500).await;
-    let counter = |name: &str| state["counters"][name].as_u64().unwrap_or(0);
-    assert_eq!(counter("telemetry_batches_sent"), 500, "{state}");
-    assert_eq!(counter("telemetry_batches_failed"), 0, "{state}");
+    assert_eq!(counter(&state, "telemetry_batches_sent"), 500, "{state}");
+    assert_eq!(counter(&state, "telemetry_batches_failed"), 0, "{state}");
     assert_eq!(wait_applied(&client, &learner, 500).await, 500, "every v3 record was learned");
 
     let wrong =
@@ -257,12 +256,15 @@ async fn a_garbage_learner_is_ignored() {
     assert!(observed.iter().all(|o| o.success && o.status == 200), "retries cover the dead worker");
     assert!(observed.iter().all(|o| o.fallback.as_deref() == Some("thompson")));
     let state = stack.router_state_settled(&client, 200).await;
-    let counter = |name: &str| state["counters"][name].as_u64().unwrap_or(0);
-    assert_eq!(counter("learner_recommendations"), 0, "{state}");
-    let attempts = counter("attempts");
-    assert_eq!(counter("learner_fallbacks"), attempts, "every attempt fell back: {state}");
-    assert_eq!(counter("telemetry_batches_sent"), 0, "no garbage answer counts as stored: {state}");
-    assert_eq!(counter("telemetry_batches_failed"), 200, "{state}");
+    assert_eq!(counter(&state, "learner_recommendations"), 0, "{state}");
+    let attempts = counter(&state, "attempts");
+    assert_eq!(counter(&state, "learner_fallbacks"), attempts, "every attempt fell back: {state}");
+    assert_eq!(
+        counter(&state, "telemetry_batches_sent"),
+        0,
+        "no garbage answer counts as stored: {state}"
+    );
+    assert_eq!(counter(&state, "telemetry_batches_failed"), 200, "{state}");
 }
 
 /// The Kafka path: router → learner `--mode bridge` (REST proxy v2 → Kafka) → tansu → learner
@@ -321,15 +323,16 @@ async fn kafka_path_converges_and_survives_sigkill() {
     observed.extend(drive(&client, &stack.router_url, query, 4000, 4).await);
 
     // The REST proxy dies: telemetry posts fail in the background, the learner still answers.
-    let settled = stack.router_state_settled(&client, 6000).await;
-    let failed_before = settled["counters"]["telemetry_batches_failed"].as_u64().unwrap_or(0);
+    let settled = stack.router_state_settled(&client, observed.len() as u64).await;
+    let failed_before = counter(&settled, "telemetry_batches_failed");
     drop(bridge);
     let proxy_down = drive(&client, &stack.router_url, query, 500, 4).await;
     assert_outage_is_invisible("REST proxy killed", &proxy_down, 0.05);
     let fell_back = proxy_down.iter().filter(|o| o.fallback.is_some()).count();
     assert!(fell_back <= 10, "the learner is up: {fell_back} of 500 fell back");
-    let state = stack.router_state_settled(&client, 6500).await;
-    let failed = state["counters"]["telemetry_batches_failed"].as_u64().unwrap_or(0);
+    let state =
+        stack.router_state_settled(&client, (observed.len() + proxy_down.len()) as u64).await;
+    let failed = counter(&state, "telemetry_batches_failed");
     assert!(failed >= failed_before + 490, "telemetry to a dead proxy fails: {state}");
     observed.extend(proxy_down);
     let _bridge = Learner::start_on("bridge-restarted", bridge_port, &bridge_args);
@@ -337,11 +340,11 @@ async fn kafka_path_converges_and_survives_sigkill() {
 
     let total = observed.len() as u64;
     let state = stack.router_state_settled(&client, total).await;
-    let counter = |name: &str| state["counters"][name].as_u64().unwrap_or(0);
-    let (sent, failed) = (counter("telemetry_batches_sent"), counter("telemetry_batches_failed"));
+    let (sent, failed) =
+        (counter(&state, "telemetry_batches_sent"), counter(&state, "telemetry_batches_failed"));
     assert_eq!(sent + failed, total, "every request posted one batch: {state}");
     assert!(failed <= 520, "only batches of the outage failed: {state}");
-    assert_eq!(counter("telemetry_records_rejected"), 0, "{state}");
+    assert_eq!(counter(&state, "telemetry_records_rejected"), 0, "{state}");
     let applied = wait_applied(&client, &consumer, sent).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = consumer.stats(&client).await;

@@ -400,7 +400,8 @@ pub struct Process {
     pub also_hosts: Vec<PathBuf>,
 }
 
-/// What [`gen_local`] wrote: the downstream Workers, then the router.
+/// What [`gen_local`] wrote: the downstream Workers that run as processes of their own, then the
+/// router (which hosts the downstreams itself with [`Reach::ServiceBindings`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
     pub downstreams: Vec<Process>,
@@ -515,17 +516,17 @@ pub fn gen_local(
     let secrets: String =
         options.router_secrets.iter().map(|(k, v)| format!("{k}={}\n", toml_string(v))).collect();
     write(&out.join("router").join(".dev.vars"), &secrets)?;
-    let router = Process {
+    let mut router = Process {
         name: "magnetar-router".into(),
         port: file.router_port,
         inspector_port: file.router_port + INSPECTOR_OFFSET,
         config,
-        also_hosts: if bound {
-            downstreams.iter().map(|d| d.config.clone()).collect()
-        } else {
-            Vec::new()
-        },
+        also_hosts: Vec::new(),
     };
+    if bound {
+        // The router's `wrangler dev` runs them: no process, port or inspector of their own.
+        router.also_hosts = downstreams.drain(..).map(|d| d.config).collect();
+    }
     Ok(Manifest { downstreams, router })
 }
 

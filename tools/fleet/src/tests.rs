@@ -193,8 +193,12 @@ fn service_bindings_put_the_downstreams_beside_the_router() {
     let file = FleetFile::parse(GOOD).unwrap();
     let options = LocalOptions { reach: Reach::ServiceBindings, ..LocalOptions::default() };
     let manifest = gen_local(&file, Path::new("/repo"), &out, &options).unwrap();
-    let hosted: Vec<_> = manifest.downstreams.iter().map(|d| d.config.clone()).collect();
+    let hosted: Vec<_> = ["downstream-1", "downstream-2"]
+        .iter()
+        .map(|name| out.join(name).join("wrangler.toml"))
+        .collect();
     assert_eq!(manifest.router.also_hosts, hosted);
+    assert!(manifest.downstreams.is_empty(), "the router hosts them: no process of their own");
     let router = fs::read_to_string(&manifest.router.config).unwrap();
     assert!(
         router.contains(r#"{\"name\":\"downstream-1\",\"service\":\"DOWNSTREAM_1\"}"#),
