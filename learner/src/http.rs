@@ -112,8 +112,19 @@ pub fn app(state: AppState) -> Router {
 
 /// A JSON error answer.
 fn error(status: StatusCode, error_code: u32, message: impl Into<String>) -> Response {
+    error_as(status, "application/json", error_code, message)
+}
+
+/// A JSON error answer (`{"error_code", "message"}`) with `content_type`, as the produce APIs
+/// give theirs.
+pub(crate) fn error_as(
+    status: StatusCode,
+    content_type: &'static str,
+    error_code: u32,
+    message: impl Into<String>,
+) -> Response {
     let body = json!({"error_code": error_code, "message": message.into()});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
 }
 
 async fn not_found(

@@ -195,10 +195,14 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
 /// Whether a `Content-Type` value is one the produce API accepts: the v2 JSON embedded format
 /// or plain JSON, with any parameters (`; charset=utf-8`).
 pub fn accepts_content_type(value: Option<&str>) -> bool {
+    content_type_is(value, &[magnetar_core::telemetry::CONTENT_TYPE_V2_JSON, "application/json"])
+}
+
+/// Whether a `Content-Type` value is one of `accepted`, ignoring case and parameters.
+pub fn content_type_is(value: Option<&str>, accepted: &[&str]) -> bool {
     let Some(value) = value else { return false };
     let essence = value.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case(magnetar_core::telemetry::CONTENT_TYPE_V2_JSON)
-        || essence.eq_ignore_ascii_case("application/json")
+    accepted.iter().any(|a| essence.eq_ignore_ascii_case(a))
 }
 
 #[cfg(test)]

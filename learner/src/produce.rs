@@ -17,10 +17,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse};
-use serde_json::json;
 use tracing::{debug, warn};
 
-use crate::http::{AppState, Ingest, now_ms};
+use crate::http::{self, AppState, Ingest, now_ms};
 use crate::ingest::{self, BatchEntry, RecordError, Stored};
 use crate::state::Applied;
 use crate::v3::{self, Delivery, PayloadSize, V3Record, V3RecordError, V3Result};
@@ -43,8 +42,7 @@ impl Refusal {
         state.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
         state.counters.error(self.kind);
         debug!(kind = self.kind, code = self.error_code, message = %self.message, "produce request rejected");
-        let body = json!({"error_code": self.error_code, "message": self.message});
-        (self.status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
+        http::error_as(self.status, content_type, self.error_code, self.message)
     }
 }
 
@@ -67,8 +65,8 @@ pub async fn require_basic_auth(
     response
 }
 
-/// Checks shared by both APIs: a produce API in this mode, and the topic.
-fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), Refusal> {
+/// Checked first by both APIs: this mode has a produce API.
+fn check_ingest(state: &AppState, code: u32) -> Result<(), Refusal> {
     if matches!(state.ingest, Ingest::Refuse) {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -80,6 +78,11 @@ fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), Refusal> 
             ),
         ));
     }
+    Ok(())
+}
+
+/// Checked by both APIs: the topic is the one this learner serves.
+fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), Refusal> {
     if topic != &*state.topic {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -154,6 +157,7 @@ async fn v2_records(
     headers: &HeaderMap,
     request: Request,
 ) -> Result<Vec<ProduceOffset>, Refusal> {
+    check_ingest(state, ingest::CODE_UNKNOWN_TOPIC)?;
     check_topic(state, topic, ingest::CODE_UNKNOWN_TOPIC)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if !ingest::accepts_content_type(content_type) {
@@ -236,7 +240,8 @@ async fn v3_records(
     headers: &HeaderMap,
     request: Request,
 ) -> Result<Vec<Result<Delivery, V3RecordError>>, Refusal> {
-    if !matches!(state.ingest, Ingest::Refuse) && cluster_id != &*state.cluster_id {
+    check_ingest(state, 404)?;
+    if cluster_id != &*state.cluster_id {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "unknown_cluster",
@@ -249,8 +254,7 @@ async fn v3_records(
     }
     check_topic(state, topic, 404)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let essence = content_type.and_then(|v| v.split(';').next()).unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case(v3::CONTENT_TYPE) {
+    if !ingest::content_type_is(content_type, &[v3::CONTENT_TYPE]) {
         return Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -267,33 +271,34 @@ async fn v3_records(
         let status = StatusCode::from_u16(e.error_code()).unwrap_or(StatusCode::BAD_REQUEST);
         Refusal::new(status, e.kind(), u32::from(e.error_code()), e.to_string())
     })?;
-    let batch: Vec<BatchEntry> = entries
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|r| BatchEntry {
-            key: r.key.clone(),
-            partition: r.partition,
-            record: Ok(r.record.clone()),
+    // The valid records go to the store; each slot keeps what its delivery report needs.
+    let mut batch = Vec::with_capacity(entries.len());
+    let slots: Vec<Result<(Option<usize>, usize), V3RecordError>> = entries
+        .into_iter()
+        .map(|entry| {
+            let V3Record { key, partition, record, key_size, value_size } = entry?;
+            batch.push(BatchEntry { key, partition, record: Ok(record) });
+            Ok((key_size, value_size))
         })
         .collect();
     let mut stored = store(state, batch).await.into_iter();
     let timestamp = v3::rfc3339(now_ms());
-    let delivery = |r: V3Record, at: Stored| Delivery {
+    let delivery = |(key_size, value_size): (Option<usize>, usize), at: Stored| Delivery {
         error_code: 200,
         cluster_id: state.cluster_id.to_string(),
         topic_name: topic.to_owned(),
         partition_id: at.partition,
         offset: at.offset,
         timestamp: timestamp.clone(),
-        key: r.key_size.map(PayloadSize::json),
-        value: PayloadSize::json(r.value_size),
+        key: key_size.map(PayloadSize::json),
+        value: PayloadSize::json(value_size),
     };
-    Ok(entries
+    Ok(slots
         .into_iter()
-        .map(|entry| {
-            let record = entry?;
+        .map(|slot| {
+            let sizes = slot?;
             let at = stored.next().unwrap_or_else(|| Err(RecordError::Kafka("no result".into())));
-            at.map(|at| delivery(record, at)).map_err(V3RecordError::Store)
+            at.map(|at| delivery(sizes, at)).map_err(V3RecordError::Store)
         })
         .collect())
 }

@@ -237,13 +237,13 @@ impl LearnerState {
                 elapsed_ms += attempt.latency_ms;
             }
             let at_ms = (record.started_ms as f64 + elapsed_ms).min(end_ms as f64) as u64;
-            let known = route.downstreams.contains_key(&attempt.downstream);
-            if !known && route.downstreams.len() >= max_downstreams {
-                capped += 1;
-                continue;
-            }
+            let full = route.downstreams.len() >= max_downstreams;
             let downstream = match route.downstreams.get_mut(&attempt.downstream) {
                 Some(d) => d,
+                None if full => {
+                    capped += 1;
+                    continue;
+                }
                 None => route.downstreams.entry(attempt.downstream.clone()).or_default(),
             };
             downstream.posterior.observe(attempt.outcome.reward(), at_ms, decay);

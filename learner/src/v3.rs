@@ -182,7 +182,7 @@ fn record_from_value(value: Value) -> Result<V3Record, V3RecordError> {
     let key = (!key.is_null()).then_some(key);
     Ok(V3Record {
         key_size: key.as_ref().map(json_size),
-        value_size: serde_json::to_vec(&record).map_or(0, |b| b.len()),
+        value_size: json_size(&record),
         key,
         partition: envelope.partition_id,
         record,
@@ -200,7 +200,7 @@ fn json_data(field: &str, payload: Payload) -> Result<Value, V3RecordError> {
     }
 }
 
-fn json_size(value: &Value) -> usize {
+fn json_size(value: &impl Serialize) -> usize {
     serde_json::to_vec(value).map_or(0, |b| b.len())
 }
 

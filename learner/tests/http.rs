@@ -13,15 +13,6 @@ use magnetar_core::Outcome;
 use magnetar_learner::LearnerConfig;
 use serde_json::{Value, json};
 
-fn config() -> LearnerConfig {
-    LearnerConfig {
-        body_limit_bytes: 64 * 1024,
-        max_batch_records: 100,
-        seed: Some(7),
-        ..LearnerConfig::default()
-    }
-}
-
 #[tokio::test]
 async fn malformed_telemetry_gets_documented_4xx_and_the_learner_keeps_serving() {
     let learner = InProcess::start(config()).await;

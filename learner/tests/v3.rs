@@ -15,15 +15,6 @@ use serde_json::{Value, json};
 
 const JSON: &str = "application/json";
 
-fn config() -> LearnerConfig {
-    LearnerConfig {
-        body_limit_bytes: 64 * 1024,
-        max_batch_records: 100,
-        seed: Some(7),
-        ..LearnerConfig::default()
-    }
-}
-
 fn v3_url(base: &str, cluster: &str, topic: &str) -> String {
     format!("{base}/v3/clusters/{cluster}/topics/{topic}/records")
 }

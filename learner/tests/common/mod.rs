@@ -20,6 +20,16 @@ use tokio::sync::oneshot;
 
 pub const V2_JSON: &str = "application/vnd.kafka.json.v2+json";
 
+/// The in-process learner of the HTTP tests: a 64 KiB body limit, 100 records per batch, seeded.
+pub fn config() -> LearnerConfig {
+    LearnerConfig {
+        body_limit_bytes: 64 * 1024,
+        max_batch_records: 100,
+        seed: Some(7),
+        ..LearnerConfig::default()
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
