@@ -168,6 +168,12 @@ impl Stats {
         }
     }
 
+    /// Counts a work request answered 400 for bad configuration.
+    pub(super) fn record_invalid(&mut self) {
+        self.requests += 1;
+        self.invalid += 1;
+    }
+
     /// The `/stats` body: `{"worker": .., "requests": .., "successes": .., ...}`.
     pub fn report(&self, worker: &str) -> Value {
         let mut body = json!({"worker": worker});
@@ -225,8 +231,7 @@ impl FlakyState {
 
     /// Counts a work request answered 400 for bad configuration.
     pub fn record_invalid(&mut self) {
-        self.stats.requests += 1;
-        self.stats.invalid += 1;
+        self.stats.record_invalid();
     }
 
     pub fn stats(&self) -> Stats {

@@ -65,9 +65,7 @@ impl TagCounts {
     /// Counts a work request answered 400 for bad configuration under `tag`.
     pub fn record_invalid(&mut self, tag: Option<&str>) {
         if let Some(tag) = tag.and_then(valid_tag) {
-            let stats = self.entry(tag);
-            stats.requests += 1;
-            stats.invalid += 1;
+            self.entry(tag).record_invalid();
         }
     }
 
