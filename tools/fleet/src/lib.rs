@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use magnetar_core::config::{ConfigError, RouterConfig};
 use magnetar_core::flaky::{Field, FlakyConfig, FlakyConfigError, FlakyOverride};
+use magnetar_core::posterior::Decay;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -34,7 +35,8 @@ pub const DEFAULT_LEARNER_PORT: u16 = 8090;
 pub const DEFAULT_TEST_BED_PORT: u16 = 8080;
 pub const DEFAULT_KAFKA_PORT: u16 = 19092;
 pub const DEFAULT_BRIDGE_PORT: u16 = 8091;
-pub const DEFAULT_HALF_LIFE_MS: u64 = 60_000;
+/// The learner's half-life when the file gives none: the learner's own default.
+pub use magnetar_core::posterior::DEFAULT_HALF_LIFE_MS;
 
 /// Keys of the `router` section (besides `port`) and the router variable each sets.
 pub const ROUTER_KEYS: &[(&str, &str)] = &[
@@ -196,7 +198,7 @@ impl FleetFile {
         known_keys(&learner, "learner", &["port", "half_life_ms"])?;
         let half_life_ms = match learner.get("half_life_ms") {
             None => DEFAULT_HALF_LIFE_MS,
-            Some(v) => v.as_u64().filter(|h| *h >= 1).ok_or_else(|| {
+            Some(v) => v.as_u64().filter(|h| Decay::new(*h).is_ok()).ok_or_else(|| {
                 field(
                     "learner.half_life_ms",
                     format!("must be a whole number of ms, at least 1, got {v}"),
@@ -423,8 +425,6 @@ pub struct LocalOptions {
     /// Router secrets, written to the `.dev.vars` file next to its configuration (how
     /// `wrangler dev` gives a Worker its secrets).
     pub router_secrets: BTreeMap<String, String>,
-    /// Variables for every downstream Worker.
-    pub downstream_vars: BTreeMap<String, String>,
     /// How the router reaches the local downstreams.
     pub reach: Reach,
 }
@@ -482,7 +482,6 @@ pub fn gen_local(
             ("ALLOW_OVERRIDES".to_owned(), "true".to_owned()),
         ]);
         vars.extend(d.behaviour.fields().into_iter().map(|(f, v)| (f.var().to_owned(), v)));
-        vars.extend(options.downstream_vars.clone());
         let config = out.join(&d.name).join("wrangler.toml");
         write(
             &config,

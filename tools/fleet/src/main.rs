@@ -4,8 +4,8 @@
 //! magnetar-fleet validate                          check config/workers.json (errors name the field)
 //! magnetar-fleet router-fleet [--local]            the router's FLEET variable
 //! magnetar-fleet ports                             the local stack's ports, as shell assignments
-//! magnetar-fleet gen-local --out DIR [--var K=V] [--secret K=V] [--downstream-var K=V]
-//!                          [--tsv] [--check-ports] one wrangler config per process, and the list
+//! magnetar-fleet gen-local --out DIR [--var K=V] [--secret K=V] [--tsv] [--check-ports]
+//!                                                  one wrangler config per process, and the list
 //! ```
 
 use std::net::TcpListener;
@@ -52,9 +52,6 @@ enum Command {
         /// Router secret KEY=VALUE, written to the router's .dev.vars (repeatable).
         #[arg(long = "secret")]
         secrets: Vec<String>,
-        /// Variable KEY=VALUE for every downstream Worker (repeatable).
-        #[arg(long = "downstream-var")]
-        downstream_vars: Vec<String>,
         /// Print "name<TAB>port<TAB>inspector port<TAB>config" lines instead of JSON.
         #[arg(long)]
         tsv: bool,
@@ -97,11 +94,10 @@ fn run(cli: Cli) -> Result<(), FleetFileError> {
             println!("KAFKA_PORT={}", file.kafka_port);
             println!("BRIDGE_PORT={}", file.bridge_port);
         }
-        Command::GenLocal { out, vars, secrets, downstream_vars, tsv, check_ports } => {
+        Command::GenLocal { out, vars, secrets, tsv, check_ports } => {
             let options = LocalOptions {
                 router_vars: parse_pairs(&vars, "--var")?,
                 router_secrets: parse_pairs(&secrets, "--secret")?,
-                downstream_vars: parse_pairs(&downstream_vars, "--downstream-var")?,
                 reach: Reach::LoopbackUrls,
             };
             let root = std::env::current_dir().unwrap_or_default();

@@ -127,7 +127,6 @@ fn gen_local_writes_configs_the_workers_read_back() {
             ("KAFKA_REST_USERNAME".into(), "magnetar".into()),
             ("KAFKA_REST_PASSWORD".into(), "s3cr\"et".into()),
         ]),
-        downstream_vars: BTreeMap::new(),
         reach: Reach::LoopbackUrls,
     };
     let manifest = gen_local(&file, Path::new("/repo"), &out, &options).unwrap();

@@ -151,7 +151,7 @@ fn default_router() -> String {
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["router"]["port"].as_u64())
-        .unwrap_or(8787);
+        .unwrap_or(magnetar_fleet::DEFAULT_ROUTER_PORT.into());
     format!("http://127.0.0.1:{port}")
 }
 

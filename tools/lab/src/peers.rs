@@ -194,8 +194,6 @@ pub struct HaproxyRequest {
     pub tried: Vec<String>,
     /// Retries HAProxy counted (`%rc`), once the request is over.
     pub retries: Option<u32>,
-    /// Server of the final try, as HAProxy names it (`downstream-3-backup`, `fleet/<NOSRV>`).
-    pub server: String,
 }
 
 /// Attempts nginx made, from `$upstream_addr` (`"127.0.0.1:8801, 127.0.0.1:8803"`; ` : `
@@ -438,10 +436,8 @@ impl Peer {
                 Some(HaproxyLogLine::Try { id, downstream, .. }) => {
                     self.requests.entry(id).or_default().tried.push(downstream);
                 }
-                Some(HaproxyLogLine::Request { id, retries, server, .. }) => {
-                    let request = self.requests.entry(id).or_default();
-                    request.retries = Some(retries);
-                    request.server = server;
+                Some(HaproxyLogLine::Request { id, retries, .. }) => {
+                    self.requests.entry(id).or_default().retries = Some(retries);
                 }
                 None => {}
             }

@@ -140,7 +140,9 @@ impl LocalStack {
         let mut learner_url = None;
         if let Some(bin) = learner_bin {
             let port = process::free_port(45000, 0)?;
-            let half_life = config["learner"]["half_life_ms"].as_u64().unwrap_or(60_000);
+            let half_life = config["learner"]["half_life_ms"]
+                .as_u64()
+                .unwrap_or(magnetar_fleet::DEFAULT_HALF_LIFE_MS);
             let mut command = Command::new(bin);
             command
                 .args(["--mode", "embedded", "--http-addr"])
