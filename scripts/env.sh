@@ -31,9 +31,14 @@ export WRANGLER_SEND_METRICS=false
 export CI_DISABLE_UPDATE_CHECK=1
 
 # The fleet file's one reader (tools/fleet): validates config/workers.json with the Workers' own
-# parsers and generates the local wrangler configurations. Built on first use.
-# Always the repository's target directory (a benchmark may point CARGO_TARGET_DIR elsewhere).
+# parsers and generates the local wrangler configurations. MAGNETAR_FLEET_BIN names a binary a
+# script built already (stack.sh, in its own profile); otherwise it is built on first use, always
+# in the repository's target directory (a benchmark may point CARGO_TARGET_DIR elsewhere).
 magnetar_fleet() {
-  (cd "$MAGNETAR_ROOT" && CARGO_TARGET_DIR="$MAGNETAR_ROOT/target" \
-    cargo run --quiet --locked -p magnetar-fleet -- "$@")
+  if [ -n "${MAGNETAR_FLEET_BIN:-}" ]; then
+    (cd "$MAGNETAR_ROOT" && "$MAGNETAR_FLEET_BIN" "$@")
+  else
+    (cd "$MAGNETAR_ROOT" && CARGO_TARGET_DIR="$MAGNETAR_ROOT/target" \
+      cargo run --quiet --locked -p magnetar-fleet -- "$@")
+  fi
 }

@@ -67,6 +67,17 @@ wait_ready() { # name url
 }
 
 [ -x "$HOME/.cargo/bin/worker-build" ] && [ -d node_modules ] || bash scripts/setup.sh
+# The native programs in one profile (the fleet tool too, so that its dependencies are not
+# compiled a second time in another profile just to read the fleet file).
+PROFILE=${MAGNETAR_PROFILE:-release}
+echo "building the fleet tool, the learner and the page server (incremental)..."
+case "$PROFILE" in
+  release) cargo build --release --quiet -p magnetar-fleet -p magnetar-learner -p magnetar-lab ;;
+  debug) cargo build --quiet -p magnetar-fleet -p magnetar-learner -p magnetar-lab ;;
+  *) echo "MAGNETAR_PROFILE must be release or debug, not $PROFILE" >&2; exit 2 ;;
+esac
+BIN="$MAGNETAR_ROOT/target/$PROFILE"
+export MAGNETAR_FLEET_BIN="$BIN/magnetar-fleet"
 # The fleet file, checked with the Workers' own parsers; its ports as ROUTER_PORT=... etc.
 ports=$(magnetar_fleet ports)
 eval "$ports"
@@ -79,15 +90,8 @@ if curl -fsS -o /dev/null "http://127.0.0.1:$router_port/_magnetar/health" 2>/de
   exit 1
 fi
 
-echo "building Workers and the learner (incremental)..."
+echo "building Workers (incremental)..."
 bash scripts/build-workers.sh
-PROFILE=${MAGNETAR_PROFILE:-release}
-case "$PROFILE" in
-  release) cargo build --release --quiet -p magnetar-learner -p magnetar-lab ;;
-  debug) cargo build --quiet -p magnetar-learner -p magnetar-lab ;;
-  *) echo "MAGNETAR_PROFILE must be release or debug, not $PROFILE" >&2; exit 2 ;;
-esac
-BIN="$MAGNETAR_ROOT/target/$PROFILE"
 
 learner_port=$LEARNER_PORT
 half_life=$HALF_LIFE_MS
