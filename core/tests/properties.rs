@@ -107,10 +107,15 @@ fn assert_valid(snapshot: &PosteriorSnapshot, arms: usize) -> Result<(), TestCas
     Ok(())
 }
 
-fn apply(s: &mut dyn magnetar_core::strategy::Strategy, op: &Op, rng: &mut SmallRng) {
+/// Runs `op` on `s`; the arm chosen when it is a selection.
+fn apply(
+    s: &mut dyn magnetar_core::strategy::Strategy,
+    op: &Op,
+    rng: &mut SmallRng,
+) -> Option<usize> {
     match op {
         Op::Select { excluded, attempt, now_ms } => {
-            let _ = s.select(&SelectContext { excluded, attempt: *attempt, now_ms: *now_ms }, rng);
+            s.select(&SelectContext { excluded, attempt: *attempt, now_ms: *now_ms }, rng)
         }
         Op::Update { arm, outcome, latency_ms, now_ms, attempt } => {
             let feedback = Feedback {
@@ -120,6 +125,7 @@ fn apply(s: &mut dyn magnetar_core::strategy::Strategy, op: &Op, rng: &mut Small
                 attempt: *attempt,
             };
             s.update(*arm, &feedback);
+            None
         }
     }
 }
@@ -176,15 +182,8 @@ proptest! {
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut s = kind.build(arms);
-        for op in ops {
-            match op {
-                Op::Select { excluded, attempt, now_ms } => {
-                    let _ = s.select(&SelectContext { excluded: &excluded, attempt, now_ms }, &mut rng);
-                }
-                Op::Update { arm, outcome, latency_ms, now_ms, attempt } => {
-                    s.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
-                }
-            }
+        for op in &ops {
+            apply(s.as_mut(), op, &mut rng);
         }
         let exported = s.snapshot(taken_ms);
         prop_assert_eq!(exported.taken_ms, taken_ms);
@@ -230,17 +229,8 @@ proptest! {
         let mut r1 = SmallRng::seed_from_u64(seed.rotate_left(17));
         let mut r2 = r1.clone();
         for op in after.into_iter().map(keep) {
-            match &op {
-                Op::Select { excluded, attempt, now_ms } => {
-                    let ctx = SelectContext { excluded, attempt: *attempt, now_ms: *now_ms };
-                    let (a, b) = (original.select(&ctx, &mut r1), restored.select(&ctx, &mut r2));
-                    prop_assert_eq!(a, b, "{} diverged after restore at {:?}", kind, op);
-                }
-                Op::Update { .. } => {
-                    apply(original.as_mut(), &op, &mut r1);
-                    apply(restored.as_mut(), &op, &mut r2);
-                }
-            }
+            let (a, b) = (apply(original.as_mut(), &op, &mut r1), apply(restored.as_mut(), &op, &mut r2));
+            prop_assert_eq!(a, b, "{} diverged after restore at {:?}", kind, op);
         }
         prop_assert_eq!(original.snapshot(0), restored.snapshot(0));
     }
