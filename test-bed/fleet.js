@@ -43,11 +43,7 @@ function buildFleetTable() {
     body.append(tr);
     const onChange = () => {
       readControl(i);
-      if (state.scenario) {
-        state.scenario = null;
-        $("scenario").value = "";
-        $("scenario-note").textContent = "manual: the controls apply to the next requests";
-      }
+      if (state.scenario) toManual();
       markChanged();
       refreshDerived();
     };
@@ -122,6 +118,15 @@ export function phaseIndex(scenario, index, total) {
   return phase;
 }
 
+const MANUAL_NOTE = "manual: the controls apply to the next requests";
+
+/** Leaves any scenario: the controls alone decide the fleet's behaviour from the next request. */
+function toManual() {
+  state.scenario = null;
+  $("scenario").value = "";
+  $("scenario-note").textContent = MANUAL_NOTE;
+}
+
 function buildScenarioSelect() {
   const select = $("scenario");
   select.querySelectorAll("option[value]:not([value=''])").forEach((o) => o.remove());
@@ -142,7 +147,7 @@ function buildScenarioSelect() {
         ? `${s.description}; phases switch at the same request number for every strategy`
         : s.description;
     } else {
-      $("scenario-note").textContent = "manual: the controls apply to the next requests";
+      $("scenario-note").textContent = MANUAL_NOTE;
     }
   };
 }
@@ -185,7 +190,8 @@ export async function loadConfigured() {
   } catch (e) {
     why = e.message;
   }
-  const notes = [];
+  const unreported = [];
+  const fixed = [];
   state.configured = names().map((name, i) => {
     const entry = reported.find((d) => d.name === name);
     const behaviour = behaviourOf(entry && entry.config);
@@ -203,16 +209,14 @@ export async function loadConfigured() {
       source.textContent = "not reported: All_Success assumed";
       source.title = reason;
       source.className = "warn-text";
-      notes.push(`${name} (${reason})`);
+      unreported.push(`${name} (${reason})`);
     }
     if (state.allowOverrides[i] === false) {
-      notes.push(`${name} ignores overrides: its controls show its own configuration and cannot change it`);
+      fixed.push(`${name} ignores overrides: its controls show its own configuration and cannot change it`);
     }
     return behaviour;
   });
   const note = $("fleet-note");
-  const unreported = notes.filter((n) => !n.includes("ignores overrides"));
-  const fixed = notes.filter((n) => n.includes("ignores overrides"));
   const parts = [];
   if (unreported.length) {
     parts.push(`Could not read the configuration of ${unreported.join(", ")}: ` +
@@ -241,9 +245,7 @@ export async function loadFleet() {
   buildAlgoChoices();
   buildScenarioSelect();
   $("fleet-reset").onclick = () => {
-    state.scenario = null;
-    $("scenario").value = "";
-    $("scenario-note").textContent = "manual: the controls apply to the next requests";
+    toManual();
     loadConfigured();
   };
   $("fleet-waiting").hidden = true;
