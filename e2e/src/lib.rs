@@ -415,6 +415,23 @@ pub struct Observed {
     pub fallback: Option<String>,
 }
 
+impl Observed {
+    /// What the router's answer `response` says, `latency` after the request left.
+    pub fn of(response: &reqwest::Response, latency: Duration) -> Observed {
+        let header = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+        };
+        Observed {
+            status: response.status().as_u16(),
+            worker: header("x-magnetar-worker"),
+            attempts: header("x-magnetar-attempts").parse().unwrap_or(0),
+            success: header("x-magnetar-outcome") == "success",
+            latency,
+            fallback: Some(header("x-magnetar-fallback")).filter(|f| !f.is_empty()),
+        }
+    }
+}
+
 /// Sends `n` requests through the router with `concurrency` in flight, with the given query
 /// string (e.g. `algo=round_robin&max_attempts=1`), and returns what each produced.
 pub async fn drive(
@@ -441,18 +458,7 @@ pub async fn drive(
                 .await;
             let latency = started.elapsed();
             drop(permit);
-            let response = response.expect("router answered");
-            let header = |name: &str| {
-                response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-            };
-            Observed {
-                status: response.status().as_u16(),
-                worker: header("x-magnetar-worker"),
-                attempts: header("x-magnetar-attempts").parse().unwrap_or(0),
-                success: header("x-magnetar-outcome") == "success",
-                latency,
-                fallback: Some(header("x-magnetar-fallback")).filter(|f| !f.is_empty()),
-            }
+            Observed::of(&response.expect("router answered"), latency)
         }));
     }
     let mut out = Vec::with_capacity(n);

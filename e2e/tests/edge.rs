@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use magnetar_e2e::{DownstreamSpec, Stack, counter, drive, fleet_failing, shares, success_rate};
+use magnetar_e2e::{
+    DownstreamSpec, Observed, Stack, counter, drive, fleet_failing, shares, success_rate,
+};
 use serde_json::{Value, json};
 
 const NAMES: [&str; 3] = ["downstream-1", "downstream-2", "downstream-3"];
@@ -167,22 +169,14 @@ async fn malformed_requests_get_clear_4xx_and_exhaustion_a_502_listing_attempts(
     assert!(saw_exhaustion, "round robin over two dead workers must exhaust at least once in six");
 }
 
-/// One request through the router, with the headers and body given; returns the status, the
-/// `x-magnetar-*` headers that matter here, the JSON body (when it is JSON) and the latency.
-struct Answer {
-    status: u16,
-    worker: String,
-    attempts: u32,
-    body: Value,
-    latency: Duration,
-}
-
+/// One request through the router, with the headers and body given; returns what the answer
+/// says (its latency including the body) and its JSON body (`Null` when it is not JSON).
 async fn send(
     client: &reqwest::Client,
     url: &str,
     headers: &[(&str, String)],
     body: Option<Value>,
-) -> Answer {
+) -> (Observed, Value) {
     let mut request = match &body {
         Some(b) => client.post(url).header("content-type", "application/json").body(b.to_string()),
         None => client.get(url),
@@ -192,19 +186,10 @@ async fn send(
     }
     let started = Instant::now();
     let response = request.send().await.expect("router answered");
-    let status = response.status().as_u16();
-    let header = |name: &str| {
-        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-    };
-    let (worker, attempts) = (header("x-magnetar-worker"), header("x-magnetar-attempts"));
+    let mut observed = Observed::of(&response, Duration::ZERO);
     let text = response.text().await.unwrap_or_default();
-    Answer {
-        status,
-        worker,
-        attempts: attempts.parse().unwrap_or(0),
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        latency: started.elapsed(),
-    }
+    observed.latency = started.elapsed();
+    (observed, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// The outcomes a 502 body lists, in attempt order.
@@ -239,8 +224,8 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
     let slow = flaky(json!({ "downstream-1": { "delay_ms": 3000 } }));
     let mut retried = 0;
     for _ in 0..9 {
-        let a = send(&client, &url, &slow, None).await;
-        assert_eq!(a.status, 200, "{:?}", a.body);
+        let (a, reply) = send(&client, &url, &slow, None).await;
+        assert_eq!(a.status, 200, "{:?}", reply);
         assert_ne!(a.worker, "downstream-1");
         assert!(a.latency < Duration::from_millis(1500), "latency {:?}", a.latency);
         if a.attempts == 2 {
@@ -256,13 +241,13 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
     // The same with a single attempt: a 502 whose attempt timed out.
     let one = format!("{url}&max_attempts=1");
     let all_slow = flaky(json!({ "*": { "delay_ms": 3000 } }));
-    let a = send(&client, &one, &all_slow, None).await;
-    assert_eq!((a.status, outcomes(&a.body)), (502, vec!["timeout".to_owned()]), "{:?}", a.body);
+    let (a, reply) = send(&client, &one, &all_slow, None).await;
+    assert_eq!((a.status, outcomes(&reply)), (502, vec!["timeout".to_owned()]), "{:?}", reply);
 
     // Every downstream hangs: attempts of 500, 500 and the 200 ms left, then the deadline.
-    let a = send(&client, &url, &all_slow, None).await;
-    assert_eq!(a.status, 502, "{:?}", a.body);
-    assert_eq!(outcomes(&a.body), vec!["timeout"; 3], "{:?}", a.body);
+    let (a, reply) = send(&client, &url, &all_slow, None).await;
+    assert_eq!(a.status, 502, "{:?}", reply);
+    assert_eq!(outcomes(&reply), vec!["timeout"; 3], "{:?}", reply);
     assert!(
         a.latency >= Duration::from_millis(1150) && a.latency < Duration::from_millis(2000),
         "the request deadline is 1,200 ms; took {:?}",
@@ -273,15 +258,15 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
     let limited = flaky(json!({ "downstream-2": { "mode": "rate_limited", "rate_limit_rps": 0 } }));
     let mut saw_429 = false;
     for _ in 0..9 {
-        let a = send(&client, &url, &limited, None).await;
-        assert_eq!(a.status, 200, "{:?}", a.body);
+        let (a, reply) = send(&client, &url, &limited, None).await;
+        assert_eq!(a.status, 200, "{:?}", reply);
         assert_ne!(a.worker, "downstream-2");
         saw_429 |= a.attempts == 2;
     }
     assert!(saw_429, "round robin starts on the rate-limited downstream in nine");
     let only_429 = flaky(json!({ "*": { "mode": "rate_limited", "rate_limit_rps": 0 } }));
-    let a = send(&client, &url, &only_429, None).await;
-    assert_eq!((a.status, outcomes(&a.body)), (502, vec!["rate_limited".to_owned(); 3]));
+    let (a, reply) = send(&client, &url, &only_429, None).await;
+    assert_eq!((a.status, outcomes(&reply)), (502, vec!["rate_limited".to_owned(); 3]));
 
     // Body replay: the override travels in the body, so only a replayed body makes the second
     // and third attempts fail as well; without it downstream-2 would answer the second attempt.
@@ -291,8 +276,8 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
     });
     let mut three = 0;
     for _ in 0..9 {
-        let a = send(&client, &url, &[], Some(body.clone())).await;
-        assert_eq!((a.status, a.worker.as_str()), (200, "downstream-3"), "{:?}", a.body);
+        let (a, reply) = send(&client, &url, &[], Some(body.clone())).await;
+        assert_eq!((a.status, a.worker.as_str()), (200, "downstream-3"), "{:?}", reply);
         three += usize::from(a.attempts == 3);
     }
     assert!(three >= 1, "a request starting on downstream-1 needs all three attempts");
@@ -315,8 +300,8 @@ async fn connection_errors_are_retried_on_another_downstream() {
     let url = format!("{}/service?algo=round_robin&max_attempts=1", stack.router_url);
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let a = send(&client, &url, &[], None).await;
-        seen.push((a.status, outcomes(&a.body)));
+        let (a, reply) = send(&client, &url, &[], None).await;
+        seen.push((a.status, outcomes(&reply)));
     }
     assert!(seen.contains(&(502, vec!["connect_error".to_owned()])), "{seen:?}");
 }
@@ -374,9 +359,9 @@ async fn service_bindings_reach_workers_and_time_out_like_urls() {
     let url = format!("{}/service?algo=round_robin", stack.router_url);
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..6 {
-        let a = send(&client, &url, &[], None).await;
-        assert_eq!((a.status, a.attempts), (200, 1), "{:?}", a.body);
-        assert_eq!(a.body["worker"], a.worker.as_str(), "the bound Worker answered itself");
+        let (a, reply) = send(&client, &url, &[], None).await;
+        assert_eq!((a.status, a.attempts), (200, 1), "{:?}", reply);
+        assert_eq!(reply["worker"], a.worker.as_str(), "the bound Worker answered itself");
         served.insert(a.worker);
     }
     assert_eq!(served.len(), 2, "both bound downstreams served: {served:?}");
@@ -385,8 +370,8 @@ async fn service_bindings_reach_workers_and_time_out_like_urls() {
         vec![("x-flaky-config", json!({ "downstream-1": { "delay_ms": 3000 } }).to_string())];
     let mut retried = 0;
     for _ in 0..6 {
-        let a = send(&client, &url, &slow, None).await;
-        assert_eq!((a.status, a.worker.as_str()), (200, "downstream-2"), "{:?}", a.body);
+        let (a, reply) = send(&client, &url, &slow, None).await;
+        assert_eq!((a.status, a.worker.as_str()), (200, "downstream-2"), "{:?}", reply);
         assert!(a.latency < Duration::from_millis(1500), "latency {:?}", a.latency);
         if a.attempts == 2 {
             retried += 1;
