@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use crate::strategy::ArmId;
+use crate::arm::ArmId;
 
 /// Default weight of a downstream when the config gives none.
 pub const DEFAULT_WEIGHT: f64 = 1.0;

@@ -7,6 +7,7 @@
 //!
 //! Map of the crate:
 //! - [`outcome`]: the small enum every raw HTTP result is classified into;
+//! - [`arm`]: [`ArmId`](arm::ArmId), a downstream's index, shared by the fleet, retries and strategies;
 //! - [`fleet`]: the fleet configuration (`config/workers.json`), parsed once into typed values;
 //! - [`strategy`]: the [`Strategy`](strategy::Strategy) trait and one file per algorithm;
 //! - [`posterior`]: the Beta posterior with exponential time decay (the learner's state per arm);
@@ -15,6 +16,7 @@
 //! - [`metrics`]: success rates, regret against the oracle, score, latency percentiles, shares;
 //! - [`sim`]: the seeded fleet simulator that runs any strategy over any scenario.
 
+pub mod arm;
 pub mod config;
 pub mod flaky;
 pub mod fleet;

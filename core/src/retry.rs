@@ -10,7 +10,7 @@
 //! answering [`Next::Retry`].
 
 use crate::Outcome;
-use crate::strategy::ArmId;
+use crate::arm::ArmId;
 
 pub mod budget;
 

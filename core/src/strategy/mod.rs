@@ -63,8 +63,7 @@ pub mod ucb1_tuned;
 pub mod ucb_attempt;
 pub mod weighted_random;
 
-/// Index of a downstream in the fleet, `0..fleet_len`.
-pub type ArmId = usize;
+pub use crate::arm::ArmId;
 
 /// Everything a strategy may look at to choose one attempt's downstream.
 #[derive(Clone, Copy, Debug)]
