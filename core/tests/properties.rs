@@ -2,12 +2,14 @@
 //! clocks, outcomes, latencies, arms out of range), a strategy never picks an excluded or unknown
 //! downstream, its exported posterior stays valid, a snapshot survives export and import, and an
 //! instance restored from a snapshot chooses exactly as the original (for every strategy whose
-//! snapshot is meant to hold everything that decides its choices; see [`restores`]).
+//! snapshot is meant to hold everything that decides its choices: its registry row says so).
+//! Every test enumerates the registry (`StrategyKind::ALL`) and reads each strategy's facts from
+//! its row, so a new strategy needs no edit here.
 
 use magnetar_core::Outcome;
 use magnetar_core::strategy::{
-    ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, StrategyKind, StrategyParams,
-    validate_snapshot,
+    ArmPosterior, Feedback, Learns, PosteriorSnapshot, Restores, SelectContext, StrategyKind,
+    StrategyParams, validate_snapshot,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -23,51 +25,9 @@ fn kind() -> impl Strategy<Value = StrategyKind> {
     proptest::sample::select(StrategyKind::ALL.to_vec())
 }
 
-/// What a fresh instance restored from a strategy's snapshot keeps of the original's behaviour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Restores {
-    /// Everything: it makes the same choices from the same random numbers.
-    Exactly,
-    /// Everything but what 429s taught: pacing, rests and backoff are local to one router
-    /// instance by design (another instance's 429s say nothing about this one's share of a
-    /// limit), so the property holds for outcome sequences without 429s.
-    ExceptRateLimits,
-    /// Not the choices, as each module documents.
-    Lossy,
-}
-
-fn restores(kind: StrategyKind) -> Restores {
-    use StrategyKind as K;
-    match kind {
-        K::Random
-        | K::WeightedRandom
-        | K::Thompson
-        | K::ThompsonAttempt
-        | K::ThompsonDiscounted
-        | K::Ucb1
-        | K::UcbAttempt
-        | K::KlUcb
-        | K::Ucb1Tuned
-        | K::Moss
-        | K::EpsilonGreedy => Restores::Exactly,
-        K::ThompsonMasked | K::BlockingBandit => Restores::ExceptRateLimits,
-        // V1: the discovery phase counts requests (first attempts), which counts cannot tell
-        // from retries; a restored instance takes the observations as the requests seen.
-        K::DiscoverExploit
-        // The weights depend on the probability of every past choice, which counts do not keep.
-        | K::Exp3
-        // The order of each window's outcomes, and so what is forgotten next, is not exported.
-        | K::ThompsonWindow
-        // No posterior at all: rotation, in-flight counts and ejections are local state.
-        | K::RoundRobin
-        | K::LeastOutstanding
-        | K::EnvoyOutlier => Restores::Lossy,
-    }
-}
-
 fn restorable_kind() -> impl Strategy<Value = StrategyKind> {
     let kinds: Vec<_> =
-        StrategyKind::ALL.iter().copied().filter(|k| restores(*k) != Restores::Lossy).collect();
+        StrategyKind::ALL.iter().copied().filter(|k| k.restores() != Restores::Lossy).collect();
     proptest::sample::select(kinds)
 }
 
@@ -212,7 +172,7 @@ proptest! {
     ) {
         let keep = |op: Op| match op {
             Op::Update { outcome: Outcome::RateLimited, arm, latency_ms, now_ms, attempt }
-                if restores(kind) == Restores::ExceptRateLimits =>
+                if kind.restores() == Restores::ExceptRateLimits =>
             {
                 Op::Update { arm, outcome: Outcome::ServerError, latency_ms, now_ms, attempt }
             }
@@ -246,18 +206,17 @@ proptest! {
         prop_assert_eq!(s.restore(&snapshot), Ok(()));
         let back = s.snapshot(42);
         assert_valid(&back, arms)?;
-        if !kind.learns() {
-            return Ok(());
-        }
-        if kind == StrategyKind::ThompsonWindow {
-            let window = StrategyParams::default().window as f64;
-            for (got, want) in back.arms.iter().zip(&arms_counts) {
-                let scale = (window / want.pulls()).min(1.0);
-                prop_assert!((got.successes - want.successes * scale).abs() < 1e-9);
-                prop_assert!((got.failures - want.failures * scale).abs() < 1e-9);
+        match kind.spec().learns {
+            Learns::Nothing => {}
+            Learns::Counts => prop_assert_eq!(back.arms, arms_counts),
+            Learns::Window => {
+                let window = StrategyParams::default().window as f64;
+                for (got, want) in back.arms.iter().zip(&arms_counts) {
+                    let scale = (window / want.pulls()).min(1.0);
+                    prop_assert!((got.successes - want.successes * scale).abs() < 1e-9);
+                    prop_assert!((got.failures - want.failures * scale).abs() < 1e-9);
+                }
             }
-        } else {
-            prop_assert_eq!(back.arms, arms_counts);
         }
     }
 
@@ -279,39 +238,70 @@ proptest! {
 
     #[test]
     fn strategy_names_never_panic(name in ".{0,40}") {
-        if let Ok(kind) = name.parse::<StrategyKind>() {
-            prop_assert!(StrategyKind::ALL.contains(&kind));
+        // Any text: the kind whose name it spells, or an error that gives it back and lists the
+        // valid names.
+        match name.parse::<StrategyKind>() {
+            Ok(parsed) => {
+                let wanted = name.trim().to_ascii_lowercase().replace('-', "_");
+                prop_assert_eq!(parsed.name(), wanted);
+            }
+            Err(e) => {
+                prop_assert_eq!(e.given, name);
+                prop_assert_eq!(e.valid, StrategyKind::names());
+            }
+        }
+        // Every name round-trips, as written on the wire, through Display and through serde.
+        for kind in StrategyKind::ALL.iter().copied() {
+            let wire = kind.name();
+            for spelt in [
+                wire.to_owned(),
+                wire.to_ascii_uppercase(),
+                wire.replace('_', "-"),
+                format!(" {wire}\t"),
+            ] {
+                prop_assert_eq!(spelt.parse::<StrategyKind>(), Ok(kind), "{:?}", spelt);
+            }
+            prop_assert_eq!(kind.to_string().parse::<StrategyKind>(), Ok(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            prop_assert_eq!(&json, &format!("\"{wire}\""));
+            prop_assert_eq!(serde_json::from_str::<StrategyKind>(&json).unwrap(), kind);
         }
     }
 }
 
+/// Wire names are an API (routers, the learner, the lab and saved results use them): none of
+/// these may change or disappear. A new strategy adds a name and needs no edit here.
 #[test]
 fn every_kind_is_registered_once_with_its_wire_name() {
     let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
-    assert_eq!(
-        names,
-        [
-            "round_robin",
-            "random",
-            "weighted_random",
-            "least_outstanding",
-            "discover_exploit",
-            "ucb1",
-            "ucb_attempt",
-            "thompson",
-            "thompson_attempt",
-            "thompson_masked",
-            "thompson_window",
-            "blocking_bandit",
-            "thompson_discounted",
-            "kl_ucb",
-            "ucb1_tuned",
-            "moss",
-            "epsilon_greedy",
-            "exp3",
-            "envoy_outlier",
-        ]
-    );
+    for (i, name) in names.iter().enumerate() {
+        assert!(!names[..i].contains(name), "{name} is registered twice");
+        let snake = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        assert!(snake && !name.is_empty(), "{name:?} is not a lowercase snake_case name");
+    }
+    for kept in [
+        "round_robin",
+        "random",
+        "weighted_random",
+        "least_outstanding",
+        "discover_exploit",
+        "ucb1",
+        "ucb_attempt",
+        "thompson",
+        "thompson_attempt",
+        "thompson_masked",
+        "thompson_window",
+        "blocking_bandit",
+        "thompson_discounted",
+        "kl_ucb",
+        "ucb1_tuned",
+        "moss",
+        "epsilon_greedy",
+        "exp3",
+        "envoy_outlier",
+    ] {
+        assert!(names.contains(&kept), "wire name {kept} disappeared");
+    }
     for kind in StrategyKind::ALL {
         assert_eq!(kind.build(3).kind(), *kind);
         assert_eq!(kind.build_with(3, &StrategyParams::default()).kind(), *kind);

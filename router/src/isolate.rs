@@ -93,7 +93,7 @@ fn read_var(env: &Env, name: &str) -> Option<String> {
 
 /// Whether a strategy starts from (and is refreshed with) the learner's posterior.
 pub fn follows_learner(kind: StrategyKind) -> bool {
-    kind.name().starts_with("thompson")
+    kind.imports_params()
 }
 
 /// Parses the configuration on the first request of the isolate and returns it afterwards.

@@ -18,6 +18,12 @@
 //! default; [`StrategyKind::build_with`] takes [`StrategyParams`] (fleet weights, the
 //! penalty-free budget, forgetting rates).
 //!
+//! The registry: everything the project knows about a strategy (wire name, description, what it
+//! learns, whether it imports the learner's `/params`, what a restore keeps, how to build it) is
+//! its one row of `strategy_registry!` at the end of this file, which declares its
+//! [`StrategyKind`] variant and its [`StrategySpec`] ([`StrategyKind::spec`],
+//! [`StrategyKind::REGISTRY`]). Adding a strategy is its file plus that row.
+//!
 //! Families:
 //! - baselines: [`round_robin`], [`random`], [`weighted_random`], [`least_outstanding`];
 //! - the flaky-load-balancer design (V1 to V8): [`discover_exploit`], [`ucb1`], [`ucb_attempt`],
@@ -299,62 +305,6 @@ pub fn uniform_allowed(
     (0..arms).filter(|a| !ctx.is_excluded(*a)).nth(nth)
 }
 
-macro_rules! strategy_kinds {
-    ($($variant:ident => $name:literal : $doc:literal),+ $(,)?) => {
-        /// Every selectable algorithm, by wire name.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum StrategyKind {
-            $(#[doc = $doc] #[serde(rename = $name)] $variant,)+
-        }
-
-        impl StrategyKind {
-            /// Every kind, in documentation order.
-            pub const ALL: &'static [StrategyKind] = &[$(StrategyKind::$variant,)+];
-
-            /// The wire name (`?algo=`).
-            pub fn name(self) -> &'static str {
-                match self { $(StrategyKind::$variant => $name,)+ }
-            }
-
-            /// One-line description.
-            pub fn describe(self) -> &'static str {
-                match self { $(StrategyKind::$variant => $doc,)+ }
-            }
-        }
-    };
-}
-
-strategy_kinds! {
-    RoundRobin => "round_robin": "cycle through the downstreams in order",
-    Random => "random": "uniformly random downstream",
-    WeightedRandom => "weighted_random": "random downstream in proportion to its fleet weight",
-    LeastOutstanding => "least_outstanding":
-        "power of two choices on in-flight requests (least outstanding requests)",
-    DiscoverExploit => "discover_exploit":
-        "V1: most uncertain downstream during discovery, then the best empirical rate",
-    Ucb1 => "ucb1": "V2: UCB1 upper confidence bound",
-    UcbAttempt => "ucb_attempt": "V3: UCB exploring harder during the penalty-free attempts",
-    Thompson => "thompson": "V4: Beta-Bernoulli Thompson sampling",
-    ThompsonAttempt => "thompson_attempt":
-        "V5: Thompson sampling with wider draws during the penalty-free attempts",
-    ThompsonMasked => "thompson_masked":
-        "V6: Thompson sampling; a 429 rests the downstream instead of counting as a failure",
-    ThompsonWindow => "thompson_window":
-        "V7: Thompson sampling over each downstream's recent outcomes only",
-    BlockingBandit => "blocking_bandit":
-        "V8: Thompson sampling; 429s block the downstream with exponential backoff",
-    ThompsonDiscounted => "thompson_discounted":
-        "discounted Thompson sampling: every downstream's evidence fades each step",
-    KlUcb => "kl_ucb": "KL-UCB: upper confidence bound from the Bernoulli KL divergence",
-    Ucb1Tuned => "ucb1_tuned": "UCB1-Tuned: UCB1 with a variance-aware bonus",
-    Moss => "moss": "MOSS: minimax-optimal UCB (anytime form)",
-    EpsilonGreedy => "epsilon_greedy": "epsilon-greedy with a decaying exploration rate",
-    Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits",
-    EnvoyOutlier => "envoy_outlier":
-        "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin; \
-         like Envoy, it can eject a downstream that is flaky but the best there is",
-}
-
 /// Tunable parameters shared by [`StrategyKind::build_with`]. Each strategy reads only the
 /// fields it needs and ignores the rest; `Default` gives every strategy's documented defaults.
 /// Values out of range are sanitized by the strategies (see each field); use
@@ -431,71 +381,6 @@ impl StrategyParams {
     }
 }
 
-impl StrategyKind {
-    /// Comma-separated list of every wire name, for error messages.
-    pub fn names() -> String {
-        StrategyKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
-    }
-
-    /// Builds a fresh instance for a fleet of `arms` downstreams with default parameters.
-    pub fn build(self, arms: usize) -> Box<dyn Strategy> {
-        self.build_with(arms, &StrategyParams::default())
-    }
-
-    /// Builds a fresh instance for a fleet of `arms` downstreams with `params`.
-    pub fn build_with(self, arms: usize, params: &StrategyParams) -> Box<dyn Strategy> {
-        use StrategyKind as K;
-        let free = params.penalty_free_attempts;
-        match self {
-            K::RoundRobin => Box::new(round_robin::RoundRobin::new(arms)),
-            K::Random => Box::new(random::Random::new(arms)),
-            K::WeightedRandom => {
-                Box::new(weighted_random::WeightedRandom::new(arms, &params.weights))
-            }
-            K::LeastOutstanding => Box::new(least_outstanding::LeastOutstanding::new(arms)),
-            K::DiscoverExploit => Box::new(discover_exploit::DiscoverExploit::new(arms)),
-            K::Ucb1 => Box::new(ucb1::Ucb1::new(arms)),
-            K::UcbAttempt => Box::new(ucb_attempt::UcbAttempt::new(arms).penalty_free(free)),
-            K::Thompson => Box::new(thompson::Thompson::new(arms)),
-            K::ThompsonAttempt => {
-                Box::new(thompson_attempt::ThompsonAttempt::new(arms).penalty_free(free))
-            }
-            K::ThompsonMasked => Box::new(
-                thompson_masked::ThompsonMasked::new(arms).cooldown(params.rate_limit_cooldown_ms),
-            ),
-            K::ThompsonWindow => Box::new(
-                thompson_window::ThompsonWindow::new(arms, params.window)
-                    .cooldown(params.rate_limit_cooldown_ms),
-            ),
-            K::BlockingBandit => Box::new(blocking_bandit::BlockingBandit::new(arms)),
-            K::ThompsonDiscounted => {
-                Box::new(thompson_discounted::ThompsonDiscounted::new(arms, params.discount))
-            }
-            K::KlUcb => Box::new(kl_ucb::KlUcb::new(arms)),
-            K::Ucb1Tuned => Box::new(ucb1_tuned::Ucb1Tuned::new(arms)),
-            K::Moss => Box::new(moss::Moss::new(arms)),
-            K::EpsilonGreedy => Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
-            K::Exp3 => Box::new(exp3::Exp3::new(arms)),
-            K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::with_config(
-                arms,
-                envoy_outlier::EnvoyConfig { lb: params.envoy_lb, ..Default::default() },
-            )),
-        }
-    }
-
-    /// Whether the strategy learns from outcomes (and so exports meaningful snapshots).
-    pub fn learns(self) -> bool {
-        !matches!(
-            self,
-            StrategyKind::RoundRobin
-                | StrategyKind::Random
-                | StrategyKind::WeightedRandom
-                | StrategyKind::LeastOutstanding
-                | StrategyKind::EnvoyOutlier
-        )
-    }
-}
-
 impl fmt::Display for StrategyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -523,6 +408,252 @@ impl FromStr for StrategyKind {
     }
 }
 
+/// What a strategy learns that a snapshot can carry, and so what importing the learner's
+/// posterior gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learns {
+    /// Nothing a snapshot carries: it exports zero counts and a restore only validates. What it
+    /// keeps, if anything (a rotation, in-flight counts, ejections), is local.
+    Nothing,
+    /// The (possibly discounted) counts of every outcome it counted; an import is kept exactly.
+    Counts,
+    /// The counts of each arm's recent outcomes only; an import is scaled down to the window
+    /// ([`StrategyParams::window`]).
+    Window,
+}
+
+/// What an instance restored from a strategy's snapshot keeps of the original's behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restores {
+    /// Everything: it makes the same choices from the same random numbers.
+    Exactly,
+    /// Everything but what 429s taught: pacing, rests and backoff are local to one router
+    /// instance by design (another instance's 429s say nothing about this one's share of a
+    /// limit), so it chooses as the original as long as no 429 was seen.
+    ExceptRateLimits,
+    /// Not the choices, as the strategy's module documents.
+    Lossy,
+}
+
+/// Everything the project knows about one strategy: its row in [`StrategyKind::REGISTRY`].
+/// Nothing else decides by a strategy's name or variant.
+#[derive(Clone, Copy, Debug)]
+pub struct StrategySpec {
+    pub kind: StrategyKind,
+    /// The wire name (`?algo=`, `x-magnetar-algo`, the learner, the lab, serde).
+    pub name: &'static str,
+    /// One-line description (`GET /_magnetar/fleet`, the lab).
+    pub describe: &'static str,
+    pub learns: Learns,
+    /// Whether a router starts it from, and refreshes it with, the learner's `/params`
+    /// posterior.
+    pub imports_params: bool,
+    pub restores: Restores,
+    /// A fresh instance for a fleet of `arms` downstreams.
+    pub build: fn(usize, &StrategyParams) -> Box<dyn Strategy>,
+}
+
+impl StrategyKind {
+    /// This strategy's registry row.
+    pub fn spec(self) -> &'static StrategySpec {
+        // The enum and the table are generated from the same rows, in the same order.
+        &StrategyKind::REGISTRY[self as usize]
+    }
+
+    /// The wire name (`?algo=`).
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// One-line description.
+    pub fn describe(self) -> &'static str {
+        self.spec().describe
+    }
+
+    /// Whether the strategy learns something a snapshot carries (and so exports meaningful
+    /// snapshots).
+    pub fn learns(self) -> bool {
+        self.spec().learns != Learns::Nothing
+    }
+
+    /// Whether a router starts it from, and refreshes it with, the learner's `/params`.
+    pub fn imports_params(self) -> bool {
+        self.spec().imports_params
+    }
+
+    /// What a restored instance keeps of the original's behaviour.
+    pub fn restores(self) -> Restores {
+        self.spec().restores
+    }
+
+    /// Whether an instance restored from its snapshot chooses exactly as the original.
+    pub fn lossless_snapshot(self) -> bool {
+        self.spec().restores == Restores::Exactly
+    }
+
+    /// Comma-separated list of every wire name, for error messages.
+    pub fn names() -> String {
+        StrategyKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Builds a fresh instance for a fleet of `arms` downstreams with default parameters.
+    pub fn build(self, arms: usize) -> Box<dyn Strategy> {
+        self.build_with(arms, &StrategyParams::default())
+    }
+
+    /// Builds a fresh instance for a fleet of `arms` downstreams with `params`.
+    pub fn build_with(self, arms: usize, params: &StrategyParams) -> Box<dyn Strategy> {
+        (self.spec().build)(arms, params)
+    }
+}
+
+/// Declares the registry: one row per strategy gives its variant of [`StrategyKind`], its wire
+/// name, its description and the rest of its [`StrategySpec`], so that adding a strategy is its
+/// file plus one row. The enum stays an enum (exhaustive, `Copy`, serde names from the rows)
+/// because the rest of the workspace holds and matches `StrategyKind` values.
+macro_rules! strategy_registry {
+    ($(
+        $(#[$attr:meta])*
+        $variant:ident => $name:literal : $describe:literal { $($field:ident : $value:expr),+ $(,)? }
+    ),+ $(,)?) => {
+        /// Every selectable algorithm, by wire name: one per row of [`StrategyKind::REGISTRY`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum StrategyKind {
+            $($(#[$attr])* #[doc = $describe] #[serde(rename = $name)] $variant,)+
+        }
+
+        impl StrategyKind {
+            /// Every kind, in documentation order.
+            pub const ALL: &'static [StrategyKind] = &[$($(#[$attr])* StrategyKind::$variant,)+];
+
+            /// Every strategy's row, in the order of [`StrategyKind::ALL`].
+            pub const REGISTRY: &'static [StrategySpec] = &[$(
+                $(#[$attr])*
+                StrategySpec {
+                    kind: StrategyKind::$variant,
+                    name: $name,
+                    describe: $describe,
+                    $($field: $value,)+
+                },
+            )+];
+        }
+    };
+}
+
+strategy_registry! {
+    RoundRobin => "round_robin": "cycle through the downstreams in order" {
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy,
+        build: |arms, _| Box::new(round_robin::RoundRobin::new(arms)),
+    },
+    Random => "random": "uniformly random downstream" {
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(random::Random::new(arms)),
+    },
+    WeightedRandom => "weighted_random": "random downstream in proportion to its fleet weight" {
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly,
+        build: |arms, p| Box::new(weighted_random::WeightedRandom::new(arms, &p.weights)),
+    },
+    LeastOutstanding => "least_outstanding":
+        "power of two choices on in-flight requests (least outstanding requests)" {
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy,
+        build: |arms, _| Box::new(least_outstanding::LeastOutstanding::new(arms)),
+    },
+    DiscoverExploit => "discover_exploit":
+        "V1: most uncertain downstream during discovery, then the best empirical rate" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy,
+        build: |arms, _| Box::new(discover_exploit::DiscoverExploit::new(arms)),
+    },
+    Ucb1 => "ucb1": "V2: UCB1 upper confidence bound" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(ucb1::Ucb1::new(arms)),
+    },
+    UcbAttempt => "ucb_attempt": "V3: UCB exploring harder during the penalty-free attempts" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        build: |arms, p| {
+            Box::new(ucb_attempt::UcbAttempt::new(arms).penalty_free(p.penalty_free_attempts))
+        },
+    },
+    Thompson => "thompson": "V4: Beta-Bernoulli Thompson sampling" {
+        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly,
+        build: |arms, _| Box::new(thompson::Thompson::new(arms)),
+    },
+    ThompsonAttempt => "thompson_attempt":
+        "V5: Thompson sampling with wider draws during the penalty-free attempts" {
+        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly,
+        build: |arms, p| {
+            let s = thompson_attempt::ThompsonAttempt::new(arms);
+            Box::new(s.penalty_free(p.penalty_free_attempts))
+        },
+    },
+    ThompsonMasked => "thompson_masked":
+        "V6: Thompson sampling; a 429 rests the downstream instead of counting as a failure" {
+        learns: Learns::Counts, imports_params: true, restores: Restores::ExceptRateLimits,
+        build: |arms, p| {
+            let s = thompson_masked::ThompsonMasked::new(arms);
+            Box::new(s.cooldown(p.rate_limit_cooldown_ms))
+        },
+    },
+    ThompsonWindow => "thompson_window":
+        "V7: Thompson sampling over each downstream's recent outcomes only" {
+        learns: Learns::Window, imports_params: true, restores: Restores::Lossy,
+        build: |arms, p| {
+            let s = thompson_window::ThompsonWindow::new(arms, p.window);
+            Box::new(s.cooldown(p.rate_limit_cooldown_ms))
+        },
+    },
+    BlockingBandit => "blocking_bandit":
+        "V8: Thompson sampling; 429s block the downstream with exponential backoff" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::ExceptRateLimits,
+        build: |arms, _| Box::new(blocking_bandit::BlockingBandit::new(arms)),
+    },
+    ThompsonDiscounted => "thompson_discounted":
+        "discounted Thompson sampling: every downstream's evidence fades each step" {
+        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly,
+        build: |arms, p| {
+            Box::new(thompson_discounted::ThompsonDiscounted::new(arms, p.discount))
+        },
+    },
+    KlUcb => "kl_ucb": "KL-UCB: upper confidence bound from the Bernoulli KL divergence" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(kl_ucb::KlUcb::new(arms)),
+    },
+    Ucb1Tuned => "ucb1_tuned": "UCB1-Tuned: UCB1 with a variance-aware bonus" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(ucb1_tuned::Ucb1Tuned::new(arms)),
+    },
+    Moss => "moss": "MOSS: minimax-optimal UCB (anytime form)" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(moss::Moss::new(arms)),
+    },
+    EpsilonGreedy => "epsilon_greedy": "epsilon-greedy with a decaying exploration rate" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
+    },
+    Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy,
+        build: |arms, _| Box::new(exp3::Exp3::new(arms)),
+    },
+    EnvoyOutlier => "envoy_outlier":
+        "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin; \
+         like Envoy, it can eject a downstream that is flaky but the best there is" {
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy,
+        build: |arms, p| {
+            let config = envoy_outlier::EnvoyConfig { lb: p.envoy_lb, ..Default::default() };
+            Box::new(envoy_outlier::EnvoyOutlier::with_config(arms, config))
+        },
+    },
+    // Test only: a trivial strategy added by its file and this row alone.
+    #[cfg(test)]
+    FirstAllowed => "first_allowed": "test only: the lowest-numbered allowed downstream" {
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly,
+        build: |arms, _| Box::new(first_allowed::FirstAllowed::new(arms)),
+    },
+}
+
+/// A strategy added by its file and one registry row only (see the `FirstAllowed` row).
+#[cfg(test)]
+mod first_allowed;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +668,37 @@ mod tests {
         assert_eq!("Round-Robin".parse::<StrategyKind>().unwrap(), StrategyKind::RoundRobin);
         let err = "nope".parse::<StrategyKind>().unwrap_err();
         assert!(err.to_string().contains("round_robin"), "{err}");
+    }
+
+    #[test]
+    fn every_row_is_its_kinds_spec() {
+        assert_eq!(StrategyKind::ALL.len(), StrategyKind::REGISTRY.len());
+        for (kind, spec) in StrategyKind::ALL.iter().zip(StrategyKind::REGISTRY) {
+            assert_eq!(spec.kind, *kind);
+            assert_eq!(kind.spec().name, spec.name);
+            assert_eq!(kind.build(2).kind(), *kind, "{kind}: its row builds another strategy");
+        }
+    }
+
+    /// `FirstAllowed` exists only in this crate's unit tests, added by its file
+    /// (`first_allowed.rs`) and its registry row and nothing else; every unit test that
+    /// enumerates `StrategyKind::ALL` (such as `every_kind_respects_exclusions`) runs it too.
+    #[test]
+    fn a_strategy_added_by_its_file_and_one_row_is_complete() {
+        let kind: StrategyKind = "first-allowed".parse().unwrap();
+        assert_eq!(kind, StrategyKind::FirstAllowed);
+        assert!(StrategyKind::ALL.contains(&kind));
+        assert_eq!(kind.to_string(), "first_allowed");
+        assert_eq!(serde_json::to_string(&kind).unwrap(), "\"first_allowed\"");
+        assert_eq!(serde_json::from_str::<StrategyKind>("\"first_allowed\"").unwrap(), kind);
+        assert!(StrategyKind::names().ends_with(", first_allowed"));
+        assert!(kind.describe().starts_with("test only"));
+        assert!(!kind.learns() && !kind.imports_params() && kind.lossless_snapshot());
+        let mut s = kind.build_with(3, &StrategyParams::default());
+        assert_eq!((s.kind(), s.arms()), (kind, 3));
+        let mut rng = SmallRng::seed_from_u64(1);
+        let ctx = SelectContext { excluded: &[0], attempt: 2, now_ms: 0 };
+        assert_eq!(s.select(&ctx, &mut rng), Some(1));
     }
 
     #[test]
