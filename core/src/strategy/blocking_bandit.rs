@@ -21,18 +21,15 @@
 //!
 //! Parameters: [`DEFAULT_BLOCK_MS`] (250 ms) and [`MAX_BACKOFF_MULTIPLIER`] (64).
 //!
-//! Snapshot: the counts, exactly (see [`ArmPosterior`]). Blocks, multipliers and learned limits
+//! Snapshot: the counts, exactly (see [`ArmCounts`]). Blocks, multipliers and learned limits
 //! are local to this instance and not exported; a restored instance starts with none.
 
 use rand::RngCore;
 
-use super::beta::BetaSampler;
+use super::counts::{ArmCounts, CountRule, Counted};
 use super::rate_limit::RateLimits;
-use super::thompson::{best_draw, prepare};
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, beta, restore_counts,
-};
+use super::thompson::Samplers;
+use super::{ArmId, Feedback, SelectContext, StrategyKind, beta};
 use crate::Outcome;
 
 /// Block after a first 429.
@@ -40,102 +37,88 @@ pub const DEFAULT_BLOCK_MS: u64 = 250;
 /// Largest backoff multiplier.
 pub const MAX_BACKOFF_MULTIPLIER: u64 = 64;
 
-/// Thompson sampling with exponential-backoff blocking after 429s.
+/// The blocking bandit's rule: Thompson draws among the downstreams that are neither blocked nor
+/// at their learned limit, and the backoff 429s set.
 #[derive(Debug, Clone)]
 pub struct BlockingBandit {
-    counts: Vec<ArmPosterior>,
-    samplers: Vec<BetaSampler>,
+    samplers: Samplers,
     limits: RateLimits,
     multiplier: Vec<u64>,
     block_ms: u64,
 }
 
 impl BlockingBandit {
-    pub fn new(arms: usize) -> Self {
-        BlockingBandit {
-            counts: vec![ArmPosterior::default(); arms],
-            samplers: vec![BetaSampler::for_counts(0.0, 0.0); arms],
+    /// The blocking bandit over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<BlockingBandit> {
+        let rule = BlockingBandit {
+            samplers: Samplers::new(arms),
             limits: RateLimits::new(arms),
             multiplier: vec![1; arms],
             block_ms: DEFAULT_BLOCK_MS,
-        }
+        };
+        Counted::new(arms, rule)
     }
+}
 
+impl Counted<BlockingBandit> {
     /// Overrides the base block.
     pub fn block(mut self, block_ms: u64) -> Self {
-        self.block_ms = block_ms;
+        self.rule.block_ms = block_ms;
         self
     }
 
     /// When `arm`'s block ends (0 if never blocked).
     pub fn blocked_until(&self, arm: ArmId) -> u64 {
-        self.limits.resting_until(arm)
+        self.rule.limits.resting_until(arm)
     }
 
     /// The multiplier the next block of `arm` will use.
     pub fn multiplier(&self, arm: ArmId) -> u64 {
-        self.multiplier.get(arm).copied().unwrap_or(1)
+        self.rule.multiplier.get(arm).copied().unwrap_or(1)
     }
 
     /// The rate-limit state (learned limits, blocks).
     pub fn limits(&self) -> &RateLimits {
-        &self.limits
+        &self.rule.limits
     }
 }
 
-impl Strategy for BlockingBandit {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::BlockingBandit
-    }
+impl CountRule for BlockingBandit {
+    const KIND: StrategyKind = StrategyKind::BlockingBandit;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        self.limits.prepare(ctx);
-        let (samplers, limits) = (&self.samplers, &self.limits);
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let samplers = &self.samplers;
         let mut rng = beta::local_rng(rng);
-        let arm = best_draw(ctx, samplers.len(), |a| {
-            limits.available(a, ctx.now_ms).then(|| samplers[a].draw(&mut rng))
-        })
-        .or_else(|| limits.soonest(ctx))?;
-        self.limits.sent(arm, ctx.now_ms);
-        Some(arm)
+        self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
     }
 
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        let Some(c) = self.counts.get_mut(arm) else { return };
-        match feedback.outcome {
-            Outcome::RateLimited => {
-                let m = self.multiplier[arm];
-                self.limits.rate_limited(arm, feedback, self.block_ms.saturating_mul(m));
-                self.multiplier[arm] = m.saturating_mul(2).min(MAX_BACKOFF_MULTIPLIER);
+    fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
+        if feedback.outcome == Outcome::RateLimited {
+            let m = self.multiplier[arm];
+            self.limits.rate_limited(arm, feedback, self.block_ms.saturating_mul(m));
+            self.multiplier[arm] = m.saturating_mul(2).min(MAX_BACKOFF_MULTIPLIER);
+        } else {
+            if feedback.outcome.is_success() {
+                self.multiplier[arm] = 1;
             }
-            o => {
-                c.observe(o.is_success());
-                if o.is_success() {
-                    self.multiplier[arm] = 1;
-                }
-                self.samplers[arm] = BetaSampler::for_counts(c.successes, c.failures);
-            }
+            self.samplers.observe(counts, arm, feedback);
         }
     }
 
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)?;
-        self.samplers = prepare(&self.counts);
-        Ok(())
+    fn restored(&mut self, counts: &ArmCounts) {
+        self.samplers = Samplers::of(counts);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{ArmPosterior, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

@@ -9,81 +9,67 @@
 //!
 //! Parameters: [`DEFAULT_C`] = 5 and [`DEFAULT_MIN_EPSILON`] = 0.01.
 //!
-//! Snapshot: the counts (see [`ArmPosterior`]).
+//! Snapshot: the counts (see [`ArmCounts`]).
 
 use rand::{Rng, RngCore};
 
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, argmax_allowed, restore_counts, uniform_allowed,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, SelectContext, StrategyKind, argmax_allowed, uniform_allowed};
 
 /// Scale of the decaying exploration rate.
 pub const DEFAULT_C: f64 = 5.0;
 /// Exploration rate floor.
 pub const DEFAULT_MIN_EPSILON: f64 = 0.01;
 
-/// Epsilon-greedy.
+/// Epsilon-greedy's rule: a coin, then a uniform or a greedy choice.
 #[derive(Debug, Clone)]
 pub struct EpsilonGreedy {
-    counts: Vec<ArmPosterior>,
     c: f64,
     min_epsilon: f64,
 }
 
 impl EpsilonGreedy {
-    pub fn new(arms: usize) -> Self {
-        EpsilonGreedy {
-            counts: vec![ArmPosterior::default(); arms],
-            c: DEFAULT_C,
-            min_epsilon: DEFAULT_MIN_EPSILON,
-        }
+    /// Epsilon-greedy over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<EpsilonGreedy> {
+        Counted::new(arms, EpsilonGreedy { c: DEFAULT_C, min_epsilon: DEFAULT_MIN_EPSILON })
     }
 
-    /// The exploration rate for the next choice.
-    pub fn epsilon(&self) -> f64 {
-        let t = self.counts.iter().map(ArmPosterior::pulls).sum::<f64>().max(1.0);
-        (self.c * self.counts.len() as f64 / t).clamp(self.min_epsilon, 1.0)
+    /// The exploration rate for the next choice from `counts`.
+    pub fn epsilon(&self, counts: &ArmCounts) -> f64 {
+        let t = counts.total().max(1.0);
+        (self.c * counts.len() as f64 / t).clamp(self.min_epsilon, 1.0)
     }
 }
 
-impl Strategy for EpsilonGreedy {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::EpsilonGreedy
+impl Counted<EpsilonGreedy> {
+    /// The exploration rate for the next choice.
+    pub fn epsilon(&self) -> f64 {
+        self.rule.epsilon(&self.counts)
     }
+}
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
+impl CountRule for EpsilonGreedy {
+    const KIND: StrategyKind = StrategyKind::EpsilonGreedy;
 
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        if rng.random::<f64>() < self.epsilon() {
-            return uniform_allowed(ctx, self.counts.len(), rng);
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        if rng.random::<f64>() < self.epsilon(counts) {
+            return uniform_allowed(ctx, counts.len(), rng);
         }
-        let counts = &self.counts;
         argmax_allowed(ctx, counts.len(), rng, |a| {
             counts[a].empirical_mean().unwrap_or(f64::INFINITY)
         })
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{ArmPosterior, PosteriorSnapshot, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

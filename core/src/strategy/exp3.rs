@@ -27,10 +27,8 @@ use std::collections::VecDeque;
 
 use rand::{Rng, RngCore};
 
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, Feedback, SelectContext, StrategyKind};
 
 /// Exploration share.
 pub const DEFAULT_GAMMA: f64 = 0.05;
@@ -47,23 +45,24 @@ struct Pending {
     k: usize,
 }
 
-/// EXP3.
+/// EXP3's rule: exponential weights, and the choices awaiting their feedback. The counts are
+/// kept alongside for the snapshot only.
 #[derive(Debug, Clone)]
 pub struct Exp3 {
     log_weights: Vec<f64>,
     pending: Vec<VecDeque<Pending>>,
-    counts: Vec<ArmPosterior>,
     gamma: f64,
 }
 
 impl Exp3 {
-    pub fn new(arms: usize) -> Self {
-        Exp3 {
+    /// EXP3 over `arms` downstreams of equal weight.
+    pub fn new(arms: usize) -> Counted<Exp3> {
+        let rule = Exp3 {
             log_weights: vec![0.0; arms],
             pending: vec![VecDeque::new(); arms],
-            counts: vec![ArmPosterior::default(); arms],
             gamma: DEFAULT_GAMMA,
-        }
+        };
+        Counted::new(arms, rule)
     }
 
     /// The choice that sent the attempt `feedback` answers on `arm`: its probability and `K`.
@@ -80,12 +79,6 @@ impl Exp3 {
                 (self.probabilities(&all)[arm], self.log_weights.len())
             }
         }
-    }
-
-    /// Overrides `γ` (clamped into `(0, 1]`).
-    pub fn gamma(mut self, gamma: f64) -> Self {
-        self.gamma = if gamma > 0.0 { gamma.min(1.0) } else { DEFAULT_GAMMA };
-        self
     }
 
     /// The choice probabilities over the allowed arms of `ctx` (0 for excluded ones).
@@ -105,18 +98,38 @@ impl Exp3 {
         }
         p
     }
+
+    /// Keeps the largest log-weight at 0: only differences matter.
+    fn normalise(&mut self) {
+        let max = self.log_weights.iter().copied().fold(f64::MIN, f64::max);
+        for w in &mut self.log_weights {
+            *w -= max;
+        }
+    }
 }
 
-impl Strategy for Exp3 {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Exp3
+impl Counted<Exp3> {
+    /// Overrides `γ` (clamped into `(0, 1]`).
+    pub fn gamma(mut self, gamma: f64) -> Self {
+        self.rule.gamma = if gamma > 0.0 { gamma.min(1.0) } else { DEFAULT_GAMMA };
+        self
     }
 
-    fn arms(&self) -> usize {
-        self.log_weights.len()
+    /// The choice probabilities over the allowed arms of `ctx` (0 for excluded ones).
+    pub fn probabilities(&self, ctx: &SelectContext<'_>) -> Vec<f64> {
+        self.rule.probabilities(ctx)
     }
+}
 
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
+impl CountRule for Exp3 {
+    const KIND: StrategyKind = StrategyKind::Exp3;
+
+    fn choose(
+        &mut self,
+        _counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
         let p = self.probabilities(ctx);
         let mut point = rng.random::<f64>();
         let mut last = None;
@@ -139,39 +152,23 @@ impl Strategy for Exp3 {
         Some(arm)
     }
 
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if arm >= self.counts.len() {
-            return;
-        }
+    fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
         let (p, k) = self.choice_answered(arm, feedback);
         let success = feedback.outcome.is_success();
-        self.counts[arm].observe(success);
+        counts.observe(arm, success);
         if success {
             self.log_weights[arm] += self.gamma / (p.max(1e-12) * k.max(1) as f64);
-            // Only differences matter: keep the largest log-weight at 0.
-            let max = self.log_weights.iter().copied().fold(f64::MIN, f64::max);
-            for w in &mut self.log_weights {
-                *w -= max;
-            }
+            self.normalise();
         }
     }
 
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)?;
-        let k = self.counts.len().max(1) as f64;
-        let t: f64 = self.counts.iter().map(ArmPosterior::pulls).sum();
-        for (w, c) in self.log_weights.iter_mut().zip(&self.counts) {
+    fn restored(&mut self, counts: &ArmCounts) {
+        let k = counts.len().max(1) as f64;
+        let t = counts.total();
+        for (w, c) in self.log_weights.iter_mut().zip(counts.iter()) {
             *w = self.gamma / k * t * c.empirical_mean().unwrap_or(0.5);
         }
-        let max = self.log_weights.iter().copied().fold(f64::MIN, f64::max);
-        for w in &mut self.log_weights {
-            *w -= max;
-        }
-        Ok(())
+        self.normalise();
     }
 }
 
@@ -179,13 +176,14 @@ impl Strategy for Exp3 {
 mod tests {
     use super::*;
     use crate::Outcome;
+    use crate::strategy::Strategy;
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
     #[test]
     fn probabilities_are_a_distribution_with_a_gamma_floor() {
         let mut s = Exp3::new(4);
-        s.log_weights = vec![0.0, -50.0, -1.0, 3.0];
+        s.rule.log_weights = vec![0.0, -50.0, -1.0, 3.0];
         let ctx = SelectContext { excluded: &[2], attempt: 2, now_ms: 0 };
         let p = s.probabilities(&ctx);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
@@ -207,7 +205,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let mut s = Exp3::new(4);
         // Arm 0 is so heavy that it is chosen whatever the exclusions of the others.
-        s.log_weights = vec![0.0, -40.0, -40.0, -40.0];
+        s.rule.log_weights = vec![0.0, -40.0, -40.0, -40.0];
         let all = SelectContext::first(0);
         let two = SelectContext { excluded: &[2, 3], attempt: 2, now_ms: 10 };
         let (p_all, p_two) = (s.probabilities(&all)[0], s.probabilities(&two)[0]);
@@ -218,19 +216,19 @@ mod tests {
         assert_eq!(s.select(&all, &mut rng), Some(0));
         assert_eq!(s.select(&two, &mut rng), Some(0));
         // Both attempts are in flight on arm 0; the second (sent at 10) answers first.
-        let before = s.log_weights.clone();
+        let before = s.rule.log_weights.clone();
         s.update(0, &success(30, 20.0));
-        let g = gain(&before, &s.log_weights, 0, 1);
+        let g = gain(&before, &s.rule.log_weights, 0, 1);
         assert!((g - DEFAULT_GAMMA / (p_two * 2.0)).abs() < 1e-9, "{g}");
-        let before = s.log_weights.clone();
+        let before = s.rule.log_weights.clone();
         s.update(0, &success(45, 45.0));
-        let g = gain(&before, &s.log_weights, 0, 1);
+        let g = gain(&before, &s.rule.log_weights, 0, 1);
         assert!((g - DEFAULT_GAMMA / (p_all * 4.0)).abs() < 1e-9, "{g}");
         // Feedback for a choice this instance did not make: the current probability, K = 4.
         let p_now = s.probabilities(&all)[0];
-        let before = s.log_weights.clone();
+        let before = s.rule.log_weights.clone();
         s.update(0, &success(50, 1.0));
-        let g = gain(&before, &s.log_weights, 0, 1);
+        let g = gain(&before, &s.rule.log_weights, 0, 1);
         assert!((g - DEFAULT_GAMMA / (p_now * 4.0)).abs() < 1e-9, "{g}");
     }
 
@@ -241,8 +239,8 @@ mod tests {
         for t in 0..(MAX_PENDING as u64 + 50) {
             s.select(&SelectContext::first(t), &mut rng);
         }
-        assert_eq!(s.pending[0].len(), MAX_PENDING);
-        assert_eq!(s.pending[0].front().map(|p| p.sent_ms), Some(50));
+        assert_eq!(s.rule.pending[0].len(), MAX_PENDING);
+        assert_eq!(s.rule.pending[0].front().map(|p| p.sent_ms), Some(50));
     }
 
     #[test]

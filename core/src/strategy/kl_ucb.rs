@@ -12,14 +12,12 @@
 //! increasing on `[p̂, 1)`; arms whose Pinsker bound cannot beat the best index so far are
 //! skipped, so a select costs a few logarithms per competitive arm only.
 //!
-//! Snapshot: the counts (see [`ArmPosterior`]).
+//! Snapshot: the counts (see [`ArmCounts`]).
 
 use rand::RngCore;
 
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, SelectContext, StrategyKind};
 
 /// Weight of the `ln ln t` term.
 pub const DEFAULT_C: f64 = 0.0;
@@ -60,45 +58,46 @@ pub fn kl_index(p: f64, n: f64, rhs: f64) -> f64 {
     q
 }
 
-/// KL-UCB.
+/// KL-UCB's rule: the highest KL index.
 #[derive(Debug, Clone)]
 pub struct KlUcb {
-    counts: Vec<ArmPosterior>,
     c: f64,
 }
 
 impl KlUcb {
-    pub fn new(arms: usize) -> Self {
-        KlUcb { counts: vec![ArmPosterior::default(); arms], c: DEFAULT_C }
+    /// KL-UCB over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<KlUcb> {
+        Counted::new(arms, KlUcb { c: DEFAULT_C })
     }
+}
 
+impl Counted<KlUcb> {
     /// Overrides the `ln ln t` weight.
     pub fn exploration(mut self, c: f64) -> Self {
-        self.c = c;
+        self.rule.c = c;
         self
     }
 }
 
-impl Strategy for KlUcb {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::KlUcb
-    }
+impl CountRule for KlUcb {
+    const KIND: StrategyKind = StrategyKind::KlUcb;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let t = self.counts.iter().map(ArmPosterior::pulls).sum::<f64>().max(1.0);
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let t = counts.total().max(1.0);
         let ln_t = t.ln();
         let rhs = ln_t + if ln_t > 1.0 { self.c * ln_t.ln() } else { 0.0 };
         let mut best: Option<(ArmId, f64)> = None;
         let mut ties = 1u64;
-        for arm in 0..self.counts.len() {
+        for arm in 0..counts.len() {
             if ctx.is_excluded(arm) {
                 continue;
             }
-            let c = &self.counts[arm];
+            let c = &counts[arm];
             let index = match c.empirical_mean() {
                 None => f64::INFINITY,
                 Some(p) => {
@@ -125,20 +124,6 @@ impl Strategy for KlUcb {
             }
         }
         best.map(|(arm, _)| arm)
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
     }
 }
 

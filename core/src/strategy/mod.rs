@@ -8,10 +8,14 @@
 //! After the attempt the caller reports a [`Feedback`] (classified outcome, latency, time) with
 //! [`Strategy::update`]. Learned state can be exported to and imported from a
 //! [`PosteriorSnapshot`], so a router isolate can start from the learner's fleet-wide view and keep
-//! learning locally. For the count-based strategies a restored instance chooses exactly as the
-//! original; the snapshots of [`discover_exploit`], [`exp3`] and [`thompson_window`] are lossy
-//! (their modules say what is lost), and local state is never exported: what 429s taught
-//! ([`rate_limit`]), round robin's rotation, in-flight counts, Envoy-style ejections.
+//! learning locally. Each count-based strategy is a [`Counted`](counts::Counted): the counts
+//! ([`ArmCounts`](counts::ArmCounts), which count, export and import the same way for all of
+//! them) and a [`CountRule`](counts::CountRule), only the algorithm's index or choice rule. For
+//! the count-based strategies a restored instance chooses exactly as the original; the
+//! snapshots of [`discover_exploit`], [`exp3`] and [`thompson_window`] are lossy (their modules
+//! say what is lost, their registry rows that they are), and local state is never exported:
+//! what 429s taught ([`rate_limit`]), round robin's rotation, in-flight counts, Envoy-style
+//! ejections.
 //!
 //! Strategies are built by name through [`StrategyKind`]; the names are the wire names used by
 //! `?algo=`, `x-magnetar-algo`, the learner and the lab. [`StrategyKind::build`] uses every
@@ -49,6 +53,7 @@ use crate::Outcome;
 
 pub mod beta;
 pub mod blocking_bandit;
+pub mod counts;
 pub mod discover_exploit;
 pub mod envoy_outlier;
 pub mod epsilon_greedy;
@@ -244,17 +249,6 @@ pub trait Strategy: Send {
     fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
         validate_snapshot(snapshot, self.arms())
     }
-}
-
-/// Validates `snapshot` and copies its counts into `counts` (the common `restore` of the
-/// count-based strategies).
-pub fn restore_counts(
-    counts: &mut [ArmPosterior],
-    snapshot: &PosteriorSnapshot,
-) -> Result<(), SnapshotError> {
-    validate_snapshot(snapshot, counts.len())?;
-    counts.clone_from_slice(&snapshot.arms);
-    Ok(())
 }
 
 /// Picks the allowed arm with the highest score, breaking exact ties uniformly at random (the
@@ -514,7 +508,8 @@ impl StrategyKind {
 macro_rules! strategy_registry {
     ($(
         $(#[$attr:meta])*
-        $variant:ident => $name:literal : $describe:literal { $($field:ident : $value:expr),+ $(,)? }
+        $variant:ident => $name:literal : $describe:literal
+            { $($field:ident : $value:expr),+ $(,)? }
     ),+ $(,)?) => {
         /// Every selectable algorithm, by wire name: one per row of [`StrategyKind::REGISTRY`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

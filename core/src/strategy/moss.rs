@@ -8,14 +8,12 @@
 //! pulled more than `t / K` times gets no bonus at all, so MOSS exploits harder than UCB1 once
 //! every arm has its share. Untried arms have index `+inf`. No parameters.
 //!
-//! Snapshot: the counts (see [`ArmPosterior`]).
+//! Snapshot: the counts (see [`ArmCounts`]).
 
 use rand::RngCore;
 
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, argmax_allowed, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, argmax_allowed};
 
 /// The MOSS index with `t` observations over `k` arms, `+inf` when untried.
 pub fn moss_index(c: &ArmPosterior, t: f64, k: f64) -> f64 {
@@ -24,46 +22,29 @@ pub fn moss_index(c: &ArmPosterior, t: f64, k: f64) -> f64 {
     mean + ((t / (k * n)).ln().max(0.0) / n).sqrt()
 }
 
-/// Anytime MOSS.
+/// Anytime MOSS's rule: the highest MOSS index.
 #[derive(Debug, Clone)]
-pub struct Moss {
-    counts: Vec<ArmPosterior>,
-}
+pub struct Moss;
 
 impl Moss {
-    pub fn new(arms: usize) -> Self {
-        Moss { counts: vec![ArmPosterior::default(); arms] }
+    /// Anytime MOSS over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<Moss> {
+        Counted::new(arms, Moss)
     }
 }
 
-impl Strategy for Moss {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Moss
-    }
+impl CountRule for Moss {
+    const KIND: StrategyKind = StrategyKind::Moss;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let t = self.counts.iter().map(ArmPosterior::pulls).sum::<f64>().max(1.0);
-        let k = self.counts.len().max(1) as f64;
-        let counts = &self.counts;
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let t = counts.total().max(1.0);
+        let k = counts.len().max(1) as f64;
         argmax_allowed(ctx, counts.len(), rng, |a| moss_index(&counts[a], t, k))
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
     }
 }
 

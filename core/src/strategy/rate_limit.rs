@@ -55,6 +55,8 @@
 
 use std::collections::VecDeque;
 
+use super::beta::Draw;
+use super::thompson::best_draw;
 use super::{ArmId, Feedback, SelectContext};
 
 /// The window over which attempts are counted against a learned limit.
@@ -119,6 +121,22 @@ impl RateLimits {
     pub fn window(mut self, window_ms: u64) -> Self {
         self.window_ms = window_ms.max(1);
         self
+    }
+
+    /// One paced choice: the allowed arm with the highest `draw` among those neither resting nor
+    /// at their learned limit, else the one that becomes available first; the choice is logged
+    /// as sent. `draw` is asked only for available arms.
+    pub fn choose(
+        &mut self,
+        ctx: &SelectContext<'_>,
+        arms: usize,
+        mut draw: impl FnMut(ArmId) -> Draw,
+    ) -> Option<ArmId> {
+        self.prepare(ctx);
+        let arm = best_draw(ctx, arms, |a| self.available(a, ctx.now_ms).then(|| draw(a)))
+            .or_else(|| self.soonest(ctx))?;
+        self.sent(arm, ctx.now_ms);
+        Some(arm)
     }
 
     /// Brings the state to the time of `ctx`, before a selection: expires old limits and old log

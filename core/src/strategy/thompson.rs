@@ -13,16 +13,14 @@
 //! see [`thompson_discounted`](super::thompson_discounted) and
 //! [`thompson_window`](super::thompson_window) for fleets that change.
 //!
-//! Snapshot: the counts, exactly (see [`ArmPosterior`]); the router imports the learner's
+//! Snapshot: the counts, exactly (see [`ArmCounts`]); the router imports the learner's
 //! posterior into this strategy.
 
 use rand::RngCore;
 
 use super::beta::{BetaSampler, Draw};
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, beta, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, ArmPosterior, Feedback, SelectContext, StrategyKind, beta};
 
 /// The allowed arm with the highest draw; `draw` returns `None` for an arm to skip. Draws are
 /// continuous, so ties (to the lower index) have probability zero.
@@ -46,70 +44,76 @@ pub fn best_draw(
     best.map(|(arm, _)| arm)
 }
 
-/// Thompson sampling with a uniform prior.
+/// One prepared sampler per arm, drawing from `Beta(1 + s, 1 + f)` of its counts; whoever
+/// changes the counts refreshes it ([`Samplers::observe`], [`Samplers::of`]).
+#[derive(Debug, Clone)]
+pub struct Samplers(Vec<BetaSampler>);
+
+impl Samplers {
+    /// A sampler per arm, none observed.
+    pub fn new(arms: usize) -> Samplers {
+        Samplers(vec![BetaSampler::for_counts(0.0, 0.0); arms])
+    }
+
+    /// A sampler per arm of `counts`.
+    pub fn of(counts: &[ArmPosterior]) -> Samplers {
+        Samplers(counts.iter().map(|c| BetaSampler::for_counts(c.successes, c.failures)).collect())
+    }
+
+    /// Counts one outcome on `arm` as plain Thompson sampling does (anything but a success is a
+    /// failure) and refreshes its sampler.
+    pub fn observe(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
+        if let Some(c) = counts.observe(arm, feedback.outcome.is_success()) {
+            self.0[arm] = BetaSampler::for_counts(c.successes, c.failures);
+        }
+    }
+
+    /// One draw from `arm`'s posterior.
+    pub fn draw<R: rand::Rng + ?Sized>(&self, arm: ArmId, rng: &mut R) -> Draw {
+        self.0[arm].draw(rng)
+    }
+}
+
+/// Thompson sampling's rule: the highest draw, from samplers kept in step with the counts.
 #[derive(Debug, Clone)]
 pub struct Thompson {
-    counts: Vec<ArmPosterior>,
-    /// `samplers[i]` draws from arm `i`'s posterior; refreshed whenever its counts change.
-    samplers: Vec<BetaSampler>,
+    samplers: Samplers,
 }
 
 impl Thompson {
-    pub fn new(arms: usize) -> Self {
-        Thompson {
-            counts: vec![ArmPosterior::default(); arms],
-            samplers: vec![BetaSampler::for_counts(0.0, 0.0); arms],
-        }
-    }
-
-    /// The counts per arm.
-    pub fn counts(&self) -> &[ArmPosterior] {
-        &self.counts
+    /// Thompson sampling over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<Thompson> {
+        Counted::new(arms, Thompson { samplers: Samplers::new(arms) })
     }
 }
 
-impl Strategy for Thompson {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Thompson
-    }
+impl CountRule for Thompson {
+    const KIND: StrategyKind = StrategyKind::Thompson;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let samplers = &self.samplers;
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
         let mut rng = beta::local_rng(rng);
-        best_draw(ctx, samplers.len(), |a| Some(samplers[a].draw(&mut rng)))
+        best_draw(ctx, counts.len(), |a| Some(self.samplers.draw(a, &mut rng)))
     }
 
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-            self.samplers[arm] = BetaSampler::for_counts(c.successes, c.failures);
-        }
+    fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
+        self.samplers.observe(counts, arm, feedback);
     }
 
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
+    fn restored(&mut self, counts: &ArmCounts) {
+        self.samplers = Samplers::of(counts);
     }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)?;
-        self.samplers = prepare(&self.counts);
-        Ok(())
-    }
-}
-
-/// One prepared sampler per arm.
-pub fn prepare(counts: &[ArmPosterior]) -> Vec<BetaSampler> {
-    counts.iter().map(|c| BetaSampler::for_counts(c.successes, c.failures)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Outcome;
+    use crate::strategy::{PosteriorSnapshot, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

@@ -10,16 +10,14 @@
 //! Parameters: [`DEFAULT_SCALE`] `C` = 4, [`DEFAULT_SCALE_DECAY`] `d` = 0.5 (the seed's), and the
 //! penalty-free budget (default 3). Counting is plain Thompson sampling's (a 429 is a failure).
 //!
-//! Snapshot: the counts, exactly (see [`ArmPosterior`]).
+//! Snapshot: the counts, exactly (see [`ArmCounts`]).
 
 use rand::RngCore;
 
 use super::beta::BetaSampler;
+use super::counts::{ArmCounts, CountRule, Counted};
 use super::thompson::best_draw;
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, beta, restore_counts,
-};
+use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, beta};
 use crate::retry::DEFAULT_MAX_ATTEMPTS;
 
 /// Variance scale of the first attempt.
@@ -27,29 +25,23 @@ pub const DEFAULT_SCALE: f64 = 4.0;
 /// Factor applied to the scale on each further attempt.
 pub const DEFAULT_SCALE_DECAY: f64 = 0.5;
 
-/// Thompson sampling that explores harder while attempts are free.
+/// Thompson sampling's rule, exploring harder while attempts are free.
 #[derive(Debug, Clone)]
 pub struct ThompsonAttempt {
-    counts: Vec<ArmPosterior>,
     penalty_free: u32,
     scale: f64,
     decay: f64,
 }
 
 impl ThompsonAttempt {
-    pub fn new(arms: usize) -> Self {
-        ThompsonAttempt {
-            counts: vec![ArmPosterior::default(); arms],
+    /// Attempt-aware Thompson sampling over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<ThompsonAttempt> {
+        let rule = ThompsonAttempt {
             penalty_free: DEFAULT_MAX_ATTEMPTS,
             scale: DEFAULT_SCALE,
             decay: DEFAULT_SCALE_DECAY,
-        }
-    }
-
-    /// Overrides the number of penalty-free attempts.
-    pub fn penalty_free(mut self, attempts: u32) -> Self {
-        self.penalty_free = attempts;
-        self
+        };
+        Counted::new(arms, rule)
     }
 
     /// The variance scale for a 1-based attempt number; 0 means no scaling.
@@ -58,6 +50,19 @@ impl ThompsonAttempt {
             return 0.0;
         }
         self.scale * self.decay.powi(attempt as i32 - 1)
+    }
+}
+
+impl Counted<ThompsonAttempt> {
+    /// Overrides the number of penalty-free attempts.
+    pub fn penalty_free(mut self, attempts: u32) -> Self {
+        self.rule.penalty_free = attempts;
+        self
+    }
+
+    /// The variance scale for a 1-based attempt number; 0 means no scaling.
+    pub fn scale_for(&self, attempt: u32) -> f64 {
+        self.rule.scale_for(attempt)
     }
 }
 
@@ -74,37 +79,21 @@ pub fn scaled_params(c: &ArmPosterior, s: f64) -> (f64, f64) {
     }
 }
 
-impl Strategy for ThompsonAttempt {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::ThompsonAttempt
-    }
+impl CountRule for ThompsonAttempt {
+    const KIND: StrategyKind = StrategyKind::ThompsonAttempt;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
         let s = self.scale_for(ctx.attempt);
-        let counts = &self.counts;
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |arm| {
             let (a, b) = scaled_params(&counts[arm], s);
             Some(BetaSampler::new(a, b).draw(&mut rng))
         })
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
     }
 }
 

@@ -18,65 +18,61 @@
 //! arms whose evidence faded; 0.999 does better on stationary fleets but recovers more slowly. Counts below
 //! [`FLUSH_BELOW`] are flushed to zero so that long-idle arms cost no subnormal arithmetic.
 //!
-//! Snapshot: the discounted counts, exactly (see [`ArmPosterior`]).
+//! Snapshot: the discounted counts, exactly (see [`ArmCounts`]).
 
 use rand::RngCore;
 
 use super::beta::BetaSampler;
+use super::counts::{ArmCounts, CountRule, Counted};
 use super::thompson::best_draw;
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, beta, restore_counts,
-};
+use super::{ArmId, Feedback, SelectContext, StrategyKind, beta};
 
 /// Per-step discount factor.
 pub const DEFAULT_DISCOUNT: f64 = 0.998;
 /// Counts smaller than this are set to zero.
 pub const FLUSH_BELOW: f64 = 1e-9;
 
-/// Discounted Thompson sampling.
+/// Discounted Thompson sampling's rule: the highest draw, and every arm's counts discounted
+/// once per observation.
 #[derive(Debug, Clone)]
 pub struct ThompsonDiscounted {
-    counts: Vec<ArmPosterior>,
     discount: f64,
 }
 
 impl ThompsonDiscounted {
-    /// `discount` outside `(0, 1]` (or NaN) falls back to [`DEFAULT_DISCOUNT`].
-    pub fn new(arms: usize, discount: f64) -> Self {
+    /// Discounted Thompson sampling over `arms` untried downstreams. `discount` outside `(0, 1]`
+    /// (or NaN) falls back to [`DEFAULT_DISCOUNT`].
+    pub fn new(arms: usize, discount: f64) -> Counted<ThompsonDiscounted> {
         let discount = if discount > 0.0 && discount <= 1.0 { discount } else { DEFAULT_DISCOUNT };
-        ThompsonDiscounted { counts: vec![ArmPosterior::default(); arms], discount }
-    }
-
-    /// The discount in use.
-    pub fn discount(&self) -> f64 {
-        self.discount
+        Counted::new(arms, ThompsonDiscounted { discount })
     }
 }
 
-impl Strategy for ThompsonDiscounted {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::ThompsonDiscounted
+impl Counted<ThompsonDiscounted> {
+    /// The discount in use.
+    pub fn discount(&self) -> f64 {
+        self.rule.discount
     }
+}
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
+impl CountRule for ThompsonDiscounted {
+    const KIND: StrategyKind = StrategyKind::ThompsonDiscounted;
 
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let counts = &self.counts;
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |a| {
             Some(BetaSampler::for_counts(counts[a].successes, counts[a].failures).draw(&mut rng))
         })
     }
 
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if arm >= self.counts.len() {
-            return;
-        }
+    fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
         let g = self.discount;
-        for c in &mut self.counts {
+        for c in counts.iter_mut() {
             c.successes *= g;
             c.failures *= g;
             if c.successes < FLUSH_BELOW {
@@ -86,15 +82,7 @@ impl Strategy for ThompsonDiscounted {
                 c.failures = 0.0;
             }
         }
-        self.counts[arm].observe(feedback.outcome.is_success());
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
+        counts.observe(arm, feedback.outcome.is_success());
     }
 }
 
@@ -102,6 +90,7 @@ impl Strategy for ThompsonDiscounted {
 mod tests {
     use super::*;
     use crate::Outcome;
+    use crate::strategy::{ArmPosterior, Strategy};
 
     #[test]
     fn every_arm_decays_once_per_step() {

@@ -22,104 +22,90 @@
 //!
 //! Parameter: the cooldown ([`StrategyParams::rate_limit_cooldown_ms`](super::StrategyParams)).
 //!
-//! Snapshot: the counts, exactly (see [`ArmPosterior`]). Rests and learned limits are local to
+//! Snapshot: the counts, exactly (see [`ArmCounts`]). Rests and learned limits are local to
 //! this instance and not exported; a restored instance starts with none.
 
 use rand::RngCore;
 
-use super::beta::BetaSampler;
+use super::counts::{ArmCounts, CountRule, Counted};
 use super::rate_limit::RateLimits;
-use super::thompson::{best_draw, prepare};
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, beta, restore_counts,
-};
+use super::thompson::Samplers;
+use super::{ArmId, Feedback, SelectContext, StrategyKind, beta};
 use crate::Outcome;
 
 /// How long a 429 rests a downstream, on top of pacing it to its learned limit.
 pub const DEFAULT_COOLDOWN_MS: u64 = 250;
 
-/// Thompson sampling that paces and rests rate-limited downstreams.
+/// Masked Thompson sampling's rule: Thompson draws among the downstreams that are neither
+/// resting nor at their learned limit, and what 429s taught.
 #[derive(Debug, Clone)]
 pub struct ThompsonMasked {
-    counts: Vec<ArmPosterior>,
-    samplers: Vec<BetaSampler>,
+    samplers: Samplers,
     limits: RateLimits,
     cooldown_ms: u64,
 }
 
 impl ThompsonMasked {
-    pub fn new(arms: usize) -> Self {
-        ThompsonMasked {
-            counts: vec![ArmPosterior::default(); arms],
-            samplers: vec![BetaSampler::for_counts(0.0, 0.0); arms],
+    /// Masked Thompson sampling over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<ThompsonMasked> {
+        let rule = ThompsonMasked {
+            samplers: Samplers::new(arms),
             limits: RateLimits::new(arms),
             cooldown_ms: DEFAULT_COOLDOWN_MS,
-        }
+        };
+        Counted::new(arms, rule)
     }
+}
 
+impl Counted<ThompsonMasked> {
     /// Overrides the cooldown.
     pub fn cooldown(mut self, cooldown_ms: u64) -> Self {
-        self.cooldown_ms = cooldown_ms;
+        self.rule.cooldown_ms = cooldown_ms;
         self
     }
 
     /// Whether `arm` is resting at `now_ms` (pacing aside).
     pub fn resting(&self, arm: ArmId, now_ms: u64) -> bool {
-        self.limits.resting(arm, now_ms)
+        self.rule.limits.resting(arm, now_ms)
     }
 
     /// The rate-limit state (learned limits, rests).
     pub fn limits(&self) -> &RateLimits {
-        &self.limits
+        &self.rule.limits
     }
 }
 
-impl Strategy for ThompsonMasked {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::ThompsonMasked
-    }
+impl CountRule for ThompsonMasked {
+    const KIND: StrategyKind = StrategyKind::ThompsonMasked;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        self.limits.prepare(ctx);
-        let (samplers, limits) = (&self.samplers, &self.limits);
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let samplers = &self.samplers;
         let mut rng = beta::local_rng(rng);
-        let arm = best_draw(ctx, samplers.len(), |a| {
-            limits.available(a, ctx.now_ms).then(|| samplers[a].draw(&mut rng))
-        })
-        .or_else(|| limits.soonest(ctx))?;
-        self.limits.sent(arm, ctx.now_ms);
-        Some(arm)
+        self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
     }
 
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        let Some(c) = self.counts.get_mut(arm) else { return };
+    fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
         if feedback.outcome == Outcome::RateLimited {
             self.limits.rate_limited(arm, feedback, self.cooldown_ms);
         } else {
-            c.observe(feedback.outcome.is_success());
-            self.samplers[arm] = BetaSampler::for_counts(c.successes, c.failures);
+            self.samplers.observe(counts, arm, feedback);
         }
     }
 
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)?;
-        self.samplers = prepare(&self.counts);
-        Ok(())
+    fn restored(&mut self, counts: &ArmCounts) {
+        self.samplers = Samplers::of(counts);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{ArmPosterior, PosteriorSnapshot, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

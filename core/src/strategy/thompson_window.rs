@@ -36,7 +36,6 @@ use rand::RngCore;
 
 use super::beta::BetaSampler;
 use super::rate_limit::RateLimits;
-use super::thompson::best_draw;
 use super::thompson_masked::DEFAULT_COOLDOWN_MS;
 use super::{
     ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
@@ -147,15 +146,9 @@ impl Strategy for ThompsonWindow {
     }
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        self.limits.prepare(ctx);
-        let (arms, limits) = (&self.arms, &self.limits);
+        let arms = &self.arms;
         let mut rng = beta::local_rng(rng);
-        let arm = best_draw(ctx, arms.len(), |a| {
-            limits.available(a, ctx.now_ms).then(|| arms[a].sampler.draw(&mut rng))
-        })
-        .or_else(|| limits.soonest(ctx))?;
-        self.limits.sent(arm, ctx.now_ms);
-        Some(arm)
+        self.limits.choose(ctx, arms.len(), |a| arms[a].sampler.draw(&mut rng))
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {

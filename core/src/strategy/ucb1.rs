@@ -10,14 +10,12 @@
 //! Parameter: `c` = [`DEFAULT_C`] = `sqrt(2)` (the paper's `sqrt(2 ln t / n)`, and the
 //! flaky-load-balancer design's V2 default).
 //!
-//! Snapshot: the counts (see [`ArmPosterior`]).
+//! Snapshot: the counts (see [`ArmCounts`]).
 
 use rand::RngCore;
 
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, argmax_allowed, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, argmax_allowed};
 
 /// UCB1's exploration constant.
 pub const DEFAULT_C: f64 = std::f64::consts::SQRT_2;
@@ -30,57 +28,38 @@ pub fn ucb_index(counts: &ArmPosterior, ln_t: f64, c: f64) -> f64 {
     }
 }
 
-/// `ln` of the total observations, at least `ln 1 = 0`.
-pub fn ln_total(counts: &[ArmPosterior]) -> f64 {
-    counts.iter().map(ArmPosterior::pulls).sum::<f64>().max(1.0).ln()
-}
-
-/// UCB1.
+/// UCB1's rule: the highest index.
 #[derive(Debug, Clone)]
 pub struct Ucb1 {
-    counts: Vec<ArmPosterior>,
     c: f64,
 }
 
 impl Ucb1 {
-    pub fn new(arms: usize) -> Self {
-        Ucb1 { counts: vec![ArmPosterior::default(); arms], c: DEFAULT_C }
+    /// UCB1 over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<Ucb1> {
+        Counted::new(arms, Ucb1 { c: DEFAULT_C })
     }
+}
 
+impl Counted<Ucb1> {
     /// Overrides the exploration constant.
     pub fn exploration(mut self, c: f64) -> Self {
-        self.c = c;
+        self.rule.c = c;
         self
     }
 }
 
-impl Strategy for Ucb1 {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Ucb1
-    }
+impl CountRule for Ucb1 {
+    const KIND: StrategyKind = StrategyKind::Ucb1;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let ln_t = ln_total(&self.counts);
-        let (counts, c) = (&self.counts, self.c);
-        argmax_allowed(ctx, counts.len(), rng, |a| ucb_index(&counts[a], ln_t, c))
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let ln_t = counts.ln_total();
+        argmax_allowed(ctx, counts.len(), rng, |a| ucb_index(&counts[a], ln_t, self.c))
     }
 }
 
@@ -88,6 +67,7 @@ impl Strategy for Ucb1 {
 mod tests {
     use super::*;
     use crate::Outcome;
+    use crate::strategy::{Feedback, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

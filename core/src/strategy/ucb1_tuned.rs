@@ -8,15 +8,12 @@
 //! of a Bernoulli reward. No proven bound, but it beats UCB1 in the paper's experiments and
 //! ours. Untried arms have index `+inf`. No parameters.
 //!
-//! Snapshot: the counts (see [`ArmPosterior`]).
+//! Snapshot: the counts (see [`ArmCounts`]).
 
 use rand::RngCore;
 
-use super::ucb1::ln_total;
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, argmax_allowed, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, argmax_allowed};
 
 /// The UCB1-Tuned index of an arm, `+inf` when untried.
 pub fn tuned_index(c: &ArmPosterior, ln_t: f64) -> f64 {
@@ -27,45 +24,28 @@ pub fn tuned_index(c: &ArmPosterior, ln_t: f64) -> f64 {
     mean + (ln_t / n * v.min(0.25)).sqrt()
 }
 
-/// UCB1-Tuned.
+/// UCB1-Tuned's rule: the highest tuned index.
 #[derive(Debug, Clone)]
-pub struct Ucb1Tuned {
-    counts: Vec<ArmPosterior>,
-}
+pub struct Ucb1Tuned;
 
 impl Ucb1Tuned {
-    pub fn new(arms: usize) -> Self {
-        Ucb1Tuned { counts: vec![ArmPosterior::default(); arms] }
+    /// UCB1-Tuned over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<Ucb1Tuned> {
+        Counted::new(arms, Ucb1Tuned)
     }
 }
 
-impl Strategy for Ucb1Tuned {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Ucb1Tuned
-    }
+impl CountRule for Ucb1Tuned {
+    const KIND: StrategyKind = StrategyKind::Ucb1Tuned;
 
-    fn arms(&self) -> usize {
-        self.counts.len()
-    }
-
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let ln_t = ln_total(&self.counts);
-        let counts = &self.counts;
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let ln_t = counts.ln_total();
         argmax_allowed(ctx, counts.len(), rng, |a| tuned_index(&counts[a], ln_t))
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
     }
 }
 

@@ -6,15 +6,13 @@
 //! [`DEFAULT_C_FREE`] = 3 on attempts `1..=penalty_free` and [`DEFAULT_C_PENALISED`] = 1 after.
 //!
 //! Parameters: the penalty-free budget (default [`crate::retry::DEFAULT_MAX_ATTEMPTS`] = 3) and
-//! the two constants. Snapshot: the counts (see [`ArmPosterior`]).
+//! the two constants. Snapshot: the counts (see [`ArmCounts`]).
 
 use rand::RngCore;
 
-use super::ucb1::{ln_total, ucb_index};
-use super::{
-    ArmId, ArmPosterior, Feedback, PosteriorSnapshot, SelectContext, SnapshotError, Strategy,
-    StrategyKind, argmax_allowed, restore_counts,
-};
+use super::counts::{ArmCounts, CountRule, Counted};
+use super::ucb1::ucb_index;
+use super::{ArmId, SelectContext, StrategyKind, argmax_allowed};
 use crate::retry::DEFAULT_MAX_ATTEMPTS;
 
 /// Exploration constant during the penalty-free attempts.
@@ -22,29 +20,23 @@ pub const DEFAULT_C_FREE: f64 = 3.0;
 /// Exploration constant once attempts cost something.
 pub const DEFAULT_C_PENALISED: f64 = 1.0;
 
-/// UCB exploring harder while attempts are free.
+/// UCB's rule, exploring harder while attempts are free.
 #[derive(Debug, Clone)]
 pub struct UcbAttempt {
-    counts: Vec<ArmPosterior>,
     penalty_free: u32,
     c_free: f64,
     c_penalised: f64,
 }
 
 impl UcbAttempt {
-    pub fn new(arms: usize) -> Self {
-        UcbAttempt {
-            counts: vec![ArmPosterior::default(); arms],
+    /// Attempt-aware UCB over `arms` untried downstreams.
+    pub fn new(arms: usize) -> Counted<UcbAttempt> {
+        let rule = UcbAttempt {
             penalty_free: DEFAULT_MAX_ATTEMPTS,
             c_free: DEFAULT_C_FREE,
             c_penalised: DEFAULT_C_PENALISED,
-        }
-    }
-
-    /// Overrides the number of penalty-free attempts.
-    pub fn penalty_free(mut self, attempts: u32) -> Self {
-        self.penalty_free = attempts;
-        self
+        };
+        Counted::new(arms, rule)
     }
 
     /// The exploration constant used for a 1-based attempt number.
@@ -53,40 +45,38 @@ impl UcbAttempt {
     }
 }
 
-impl Strategy for UcbAttempt {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::UcbAttempt
+impl Counted<UcbAttempt> {
+    /// Overrides the number of penalty-free attempts.
+    pub fn penalty_free(mut self, attempts: u32) -> Self {
+        self.rule.penalty_free = attempts;
+        self
     }
 
-    fn arms(&self) -> usize {
-        self.counts.len()
+    /// The exploration constant used for a 1-based attempt number.
+    pub fn exploration_for(&self, attempt: u32) -> f64 {
+        self.rule.exploration_for(attempt)
     }
+}
 
-    fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        let ln_t = ln_total(&self.counts);
+impl CountRule for UcbAttempt {
+    const KIND: StrategyKind = StrategyKind::UcbAttempt;
+
+    fn choose(
+        &mut self,
+        counts: &ArmCounts,
+        ctx: &SelectContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<ArmId> {
+        let ln_t = counts.ln_total();
         let c = self.exploration_for(ctx.attempt);
-        let counts = &self.counts;
         argmax_allowed(ctx, counts.len(), rng, |a| ucb_index(&counts[a], ln_t, c))
-    }
-
-    fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        if let Some(c) = self.counts.get_mut(arm) {
-            c.observe(feedback.outcome.is_success());
-        }
-    }
-
-    fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
-        PosteriorSnapshot::of(&self.counts, now_ms)
-    }
-
-    fn restore(&mut self, snapshot: &PosteriorSnapshot) -> Result<(), SnapshotError> {
-        restore_counts(&mut self.counts, snapshot)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{ArmPosterior, PosteriorSnapshot, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
