@@ -9,7 +9,7 @@
 //! finite-time analysis" (ALT 2012). The flaky-load-balancer design's V4.
 //!
 //! No parameters (the prior is `Beta(1, 1)`). Any non-success (5xx, timeout, connection error,
-//! 429) is a failure. Draws come from [`beta::sample`](super::beta::sample). It never forgets:
+//! 429) is a failure. Draws come from [`beta::sample`]. It never forgets:
 //! see [`thompson_discounted`](super::thompson_discounted) and
 //! [`thompson_window`](super::thompson_window) for fleets that change.
 //!

@@ -8,7 +8,7 @@
 //!
 //! One public implementation decays only the pulled arm, once per pull. That is a different
 //! algorithm: an unused arm never forgets, and a busy arm forgets faster than its neighbours. Here
-//! one step is one [`update`](Strategy::update) (one observed attempt), and every arm decays
+//! one step is one [`update`](super::Strategy::update) (one observed attempt), and every arm decays
 //! exactly once per step.
 //!
 //! Parameter: `γ` = [`DEFAULT_DISCOUNT`] = 0.998, an effective memory of about 500 attempts
