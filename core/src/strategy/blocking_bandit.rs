@@ -24,12 +24,10 @@
 //! Snapshot: the counts, exactly (see [`ArmCounts`]). Blocks, multipliers and learned limits
 //! are local to this instance and not exported; a restored instance starts with none.
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{ArmCounts, CountRule, Counted, Pick};
 use super::rate_limit::RateLimits;
 use super::thompson::Samplers;
-use super::{ArmId, Feedback, SelectContext, StrategyKind, beta};
+use super::{ArmId, Feedback, StrategyKind, beta};
 use crate::Outcome;
 
 /// Block after a first 429.
@@ -86,12 +84,7 @@ impl Counted<BlockingBandit> {
 impl CountRule for BlockingBandit {
     const KIND: StrategyKind = StrategyKind::BlockingBandit;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let samplers = &self.samplers;
         let mut rng = beta::local_rng(rng);
         self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
@@ -118,7 +111,7 @@ impl CountRule for BlockingBandit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::{ArmPosterior, Strategy};
+    use crate::strategy::{ArmPosterior, SelectContext, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

@@ -74,6 +74,13 @@ impl Deref for ArmCounts {
     }
 }
 
+/// What a [`CountRule`] chooses from: the counts, the caller's context and its randomness.
+pub struct Pick<'a> {
+    pub counts: &'a ArmCounts,
+    pub ctx: &'a SelectContext<'a>,
+    pub rng: &'a mut dyn RngCore,
+}
+
 /// The policy of a count-based strategy: how it chooses from the counts, and anything it learns
 /// beyond them.
 pub trait CountRule: Send {
@@ -82,12 +89,7 @@ pub trait CountRule: Send {
 
     /// Chooses the arm for one attempt: never an excluded or out-of-range one; `None` only when
     /// every arm is excluded.
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId>;
+    fn choose(&mut self, pick: Pick<'_>) -> Option<ArmId>;
 
     /// Learns one outcome on `arm`, which is in range. By default a success counts as a reward
     /// of 1 and anything else as 0.
@@ -133,7 +135,7 @@ impl<R: CountRule> Strategy for Counted<R> {
     }
 
     fn select(&mut self, ctx: &SelectContext<'_>, rng: &mut dyn RngCore) -> Option<ArmId> {
-        self.rule.choose(&self.counts, ctx, rng)
+        self.rule.choose(Pick { counts: &self.counts, ctx, rng })
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {

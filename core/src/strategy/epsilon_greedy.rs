@@ -11,10 +11,10 @@
 //!
 //! Snapshot: the counts (see [`ArmCounts`]).
 
-use rand::{Rng, RngCore};
+use rand::Rng;
 
-use super::counts::{ArmCounts, CountRule, Counted};
-use super::{ArmId, SelectContext, StrategyKind, argmax_allowed, uniform_allowed};
+use super::counts::{ArmCounts, CountRule, Counted, Pick};
+use super::{ArmId, StrategyKind, argmax_allowed, uniform_allowed};
 
 /// Scale of the decaying exploration rate.
 pub const DEFAULT_C: f64 = 5.0;
@@ -51,12 +51,7 @@ impl Counted<EpsilonGreedy> {
 impl CountRule for EpsilonGreedy {
     const KIND: StrategyKind = StrategyKind::EpsilonGreedy;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         if rng.random::<f64>() < self.epsilon(counts) {
             return uniform_allowed(ctx, counts.len(), rng);
         }
@@ -69,7 +64,7 @@ impl CountRule for EpsilonGreedy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::{ArmPosterior, PosteriorSnapshot, Strategy};
+    use crate::strategy::{ArmPosterior, PosteriorSnapshot, SelectContext, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

@@ -25,9 +25,9 @@
 
 use std::collections::VecDeque;
 
-use rand::{Rng, RngCore};
+use rand::Rng;
 
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{ArmCounts, CountRule, Counted, Pick};
 use super::{ArmId, Feedback, SelectContext, StrategyKind};
 
 /// Exploration share.
@@ -124,12 +124,7 @@ impl Counted<Exp3> {
 impl CountRule for Exp3 {
     const KIND: StrategyKind = StrategyKind::Exp3;
 
-    fn choose(
-        &mut self,
-        _counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { ctx, rng, .. }: Pick<'_>) -> Option<ArmId> {
         let p = self.probabilities(ctx);
         let mut point = rng.random::<f64>();
         let mut last = None;

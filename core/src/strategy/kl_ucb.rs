@@ -14,10 +14,8 @@
 //!
 //! Snapshot: the counts (see [`ArmCounts`]).
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
-use super::{ArmId, SelectContext, StrategyKind};
+use super::counts::{CountRule, Counted, Pick};
+use super::{ArmId, StrategyKind};
 
 /// Weight of the `ln ln t` term.
 pub const DEFAULT_C: f64 = 0.0;
@@ -82,12 +80,7 @@ impl Counted<KlUcb> {
 impl CountRule for KlUcb {
     const KIND: StrategyKind = StrategyKind::KlUcb;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let t = counts.total().max(1.0);
         let ln_t = t.ln();
         let rhs = ln_t + if ln_t > 1.0 { self.c * ln_t.ln() } else { 0.0 };

@@ -10,10 +10,8 @@
 //!
 //! Snapshot: the counts (see [`ArmCounts`]).
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
-use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, argmax_allowed};
+use super::counts::{CountRule, Counted, Pick};
+use super::{ArmId, ArmPosterior, StrategyKind, argmax_allowed};
 
 /// The MOSS index with `t` observations over `k` arms, `+inf` when untried.
 pub fn moss_index(c: &ArmPosterior, t: f64, k: f64) -> f64 {
@@ -36,12 +34,7 @@ impl Moss {
 impl CountRule for Moss {
     const KIND: StrategyKind = StrategyKind::Moss;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let t = counts.total().max(1.0);
         let k = counts.len().max(1) as f64;
         argmax_allowed(ctx, counts.len(), rng, |a| moss_index(&counts[a], t, k))

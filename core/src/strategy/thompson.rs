@@ -16,10 +16,8 @@
 //! Snapshot: the counts, exactly (see [`ArmCounts`]); the router imports the learner's
 //! posterior into this strategy.
 
-use rand::RngCore;
-
 use super::beta::{BetaSampler, Draw};
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{ArmCounts, CountRule, Counted, Pick};
 use super::{ArmId, ArmPosterior, Feedback, SelectContext, StrategyKind, beta};
 
 /// The allowed arm with the highest draw; `draw` returns `None` for an arm to skip. Draws are
@@ -90,12 +88,7 @@ impl Thompson {
 impl CountRule for Thompson {
     const KIND: StrategyKind = StrategyKind::Thompson;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |a| Some(self.samplers.draw(a, &mut rng)))
     }

@@ -12,12 +12,10 @@
 //!
 //! Snapshot: the counts, exactly (see [`ArmCounts`]).
 
-use rand::RngCore;
-
 use super::beta::BetaSampler;
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{CountRule, Counted, Pick};
 use super::thompson::best_draw;
-use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, beta};
+use super::{ArmId, ArmPosterior, StrategyKind, beta};
 use crate::retry::DEFAULT_MAX_ATTEMPTS;
 
 /// Variance scale of the first attempt.
@@ -82,12 +80,7 @@ pub fn scaled_params(c: &ArmPosterior, s: f64) -> (f64, f64) {
 impl CountRule for ThompsonAttempt {
     const KIND: StrategyKind = StrategyKind::ThompsonAttempt;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let s = self.scale_for(ctx.attempt);
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |arm| {

@@ -20,12 +20,10 @@
 //!
 //! Snapshot: the discounted counts, exactly (see [`ArmCounts`]).
 
-use rand::RngCore;
-
 use super::beta::BetaSampler;
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{ArmCounts, CountRule, Counted, Pick};
 use super::thompson::best_draw;
-use super::{ArmId, Feedback, SelectContext, StrategyKind, beta};
+use super::{ArmId, Feedback, StrategyKind, beta};
 
 /// Per-step discount factor.
 pub const DEFAULT_DISCOUNT: f64 = 0.998;
@@ -58,12 +56,7 @@ impl Counted<ThompsonDiscounted> {
 impl CountRule for ThompsonDiscounted {
     const KIND: StrategyKind = StrategyKind::ThompsonDiscounted;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let mut rng = beta::local_rng(rng);
         best_draw(ctx, counts.len(), |a| {
             Some(BetaSampler::for_counts(counts[a].successes, counts[a].failures).draw(&mut rng))

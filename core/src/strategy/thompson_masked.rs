@@ -25,12 +25,10 @@
 //! Snapshot: the counts, exactly (see [`ArmCounts`]). Rests and learned limits are local to
 //! this instance and not exported; a restored instance starts with none.
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{ArmCounts, CountRule, Counted, Pick};
 use super::rate_limit::RateLimits;
 use super::thompson::Samplers;
-use super::{ArmId, Feedback, SelectContext, StrategyKind, beta};
+use super::{ArmId, Feedback, StrategyKind, beta};
 use crate::Outcome;
 
 /// How long a 429 rests a downstream, on top of pacing it to its learned limit.
@@ -78,12 +76,7 @@ impl Counted<ThompsonMasked> {
 impl CountRule for ThompsonMasked {
     const KIND: StrategyKind = StrategyKind::ThompsonMasked;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let samplers = &self.samplers;
         let mut rng = beta::local_rng(rng);
         self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
@@ -105,7 +98,7 @@ impl CountRule for ThompsonMasked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::{ArmPosterior, PosteriorSnapshot, Strategy};
+    use crate::strategy::{ArmPosterior, PosteriorSnapshot, SelectContext, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

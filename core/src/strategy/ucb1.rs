@@ -12,10 +12,8 @@
 //!
 //! Snapshot: the counts (see [`ArmCounts`]).
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
-use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, argmax_allowed};
+use super::counts::{CountRule, Counted, Pick};
+use super::{ArmId, ArmPosterior, StrategyKind, argmax_allowed};
 
 /// UCB1's exploration constant.
 pub const DEFAULT_C: f64 = std::f64::consts::SQRT_2;
@@ -52,12 +50,7 @@ impl Counted<Ucb1> {
 impl CountRule for Ucb1 {
     const KIND: StrategyKind = StrategyKind::Ucb1;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let ln_t = counts.ln_total();
         argmax_allowed(ctx, counts.len(), rng, |a| ucb_index(&counts[a], ln_t, self.c))
     }
@@ -67,7 +60,7 @@ impl CountRule for Ucb1 {
 mod tests {
     use super::*;
     use crate::Outcome;
-    use crate::strategy::{Feedback, Strategy};
+    use crate::strategy::{Feedback, SelectContext, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

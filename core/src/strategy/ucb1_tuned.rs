@@ -10,10 +10,8 @@
 //!
 //! Snapshot: the counts (see [`ArmCounts`]).
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
-use super::{ArmId, ArmPosterior, SelectContext, StrategyKind, argmax_allowed};
+use super::counts::{CountRule, Counted, Pick};
+use super::{ArmId, ArmPosterior, StrategyKind, argmax_allowed};
 
 /// The UCB1-Tuned index of an arm, `+inf` when untried.
 pub fn tuned_index(c: &ArmPosterior, ln_t: f64) -> f64 {
@@ -38,12 +36,7 @@ impl Ucb1Tuned {
 impl CountRule for Ucb1Tuned {
     const KIND: StrategyKind = StrategyKind::Ucb1Tuned;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let ln_t = counts.ln_total();
         argmax_allowed(ctx, counts.len(), rng, |a| tuned_index(&counts[a], ln_t))
     }

@@ -8,11 +8,9 @@
 //! Parameters: the penalty-free budget (default [`crate::retry::DEFAULT_MAX_ATTEMPTS`] = 3) and
 //! the two constants. Snapshot: the counts (see [`ArmCounts`]).
 
-use rand::RngCore;
-
-use super::counts::{ArmCounts, CountRule, Counted};
+use super::counts::{CountRule, Counted, Pick};
 use super::ucb1::ucb_index;
-use super::{ArmId, SelectContext, StrategyKind, argmax_allowed};
+use super::{ArmId, StrategyKind, argmax_allowed};
 use crate::retry::DEFAULT_MAX_ATTEMPTS;
 
 /// Exploration constant during the penalty-free attempts.
@@ -61,12 +59,7 @@ impl Counted<UcbAttempt> {
 impl CountRule for UcbAttempt {
     const KIND: StrategyKind = StrategyKind::UcbAttempt;
 
-    fn choose(
-        &mut self,
-        counts: &ArmCounts,
-        ctx: &SelectContext<'_>,
-        rng: &mut dyn RngCore,
-    ) -> Option<ArmId> {
+    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
         let ln_t = counts.ln_total();
         let c = self.exploration_for(ctx.attempt);
         argmax_allowed(ctx, counts.len(), rng, |a| ucb_index(&counts[a], ln_t, c))
@@ -76,7 +69,7 @@ impl CountRule for UcbAttempt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::{ArmPosterior, PosteriorSnapshot, Strategy};
+    use crate::strategy::{ArmPosterior, PosteriorSnapshot, SelectContext, Strategy};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
