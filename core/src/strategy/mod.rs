@@ -49,6 +49,7 @@ pub mod epsilon_greedy;
 pub mod exp3;
 pub mod kl_ucb;
 pub mod least_outstanding;
+pub mod magnetar;
 pub mod moss;
 pub mod random;
 pub mod rate_limit;
@@ -75,12 +76,37 @@ pub struct SelectContext<'a> {
     pub attempt: u32,
     /// Caller's clock, milliseconds.
     pub now_ms: u64,
+    /// Attempts the request has left, this one included (at least 1): what a strategy that
+    /// plans the whole chain of attempts plans for.
+    pub remaining: u32,
+    /// The downstream of the previous attempt of this request when the caller allows this
+    /// attempt to repeat it (it is then not in `excluded`); `None` otherwise.
+    pub previous: Option<ArmId>,
 }
 
 impl<'a> SelectContext<'a> {
-    /// First attempt at `now_ms`, nothing excluded.
+    /// First attempt at `now_ms`, nothing excluded, no retry after it.
     pub fn first(now_ms: u64) -> Self {
-        SelectContext { excluded: &[], attempt: 1, now_ms }
+        SelectContext::new(&[], 1, now_ms)
+    }
+
+    /// Attempt `attempt` at `now_ms` with `excluded` vetoed, as the last attempt of its request
+    /// and with no repeat allowed; see [`remaining`](Self::remaining) and
+    /// [`previous`](Self::previous) to say more.
+    pub fn new(excluded: &'a [ArmId], attempt: u32, now_ms: u64) -> Self {
+        SelectContext { excluded, attempt, now_ms, remaining: 1, previous: None }
+    }
+
+    /// The same context with `remaining` attempts left (this one included; at least 1).
+    pub fn remaining(mut self, remaining: u32) -> Self {
+        self.remaining = remaining.max(1);
+        self
+    }
+
+    /// The same context allowing a repeat of `previous` (the previous attempt's downstream).
+    pub fn previous(mut self, previous: Option<ArmId>) -> Self {
+        self.previous = previous;
+        self
     }
 
     /// Whether `arm` is vetoed.
@@ -351,6 +377,9 @@ strategy_kinds! {
     Moss => "moss": "MOSS: minimax-optimal UCB (anytime form)",
     EpsilonGreedy => "epsilon_greedy": "epsilon-greedy with a decaying exploration rate",
     Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits",
+    Magnetar => "magnetar":
+        "Magnetar: change-point Thompson sampling, latency-aware attempt chains, same-host \
+         retries when failures are independent, stall and rate-limit aware",
     EnvoyOutlier => "envoy_outlier":
         "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin; \
          like Envoy, it can eject a downstream that is flaky but the best there is",
@@ -377,6 +406,8 @@ pub struct StrategyParams {
     /// The policy `envoy_outlier` balances with among the hosts it has not ejected (Envoy's
     /// default, round robin, or random).
     pub envoy_lb: envoy_outlier::EnvoyLb,
+    /// The parameters of `magnetar`.
+    pub magnetar: magnetar::MagnetarConfig,
 }
 
 impl Default for StrategyParams {
@@ -388,6 +419,7 @@ impl Default for StrategyParams {
             window: thompson_window::DEFAULT_WINDOW,
             rate_limit_cooldown_ms: thompson_masked::DEFAULT_COOLDOWN_MS,
             envoy_lb: envoy_outlier::EnvoyLb::default(),
+            magnetar: magnetar::MagnetarConfig::default(),
         }
     }
 }
@@ -477,6 +509,10 @@ impl StrategyKind {
             K::Moss => Box::new(moss::Moss::new(arms)),
             K::EpsilonGreedy => Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
             K::Exp3 => Box::new(exp3::Exp3::new(arms)),
+            K::Magnetar => Box::new(
+                magnetar::Magnetar::with_config(arms, params.magnetar)
+                    .cooldown(params.rate_limit_cooldown_ms),
+            ),
             K::EnvoyOutlier => Box::new(envoy_outlier::EnvoyOutlier::with_config(
                 arms,
                 envoy_outlier::EnvoyConfig { lb: params.envoy_lb, ..Default::default() },
@@ -547,13 +583,13 @@ mod tests {
             let mut s = kind.build(4);
             for step in 0..200u64 {
                 let excluded = [(step % 4) as usize, ((step + 1) % 4) as usize];
-                let ctx = SelectContext { excluded: &excluded, attempt: 2, now_ms: step };
+                let ctx = SelectContext::new(&excluded, 2, step);
                 let arm = s.select(&ctx, &mut rng).unwrap();
                 assert!(arm < 4 && !excluded.contains(&arm), "{kind} picked {arm}");
                 s.update(arm, &Feedback::at(Outcome::ServerError, step));
             }
             let all = [0, 1, 2, 3];
-            let ctx = SelectContext { excluded: &all, attempt: 3, now_ms: 0 };
+            let ctx = SelectContext::new(&all, 3, 0);
             assert_eq!(s.select(&ctx, &mut rng), None, "{kind}");
         }
     }
