@@ -55,6 +55,12 @@ struct Args {
     /// (DISTINCT_DOWNSTREAMS=auto).
     #[arg(long, conflicts_with = "same_downstream")]
     auto_repeat: bool,
+    /// magnetar: prior rate of change of a downstream, per second.
+    #[arg(long)]
+    change_hazard: Option<f64>,
+    /// magnetar: cost of one attempt beyond its latency, ms.
+    #[arg(long)]
+    attempt_cost_ms: Option<f64>,
     /// Disable the retry budget (20% of requests + 10/s, 10 s ttl).
     #[arg(long)]
     no_retry_budget: bool,
@@ -133,6 +139,13 @@ fn main() -> Result<()> {
     let mut params = StrategyParams::default();
     params.magnetar.repeats = config.retry_mode == RetryMode::Auto;
     params.magnetar.attempt_timeout_ms = config.attempt_timeout_ms as f64;
+    if let Some(h) = args.change_hazard {
+        params.magnetar.hazard_per_s = h;
+    }
+    if let Some(c) = args.attempt_cost_ms {
+        params.magnetar.attempt_cost_ms = c;
+    }
+    params.magnetar.check()?;
     if let Some(d) = args.discount {
         params.discount = d;
     }

@@ -164,8 +164,7 @@ impl ArmState {
     }
 
     /// A draw of the success probability of an attempt sent now.
-    fn draw(&self, now_ms: u64, cfg: &MagnetarConfig, rng: &mut impl Rng) -> f64 {
-        let hazard = cfg.hazard_per_s / 1_000.0;
+    fn draw(&self, now_ms: u64, hazard: f64, cfg: &MagnetarConfig, rng: &mut impl Rng) -> f64 {
         let (mut w, fresh) = self.change.w_at(now_ms, hazard);
         let overdue = if self.latency.known() {
             let threshold = (self.latency.p99() * cfg.stall_factor).max(cfg.stall_min_ms);
@@ -254,6 +253,11 @@ impl Magnetar {
         self
     }
 
+    /// The change hazard of one downstream, per ms: the fleet's shared among its downstreams.
+    fn hazard_per_ms(&self) -> f64 {
+        self.config.hazard_per_s / 1_000.0 / self.arms.len().max(1) as f64
+    }
+
     /// The parameters in force.
     pub fn config(&self) -> &MagnetarConfig {
         &self.config
@@ -295,6 +299,7 @@ impl Strategy for Magnetar {
         let mut rng = beta::local_rng(rng);
         let now = ctx.now_ms;
         let cfg = self.config;
+        let hazard = self.hazard_per_ms();
         let repeats = cfg.repeats;
         let cap = cfg.attempt_timeout_ms.max(1.0);
         // A downstream whose latency is not known yet costs what the known ones cost on average.
@@ -309,7 +314,7 @@ impl Strategy for Magnetar {
             if ctx.is_excluded(arm) || !self.limits.available(arm, now) {
                 continue;
             }
-            let drawn = a.draw(now, &cfg, &mut rng);
+            let drawn = a.draw(now, hazard, &cfg, &mut rng);
             let repeat = a.repeat_rate(drawn);
             let p = if ctx.previous == Some(arm) { repeat } else { drawn };
             let latency = a.latency.expected_ms(cap).unwrap_or(unknown_cost);
@@ -330,7 +335,7 @@ impl Strategy for Magnetar {
     }
 
     fn update(&mut self, arm: ArmId, feedback: &Feedback) {
-        let hazard = self.config.hazard_per_s / 1_000.0;
+        let hazard = self.hazard_per_ms();
         let Some(a) = self.arms.get_mut(arm) else { return };
         let repeat = a.pending.answered(feedback.now_ms, feedback.latency_ms);
         match feedback.outcome {
