@@ -74,6 +74,7 @@ pub struct AttemptPlan {
     mode: RetryMode,
     fleet_len: usize,
     deadline_ms: u64,
+    started_ms: Option<u64>,
     attempts: Vec<AttemptRecord>,
     excluded: Vec<ArmId>,
     budget_denied: bool,
@@ -88,6 +89,7 @@ impl AttemptPlan {
             mode: RetryMode::Distinct,
             fleet_len,
             deadline_ms,
+            started_ms: None,
             attempts: Vec::new(),
             excluded: Vec::new(),
             budget_denied: false,
@@ -99,6 +101,31 @@ impl AttemptPlan {
     pub fn distinct(mut self, distinct: bool) -> Self {
         self.mode = if distinct { RetryMode::Distinct } else { RetryMode::Repeat };
         self
+    }
+
+    /// Notes when the request arrived (for [`SelectContext::elapsed_ms`]).
+    pub fn started_at(mut self, started_ms: u64) -> Self {
+        self.started_ms = Some(started_ms);
+        self
+    }
+
+    /// The deadline for the next attempt sent at `now_ms`: the configured `attempt_timeout_ms`,
+    /// bounded by the request's deadline and, when a retry could follow this attempt, by the
+    /// strategy's `hint` ([`Strategy::attempt_deadline_ms`](crate::strategy::Strategy)).
+    pub fn attempt_timeout_ms(
+        &self,
+        now_ms: u64,
+        attempt_timeout_ms: u64,
+        hint: Option<f64>,
+    ) -> u64 {
+        let left = self.deadline_ms.saturating_sub(now_ms).max(1);
+        let mut timeout = attempt_timeout_ms.min(left);
+        if self.remaining() > 1 {
+            if let Some(h) = hint.filter(|h| h.is_finite() && *h >= 1.0) {
+                timeout = timeout.min(h.ceil() as u64);
+            }
+        }
+        timeout.max(1)
     }
 
     /// Sets which downstreams a retry may go to.
@@ -126,6 +153,7 @@ impl AttemptPlan {
         SelectContext::new(&self.excluded, self.next_attempt(), now_ms)
             .remaining(self.remaining())
             .previous(self.previous())
+            .elapsed(self.started_ms.map_or(0, |t| now_ms.saturating_sub(t)))
     }
 
     /// 1-based number of the next attempt.
@@ -284,6 +312,17 @@ mod tests {
         let ctx = plan.select_context(4);
         assert_eq!((ctx.previous, ctx.remaining, ctx.attempt), (Some(0), 1, 4));
         assert_eq!(AttemptPlan::new(3, 3, 0).select_context(0).previous, None);
+    }
+
+    #[test]
+    fn a_strategy_may_shorten_an_attempt_only_when_a_retry_can_follow() {
+        let mut plan = AttemptPlan::new(2, 3, 5_000).started_at(1_000);
+        assert_eq!(plan.attempt_timeout_ms(1_000, 2_000, Some(150.4)), 151);
+        assert_eq!(plan.attempt_timeout_ms(1_000, 2_000, Some(f64::NAN)), 2_000);
+        assert_eq!(plan.attempt_timeout_ms(4_500, 2_000, None), 500, "the request's deadline");
+        assert_eq!(plan.select_context(1_250).elapsed_ms, 250);
+        plan.record(rec(0, Outcome::ServerError), 1_200);
+        assert_eq!(plan.attempt_timeout_ms(1_200, 2_000, Some(150.0)), 2_000, "the last attempt");
     }
 
     #[test]

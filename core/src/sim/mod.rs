@@ -290,6 +290,7 @@ impl<'a> Engine<'a> {
             self.scenario.arms(),
             now_ms + self.config.request_deadline_ms,
         )
+        .started_at(now_ms)
         .mode(self.config.retry_mode);
         let request = Request {
             index,
@@ -340,7 +341,9 @@ impl<'a> Engine<'a> {
         if attempt == 1 {
             self.series.expected_first[bucket] += self.probabilities[arm];
         }
-        let timeout = self.config.attempt_timeout_ms as f64;
+        let hint = self.strategy.attempt_deadline_ms(arm);
+        let timeout =
+            req.plan.attempt_timeout_ms(t_us / 1_000, self.config.attempt_timeout_ms, hint) as f64;
         let (outcome, latency_ms) = self.states[arm].attempt(
             &self.scenario.downstreams[arm],
             t_ms,

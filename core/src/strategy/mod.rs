@@ -82,6 +82,8 @@ pub struct SelectContext<'a> {
     /// The downstream of the previous attempt of this request when the caller allows this
     /// attempt to repeat it (it is then not in `excluded`); `None` otherwise.
     pub previous: Option<ArmId>,
+    /// Time since the request arrived, ms (for objectives with a latency target).
+    pub elapsed_ms: u64,
 }
 
 impl<'a> SelectContext<'a> {
@@ -94,7 +96,7 @@ impl<'a> SelectContext<'a> {
     /// and with no repeat allowed; see [`remaining`](Self::remaining) and
     /// [`previous`](Self::previous) to say more.
     pub fn new(excluded: &'a [ArmId], attempt: u32, now_ms: u64) -> Self {
-        SelectContext { excluded, attempt, now_ms, remaining: 1, previous: None }
+        SelectContext { excluded, attempt, now_ms, remaining: 1, previous: None, elapsed_ms: 0 }
     }
 
     /// The same context with `remaining` attempts left (this one included; at least 1).
@@ -106,6 +108,12 @@ impl<'a> SelectContext<'a> {
     /// The same context allowing a repeat of `previous` (the previous attempt's downstream).
     pub fn previous(mut self, previous: Option<ArmId>) -> Self {
         self.previous = previous;
+        self
+    }
+
+    /// The same context for a request that arrived `elapsed_ms` ago.
+    pub fn elapsed(mut self, elapsed_ms: u64) -> Self {
+        self.elapsed_ms = elapsed_ms;
         self
     }
 
@@ -251,6 +259,14 @@ pub trait Strategy: Send {
 
     /// Learns from one attempt's outcome on `arm`. Out-of-range arms are ignored.
     fn update(&mut self, arm: ArmId, feedback: &Feedback);
+
+    /// A deadline for an attempt on `arm` shorter than the configured attempt timeout, when the
+    /// strategy's latency model says an answer later than that is unlikely to come at all. The
+    /// caller uses it only when a retry could follow (never for a request's last attempt) and
+    /// never beyond its own attempt timeout. `None` (the default): the configured timeout.
+    fn attempt_deadline_ms(&self, _arm: ArmId) -> Option<f64> {
+        None
+    }
 
     /// Exports the learned state. Stateless strategies export zero counts.
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {

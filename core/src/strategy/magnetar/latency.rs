@@ -56,6 +56,11 @@ impl LatencyModel {
         self.var_ln = (1.0 - alpha) * (self.var_ln + diff * incr);
     }
 
+    /// Latencies observed.
+    pub fn samples(&self) -> u64 {
+        self.n
+    }
+
     /// Whether any latency was observed.
     pub fn known(&self) -> bool {
         self.n > 0
@@ -71,10 +76,44 @@ impl LatencyModel {
         self.quantile(Z99)
     }
 
+    /// Probability that an answer comes within `ms` under the fitted log-normal (1 before any
+    /// observation: nothing says it will not).
+    pub fn within(&self, ms: f64) -> f64 {
+        if !self.known() {
+            return 1.0;
+        }
+        if ms <= 0.0 {
+            return 0.0;
+        }
+        let sd = self.var_ln.sqrt();
+        if sd < 1e-9 {
+            return if ms.ln() >= self.mean_ln { 1.0 } else { 0.0 };
+        }
+        normal_cdf((ms.ln() - self.mean_ln) / sd)
+    }
+
     /// Mean of the fitted log-normal capped at `cap_ms`; `None` before any observation.
     pub fn expected_ms(&self, cap_ms: f64) -> Option<f64> {
         self.known().then(|| (self.mean_ln + self.var_ln / 2.0).exp().min(cap_ms))
     }
+}
+
+/// The standard normal distribution function, from the complementary error function of
+/// Numerical Recipes (`erfcc`, fractional error below 1.2e-7 everywhere).
+pub fn normal_cdf(z: f64) -> f64 {
+    let x = -z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = -x * x - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
+    0.5 * erfc
 }
 
 /// Send times of the attempts outstanding on one downstream.
@@ -149,6 +188,20 @@ mod tests {
         let mean = m.expected_ms(1_000.0).unwrap();
         assert!((mean / (20.0 * (0.125f64).exp()) - 1.0).abs() < 0.3, "mean {mean}");
         assert_eq!(m.expected_ms(5.0), Some(5.0));
+    }
+
+    #[test]
+    fn the_normal_distribution_function_matches_its_tables() {
+        for (z, p) in [(0.0, 0.5), (1.0, 0.841_344_7), (-1.959_964, 0.025), (2.326_348, 0.99)] {
+            assert!((normal_cdf(z) - p).abs() < 1e-6, "{z}: {}", normal_cdf(z));
+        }
+        let mut m = LatencyModel::default();
+        assert_eq!(m.within(1.0), 1.0);
+        for x in [10.0, 20.0, 40.0, 20.0] {
+            m.observe(x);
+        }
+        assert!(m.within(1_000.0) > 0.999 && m.within(1.0) < 0.001);
+        assert!((m.within(m.quantile(0.0)) - 0.5).abs() < 1e-6);
     }
 
     #[test]

@@ -80,9 +80,61 @@ pub const REPEAT_PRIOR: f64 = 2.0;
 /// How long a 429 rests a downstream, on top of pacing it (V6's default).
 pub const DEFAULT_COOLDOWN_MS: u64 = super::thompson_masked::DEFAULT_COOLDOWN_MS;
 
+/// What a request's attempt chain is chosen for (`OBJECTIVE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Objective {
+    /// The request's success within its deadline; among equally likely chains, the one with the
+    /// lower expected latency (`success`, the default).
+    #[default]
+    Success,
+    /// The request's success within this many ms of its arrival (`latency_slo:N`): an answer
+    /// later than that counts as a failure when choosing.
+    LatencySlo { ms: u64 },
+}
+
+/// `OBJECTIVE` is not `success` or `latency_slo:N` with N a whole number of ms >= 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid objective {0:?}; valid objectives: success, latency_slo:N (N in ms, >= 1)")]
+pub struct InvalidObjective(pub String);
+
+impl std::str::FromStr for Objective {
+    type Err = InvalidObjective;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("success") {
+            return Ok(Objective::Success);
+        }
+        let ms = t
+            .strip_prefix("latency_slo:")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .filter(|ms| *ms >= 1)
+            .ok_or_else(|| InvalidObjective(s.to_owned()))?;
+        Ok(Objective::LatencySlo { ms })
+    }
+}
+
+impl std::fmt::Display for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Objective::Success => f.write_str("success"),
+            Objective::LatencySlo { ms } => write!(f, "latency_slo:{ms}"),
+        }
+    }
+}
+
+/// An attempt is cut off after this many times the downstream's 99th percentile when a retry
+/// can follow (see [`Strategy::attempt_deadline_ms`]).
+pub const DEADLINE_P99_FACTOR: f64 = 5.0;
+/// ... and never before this many ms.
+pub const DEADLINE_MIN_MS: f64 = 50.0;
+/// Latencies a downstream's model must have seen before it shortens its attempts.
+pub const DEADLINE_MIN_SAMPLES: u64 = 20;
+
 /// The strategy's parameters (see the module documentation for why these defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MagnetarConfig {
+    pub objective: Objective,
     pub hazard_per_s: f64,
     pub attempt_cost_ms: f64,
     pub stall_factor: f64,
@@ -96,6 +148,7 @@ pub struct MagnetarConfig {
 impl Default for MagnetarConfig {
     fn default() -> Self {
         MagnetarConfig {
+            objective: Objective::Success,
             hazard_per_s: DEFAULT_HAZARD_PER_S,
             attempt_cost_ms: DEFAULT_ATTEMPT_COST_MS,
             stall_factor: DEFAULT_STALL_FACTOR,
@@ -278,6 +331,11 @@ impl Magnetar {
         self.arms.get(arm).map(|a| &a.repeat)
     }
 
+    /// The latency model of `arm`.
+    pub fn latency(&self, arm: ArmId) -> Option<&LatencyModel> {
+        self.arms.get(arm).map(|a| &a.latency)
+    }
+
     /// A hedge delay for an attempt on `arm`: its latency model's 95th percentile, once known.
     pub fn hedge_delay_ms(&self, arm: ArmId) -> Option<f64> {
         let a = self.arms.get(arm)?;
@@ -316,7 +374,10 @@ impl Strategy for Magnetar {
             }
             let drawn = a.draw(now, hazard, &cfg, &mut rng);
             let repeat = a.repeat_rate(drawn);
-            let p = if ctx.previous == Some(arm) { repeat } else { drawn };
+            let mut p = if ctx.previous == Some(arm) { repeat } else { drawn };
+            if let Objective::LatencySlo { ms } = cfg.objective {
+                p *= a.latency.within(ms.saturating_sub(ctx.elapsed_ms) as f64);
+            }
             let latency = a.latency.expected_ms(cap).unwrap_or(unknown_cost);
             self.candidates.push(Candidate {
                 arm,
@@ -352,6 +413,12 @@ impl Strategy for Magnetar {
             a.repeat.observe(success);
         }
         a.refresh();
+    }
+
+    fn attempt_deadline_ms(&self, arm: ArmId) -> Option<f64> {
+        let model = &self.arms.get(arm)?.latency;
+        (model.samples() >= DEADLINE_MIN_SAMPLES)
+            .then(|| (model.p99() * DEADLINE_P99_FACTOR).max(DEADLINE_MIN_MS))
     }
 
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {

@@ -212,3 +212,52 @@ fn config_errors_name_the_parameter() {
     assert!(bad.check().unwrap_err().to_string().contains("stall factor"));
     assert_eq!(MagnetarConfig::default().check(), Ok(()));
 }
+
+#[test]
+fn objectives_parse_and_name_what_is_wrong() {
+    assert_eq!("success".parse::<Objective>(), Ok(Objective::Success));
+    assert_eq!("latency_slo:250".parse::<Objective>(), Ok(Objective::LatencySlo { ms: 250 }));
+    for bad in ["latency_slo:0", "latency_slo:", "fast", "latency_slo:-3"] {
+        let err = bad.parse::<Objective>().unwrap_err().to_string();
+        assert!(err.contains(bad) && err.contains("latency_slo:N"), "{err}");
+    }
+    assert_eq!(Objective::LatencySlo { ms: 9 }.to_string(), "latency_slo:9");
+}
+
+#[test]
+fn a_latency_objective_prefers_the_host_that_answers_in_time() {
+    // Arm 0: 99.9% but 300 ms; arm 1: 97% in 20 ms. For success alone arm 0 wins a single
+    // attempt; with a 100 ms objective arm 1 does.
+    let learn = |objective| {
+        let config = MagnetarConfig { objective, ..Default::default() };
+        let mut s = Magnetar::with_config(2, config);
+        for t in 0..1_000u64 {
+            s.update(
+                0,
+                &fb(if t % 1000 == 0 { Outcome::ServerError } else { Outcome::Success }, 300.0, t),
+            );
+            s.update(
+                1,
+                &fb(if t % 33 == 0 { Outcome::ServerError } else { Outcome::Success }, 20.0, t),
+            );
+        }
+        let mut rng = SmallRng::seed_from_u64(11);
+        (0..1_000)
+            .filter(|t| s.select(&SelectContext::first(2_000 + t), &mut rng) == Some(1))
+            .count()
+    };
+    assert!(learn(Objective::Success) < 100);
+    assert!(learn(Objective::LatencySlo { ms: 100 }) > 990);
+}
+
+#[test]
+fn attempts_are_cut_short_only_once_the_latency_is_known() {
+    let mut s = Magnetar::new(1);
+    assert_eq!(s.attempt_deadline_ms(0), None);
+    for t in 0..50 {
+        s.update(0, &fb(Outcome::Success, 20.0, t));
+    }
+    let d = s.attempt_deadline_ms(0).unwrap();
+    assert!((50.0..=200.0).contains(&d), "{d}");
+    assert_eq!(s.attempt_deadline_ms(3), None);
+}
