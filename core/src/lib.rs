@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod posterior;
 pub mod request;
 pub mod retry;
+pub mod select;
 pub mod sim;
 pub mod strategy;
 pub mod telemetry;

@@ -11,6 +11,7 @@
 
 use crate::Outcome;
 use crate::arm::ArmId;
+use crate::select::SelectContext;
 
 pub mod budget;
 
@@ -42,13 +43,39 @@ pub enum Next {
     GiveUp,
 }
 
+/// Which downstreams a retry may go to (`DISTINCT_DOWNSTREAMS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMode {
+    /// Never a downstream already tried for the request (`true`, the default).
+    #[default]
+    Distinct,
+    /// Any downstream, tried or not (`false`).
+    Repeat,
+    /// A downstream not tried yet, or the previous attempt's downstream again, as the strategy
+    /// decides (`auto`: for strategies that learn whether repeating a downstream pays).
+    Auto,
+}
+
+impl RetryMode {
+    /// The configuration value (`true`, `false`, `auto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RetryMode::Distinct => "true",
+            RetryMode::Repeat => "false",
+            RetryMode::Auto => "auto",
+        }
+    }
+}
+
 /// The attempts of one request.
 #[derive(Clone, Debug)]
 pub struct AttemptPlan {
     max_attempts: u32,
-    distinct: bool,
+    mode: RetryMode,
     fleet_len: usize,
     deadline_ms: u64,
+    started_ms: Option<u64>,
     attempts: Vec<AttemptRecord>,
     excluded: Vec<ArmId>,
     budget_denied: bool,
@@ -60,9 +87,10 @@ impl AttemptPlan {
     pub fn new(max_attempts: u32, fleet_len: usize, deadline_ms: u64) -> Self {
         AttemptPlan {
             max_attempts: max_attempts.clamp(1, MAX_ATTEMPTS_CAP),
-            distinct: true,
+            mode: RetryMode::Distinct,
             fleet_len,
             deadline_ms,
+            started_ms: None,
             attempts: Vec::new(),
             excluded: Vec::new(),
             budget_denied: false,
@@ -72,8 +100,61 @@ impl AttemptPlan {
     /// Whether each attempt must go to a downstream not yet tried (default true). When false,
     /// the same downstream may be retried.
     pub fn distinct(mut self, distinct: bool) -> Self {
-        self.distinct = distinct;
+        self.mode = if distinct { RetryMode::Distinct } else { RetryMode::Repeat };
         self
+    }
+
+    /// Notes when the request arrived (for [`SelectContext::elapsed_ms`]).
+    pub fn started_at(mut self, started_ms: u64) -> Self {
+        self.started_ms = Some(started_ms);
+        self
+    }
+
+    /// The deadline for the next attempt sent at `now_ms`: the configured `attempt_timeout_ms`,
+    /// bounded by the request's deadline and, when a retry could follow this attempt, by the
+    /// strategy's `hint` ([`Strategy::attempt_deadline_ms`](crate::strategy::Strategy)).
+    pub fn attempt_timeout_ms(
+        &self,
+        now_ms: u64,
+        attempt_timeout_ms: u64,
+        hint: Option<f64>,
+    ) -> u64 {
+        let left = self.deadline_ms.saturating_sub(now_ms).max(1);
+        let mut timeout = attempt_timeout_ms.min(left);
+        if self.remaining() > 1 {
+            if let Some(h) = hint.filter(|h| h.is_finite() && *h >= 1.0) {
+                timeout = timeout.min(h.ceil() as u64);
+            }
+        }
+        timeout.max(1)
+    }
+
+    /// Sets which downstreams a retry may go to.
+    pub fn mode(mut self, mode: RetryMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Attempts left, the next one included (0 once the budget is spent).
+    pub fn remaining(&self) -> u32 {
+        self.max_attempts.saturating_sub(self.attempts.len() as u32)
+    }
+
+    /// The previous attempt's downstream when the next attempt may repeat it ([`RetryMode::Auto`]
+    /// and [`RetryMode::Repeat`]); `None` on the first attempt and in [`RetryMode::Distinct`].
+    pub fn previous(&self) -> Option<ArmId> {
+        match self.mode {
+            RetryMode::Distinct => None,
+            RetryMode::Repeat | RetryMode::Auto => self.attempts.last().map(|a| a.arm),
+        }
+    }
+
+    /// What a strategy is told for the next attempt at `now_ms`.
+    pub fn select_context(&self, now_ms: u64) -> SelectContext<'_> {
+        SelectContext::new(&self.excluded, self.next_attempt(), now_ms)
+            .remaining(self.remaining())
+            .previous(self.previous())
+            .elapsed(self.started_ms.map_or(0, |t| now_ms.saturating_sub(t)))
     }
 
     /// 1-based number of the next attempt.
@@ -99,15 +180,26 @@ impl AttemptPlan {
     /// Records an attempt's result and says what to do next, given the time now.
     pub fn record(&mut self, attempt: AttemptRecord, now_ms: u64) -> Next {
         let outcome = attempt.outcome;
-        if self.distinct && !self.excluded.contains(&attempt.arm) {
-            self.excluded.push(attempt.arm);
+        match self.mode {
+            RetryMode::Distinct if !self.excluded.contains(&attempt.arm) => {
+                self.excluded.push(attempt.arm);
+            }
+            // Every tried downstream but the one just tried is vetoed.
+            RetryMode::Auto => {
+                if let Some(prev) = self.attempts.last().map(|a| a.arm) {
+                    if prev != attempt.arm && !self.excluded.contains(&prev) {
+                        self.excluded.push(prev);
+                    }
+                }
+            }
+            _ => {}
         }
         self.attempts.push(attempt);
         if !outcome.is_retryable() {
             return Next::Answer;
         }
         let budget_left = (self.attempts.len() as u32) < self.max_attempts;
-        let hosts_left = !self.distinct || self.excluded.len() < self.fleet_len;
+        let hosts_left = self.mode != RetryMode::Distinct || self.excluded.len() < self.fleet_len;
         if budget_left && hosts_left && now_ms < self.deadline_ms {
             Next::Retry
         } else {
@@ -204,6 +296,34 @@ mod tests {
             Next::GiveUp
         );
         assert!(plan.budget_denied());
+    }
+
+    #[test]
+    fn auto_mode_allows_repeating_only_the_previous_downstream() {
+        let mut plan = AttemptPlan::new(4, 3, 1_000).mode(RetryMode::Auto);
+        assert_eq!(plan.select_context(0).previous, None);
+        assert_eq!(plan.select_context(0).remaining, 4);
+        assert_eq!(plan.record(rec(2, Outcome::ServerError), 1), Next::Retry);
+        assert!(plan.excluded().is_empty());
+        assert_eq!(plan.previous(), Some(2));
+        assert_eq!(plan.record(rec(2, Outcome::ServerError), 2), Next::Retry);
+        assert!(plan.excluded().is_empty(), "a repeat vetoes nothing new");
+        assert_eq!(plan.record(rec(0, Outcome::Timeout), 3), Next::Retry);
+        assert_eq!(plan.excluded(), [2], "2 is no longer the previous downstream");
+        let ctx = plan.select_context(4);
+        assert_eq!((ctx.previous, ctx.remaining, ctx.attempt), (Some(0), 1, 4));
+        assert_eq!(AttemptPlan::new(3, 3, 0).select_context(0).previous, None);
+    }
+
+    #[test]
+    fn a_strategy_may_shorten_an_attempt_only_when_a_retry_can_follow() {
+        let mut plan = AttemptPlan::new(2, 3, 5_000).started_at(1_000);
+        assert_eq!(plan.attempt_timeout_ms(1_000, 2_000, Some(150.4)), 151);
+        assert_eq!(plan.attempt_timeout_ms(1_000, 2_000, Some(f64::NAN)), 2_000);
+        assert_eq!(plan.attempt_timeout_ms(4_500, 2_000, None), 500, "the request's deadline");
+        assert_eq!(plan.select_context(1_250).elapsed_ms, 250);
+        plan.record(rec(0, Outcome::ServerError), 1_200);
+        assert_eq!(plan.attempt_timeout_ms(1_200, 2_000, Some(150.0)), 2_000, "the last attempt");
     }
 
     #[test]

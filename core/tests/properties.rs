@@ -75,7 +75,7 @@ fn apply(
 ) -> Option<usize> {
     match op {
         Op::Select { excluded, attempt, now_ms } => {
-            s.select(&SelectContext { excluded, attempt: *attempt, now_ms: *now_ms }, rng)
+            s.select(&SelectContext::new(excluded, *attempt, *now_ms), rng)
         }
         Op::Update { arm, outcome, latency_ms, now_ms, attempt } => {
             let feedback = Feedback {
@@ -114,7 +114,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Select { excluded, attempt, now_ms } => {
-                    let ctx = SelectContext { excluded: &excluded, attempt, now_ms };
+                    let ctx = SelectContext::new(&excluded, attempt, now_ms);
                     let all_excluded = (0..arms).all(|a| excluded.contains(&a));
                     match s.select(&ctx, &mut rng) {
                         Some(arm) => {

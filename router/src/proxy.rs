@@ -90,7 +90,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     loop {
         let attempt_no = plan.next_attempt();
         let now = now_ms();
-        let ctx_sel = SelectContext { excluded: plan.excluded(), attempt: attempt_no, now_ms: now };
+        let ctx_sel = SelectContext::new(plan.excluded(), attempt_no, now);
         let (arm, local_kind) = match choose(&config, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,

@@ -26,8 +26,8 @@ use serde::Serialize;
 use crate::Outcome;
 use crate::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
-use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig};
-use crate::strategy::{ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams};
+use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig, RetryMode};
+use crate::strategy::{ArmId, Feedback, Strategy, StrategyKind, StrategyParams};
 
 pub mod bench;
 pub mod model;
@@ -53,8 +53,8 @@ pub struct SimConfig {
     pub interarrival_ms: f64,
     /// Attempt budget per request (1 = no retry).
     pub max_attempts: u32,
-    /// Whether retries must go to a downstream not yet tried for the request.
-    pub distinct: bool,
+    /// Which downstreams a retry may go to.
+    pub retry_mode: RetryMode,
     /// Retry budget across requests; `None` (`null` in JSON) for unlimited retries within
     /// `max_attempts`.
     pub retry_budget: Option<RetryBudgetConfig>,
@@ -72,7 +72,7 @@ impl Default for SimConfig {
             requests: 20_000,
             interarrival_ms: DEFAULT_INTERARRIVAL_MS,
             max_attempts: 1,
-            distinct: true,
+            retry_mode: RetryMode::Distinct,
             retry_budget: Some(RetryBudgetConfig::default()),
             attempt_timeout_ms: DEFAULT_ATTEMPT_TIMEOUT_MS,
             request_deadline_ms: DEFAULT_REQUEST_DEADLINE_MS,
@@ -265,10 +265,12 @@ impl<'a> Engine<'a> {
         let mut p = self.probabilities.clone();
         p.sort_by(|a, b| b.total_cmp(a));
         let budget = self.config.max_attempts.max(1) as usize;
-        let fail: f64 = if self.config.distinct {
-            p.iter().take(budget).map(|x| 1.0 - x).product()
-        } else {
-            (1.0 - p.first().copied().unwrap_or(0.0)).powi(budget as i32)
+        let distinct: f64 = p.iter().take(budget).map(|x| 1.0 - x).product();
+        let repeat = (1.0 - p.first().copied().unwrap_or(0.0)).powi(budget as i32);
+        let fail = match self.config.retry_mode {
+            RetryMode::Distinct => distinct,
+            RetryMode::Repeat => repeat,
+            RetryMode::Auto => distinct.min(repeat),
         };
         1.0 - fail
     }
@@ -288,7 +290,8 @@ impl<'a> Engine<'a> {
             self.scenario.arms(),
             now_ms + self.config.request_deadline_ms,
         )
-        .distinct(self.config.distinct);
+        .started_at(now_ms)
+        .mode(self.config.retry_mode);
         let request = Request {
             index,
             plan,
@@ -316,7 +319,7 @@ impl<'a> Engine<'a> {
         let t_ms = t_us as f64 / 1_000.0;
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
-        let ctx = SelectContext { excluded: req.plan.excluded(), attempt, now_ms: t_us / 1_000 };
+        let ctx = req.plan.select_context(t_us / 1_000);
         let pick = self.strategy.select(&ctx, &mut self.strategy_rng);
         let arm = match pick {
             Some(arm) if arm < self.scenario.arms() && !req.plan.excluded().contains(&arm) => arm,
@@ -338,7 +341,9 @@ impl<'a> Engine<'a> {
         if attempt == 1 {
             self.series.expected_first[bucket] += self.probabilities[arm];
         }
-        let timeout = self.config.attempt_timeout_ms as f64;
+        let hint = self.strategy.attempt_deadline_ms(arm);
+        let timeout =
+            req.plan.attempt_timeout_ms(t_us / 1_000, self.config.attempt_timeout_ms, hint) as f64;
         let (outcome, latency_ms) = self.states[arm].attempt(
             &self.scenario.downstreams[arm],
             t_ms,

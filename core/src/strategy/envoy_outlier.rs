@@ -300,7 +300,7 @@ mod tests {
         fail(&mut s, 1, 5, 0);
         assert!(s.ejected(0, 1) && !s.ejected(1, 1));
         let mut rng = SmallRng::seed_from_u64(1);
-        let ctx = SelectContext { excluded: &[1, 2], attempt: 3, now_ms: 1 };
+        let ctx = SelectContext::new(&[1, 2], 3, 1);
         assert_eq!(s.select(&ctx, &mut rng), Some(0), "an ejected host beats no host");
         let config = EnvoyConfig { max_ejection_percent: 100, ..EnvoyConfig::default() };
         let mut s = EnvoyOutlier::with_config(2, config);

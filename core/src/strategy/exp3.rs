@@ -179,7 +179,7 @@ mod tests {
     fn probabilities_are_a_distribution_with_a_gamma_floor() {
         let mut s = Exp3::new(4);
         s.rule.log_weights = vec![0.0, -50.0, -1.0, 3.0];
-        let ctx = SelectContext { excluded: &[2], attempt: 2, now_ms: 0 };
+        let ctx = SelectContext::new(&[2], 2, 0);
         let p = s.probabilities(&ctx);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert_eq!(p[2], 0.0);
@@ -202,7 +202,7 @@ mod tests {
         // Arm 0 is so heavy that it is chosen whatever the exclusions of the others.
         s.rule.log_weights = vec![0.0, -40.0, -40.0, -40.0];
         let all = SelectContext::first(0);
-        let two = SelectContext { excluded: &[2, 3], attempt: 2, now_ms: 10 };
+        let two = SelectContext::new(&[2, 3], 2, 10);
         let (p_all, p_two) = (s.probabilities(&all)[0], s.probabilities(&two)[0]);
         assert!(
             (p_all - (0.95 + 0.05 / 4.0)).abs() < 1e-9

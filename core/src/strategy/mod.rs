@@ -60,6 +60,7 @@ pub mod epsilon_greedy;
 pub mod exp3;
 pub mod kl_ucb;
 pub mod least_outstanding;
+pub mod magnetar;
 pub mod moss;
 pub mod random;
 pub mod rate_limit;
@@ -75,29 +76,7 @@ pub mod ucb_attempt;
 pub mod weighted_random;
 
 pub use crate::arm::ArmId;
-
-/// Everything a strategy may look at to choose one attempt's downstream.
-#[derive(Clone, Copy, Debug)]
-pub struct SelectContext<'a> {
-    /// Arms the caller vetoes for this attempt (already tried, ejected, ...).
-    pub excluded: &'a [ArmId],
-    /// 1-based attempt number within the request.
-    pub attempt: u32,
-    /// Caller's clock, milliseconds.
-    pub now_ms: u64,
-}
-
-impl<'a> SelectContext<'a> {
-    /// First attempt at `now_ms`, nothing excluded.
-    pub fn first(now_ms: u64) -> Self {
-        SelectContext { excluded: &[], attempt: 1, now_ms }
-    }
-
-    /// Whether `arm` is vetoed.
-    pub fn is_excluded(&self, arm: ArmId) -> bool {
-        self.excluded.contains(&arm)
-    }
-}
+pub use crate::select::SelectContext;
 
 /// What the caller learned from one attempt.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -236,6 +215,14 @@ pub trait Strategy: Send {
     /// Learns from one attempt's outcome on `arm`. Out-of-range arms are ignored.
     fn update(&mut self, arm: ArmId, feedback: &Feedback);
 
+    /// A deadline for an attempt on `arm` shorter than the configured attempt timeout, when the
+    /// strategy's latency model says an answer later than that is unlikely to come at all. The
+    /// caller uses it only when a retry could follow (never for a request's last attempt) and
+    /// never beyond its own attempt timeout. `None` (the default): the configured timeout.
+    fn attempt_deadline_ms(&self, _arm: ArmId) -> Option<f64> {
+        None
+    }
+
     /// Exports the learned state. Stateless strategies export zero counts.
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
         PosteriorSnapshot {
@@ -320,6 +307,8 @@ pub struct StrategyParams {
     /// The policy `envoy_outlier` balances with among the hosts it has not ejected (Envoy's
     /// default, round robin, or random).
     pub envoy_lb: envoy_outlier::EnvoyLb,
+    /// The parameters of `magnetar`.
+    pub magnetar: magnetar::MagnetarConfig,
 }
 
 impl Default for StrategyParams {
@@ -331,6 +320,7 @@ impl Default for StrategyParams {
             window: thompson_window::DEFAULT_WINDOW,
             rate_limit_cooldown_ms: thompson_masked::DEFAULT_COOLDOWN_MS,
             envoy_lb: envoy_outlier::EnvoyLb::default(),
+            magnetar: magnetar::MagnetarConfig::default(),
         }
     }
 }
@@ -443,6 +433,9 @@ pub struct StrategySpec {
     /// posterior.
     pub imports_params: bool,
     pub restores: Restores,
+    /// Whether it decides for itself when a retry should repeat the previous attempt's
+    /// downstream (`DISTINCT_DOWNSTREAMS=auto` lets it; for the others `auto` means `true`).
+    pub plans_repeats: bool,
     /// A fresh instance for a fleet of `arms` downstreams.
     pub build: fn(usize, &StrategyParams) -> Box<dyn Strategy>,
 }
@@ -478,6 +471,11 @@ impl StrategyKind {
     /// What a restored instance keeps of the original's behaviour.
     pub fn restores(self) -> Restores {
         self.spec().restores
+    }
+
+    /// Whether it decides for itself when a retry repeats the previous downstream.
+    pub fn plans_repeats(self) -> bool {
+        self.spec().plans_repeats
     }
 
     /// Whether an instance restored from its snapshot chooses exactly as the original.
@@ -537,44 +535,44 @@ macro_rules! strategy_registry {
 
 strategy_registry! {
     RoundRobin => "round_robin": "cycle through the downstreams in order" {
-        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy,
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, _| Box::new(round_robin::RoundRobin::new(arms)),
     },
     Random => "random": "uniformly random downstream" {
-        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(random::Random::new(arms)),
     },
     WeightedRandom => "weighted_random": "random downstream in proportion to its fleet weight" {
-        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, p| Box::new(weighted_random::WeightedRandom::new(arms, &p.weights)),
     },
     LeastOutstanding => "least_outstanding":
         "power of two choices on in-flight requests (least outstanding requests)" {
-        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy,
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, _| Box::new(least_outstanding::LeastOutstanding::new(arms)),
     },
     DiscoverExploit => "discover_exploit":
         "V1: most uncertain downstream during discovery, then the best empirical rate" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, _| Box::new(discover_exploit::DiscoverExploit::new(arms)),
     },
     Ucb1 => "ucb1": "V2: UCB1 upper confidence bound" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(ucb1::Ucb1::new(arms)),
     },
     UcbAttempt => "ucb_attempt": "V3: UCB exploring harder during the penalty-free attempts" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, p| {
             Box::new(ucb_attempt::UcbAttempt::new(arms).penalty_free(p.penalty_free_attempts))
         },
     },
     Thompson => "thompson": "V4: Beta-Bernoulli Thompson sampling" {
-        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(thompson::Thompson::new(arms)),
     },
     ThompsonAttempt => "thompson_attempt":
         "V5: Thompson sampling with wider draws during the penalty-free attempts" {
-        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, p| {
             let s = thompson_attempt::ThompsonAttempt::new(arms);
             Box::new(s.penalty_free(p.penalty_free_attempts))
@@ -582,7 +580,7 @@ strategy_registry! {
     },
     ThompsonMasked => "thompson_masked":
         "V6: Thompson sampling; a 429 rests the downstream instead of counting as a failure" {
-        learns: Learns::Counts, imports_params: true, restores: Restores::ExceptRateLimits,
+        learns: Learns::Counts, imports_params: true, restores: Restores::ExceptRateLimits, plans_repeats: false,
         build: |arms, p| {
             let s = thompson_masked::ThompsonMasked::new(arms);
             Box::new(s.cooldown(p.rate_limit_cooldown_ms))
@@ -590,7 +588,7 @@ strategy_registry! {
     },
     ThompsonWindow => "thompson_window":
         "V7: Thompson sampling over each downstream's recent outcomes only" {
-        learns: Learns::Window, imports_params: true, restores: Restores::Lossy,
+        learns: Learns::Window, imports_params: true, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, p| {
             let s = thompson_window::ThompsonWindow::new(arms, p.window);
             Box::new(s.cooldown(p.rate_limit_cooldown_ms))
@@ -598,40 +596,50 @@ strategy_registry! {
     },
     BlockingBandit => "blocking_bandit":
         "V8: Thompson sampling; 429s block the downstream with exponential backoff" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::ExceptRateLimits,
+        learns: Learns::Counts, imports_params: false, restores: Restores::ExceptRateLimits, plans_repeats: false,
         build: |arms, _| Box::new(blocking_bandit::BlockingBandit::new(arms)),
     },
     ThompsonDiscounted => "thompson_discounted":
         "discounted Thompson sampling: every downstream's evidence fades each step" {
-        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: true, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, p| {
             Box::new(thompson_discounted::ThompsonDiscounted::new(arms, p.discount))
         },
     },
     KlUcb => "kl_ucb": "KL-UCB: upper confidence bound from the Bernoulli KL divergence" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(kl_ucb::KlUcb::new(arms)),
     },
     Ucb1Tuned => "ucb1_tuned": "UCB1-Tuned: UCB1 with a variance-aware bonus" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(ucb1_tuned::Ucb1Tuned::new(arms)),
     },
     Moss => "moss": "MOSS: minimax-optimal UCB (anytime form)" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(moss::Moss::new(arms)),
     },
     EpsilonGreedy => "epsilon_greedy": "epsilon-greedy with a decaying exploration rate" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(epsilon_greedy::EpsilonGreedy::new(arms)),
     },
     Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits" {
-        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy,
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, _| Box::new(exp3::Exp3::new(arms)),
+    },
+    Magnetar => "magnetar":
+        "Magnetar: change-point Thompson sampling, latency-aware attempt chains, same-host \
+         retries when failures are independent, stall and rate-limit aware" {
+        learns: Learns::Counts, imports_params: true, restores: Restores::Lossy,
+        plans_repeats: true,
+        build: |arms, p| {
+            let s = magnetar::Magnetar::with_config(arms, p.magnetar);
+            Box::new(s.cooldown(p.rate_limit_cooldown_ms))
+        },
     },
     EnvoyOutlier => "envoy_outlier":
         "peer baseline: Envoy outlier detection (eject after consecutive 5xx) + round robin; \
          like Envoy, it can eject a downstream that is flaky but the best there is" {
-        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy,
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, p| {
             let config = envoy_outlier::EnvoyConfig { lb: p.envoy_lb, ..Default::default() };
             Box::new(envoy_outlier::EnvoyOutlier::with_config(arms, config))
@@ -640,7 +648,7 @@ strategy_registry! {
     // Test only: a trivial strategy added by its file and this row alone.
     #[cfg(test)]
     FirstAllowed => "first_allowed": "test only: the lowest-numbered allowed downstream" {
-        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly,
+        learns: Learns::Nothing, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
         build: |arms, _| Box::new(first_allowed::FirstAllowed::new(arms)),
     },
 }
@@ -692,7 +700,7 @@ mod tests {
         let mut s = kind.build_with(3, &StrategyParams::default());
         assert_eq!((s.kind(), s.arms()), (kind, 3));
         let mut rng = SmallRng::seed_from_u64(1);
-        let ctx = SelectContext { excluded: &[0], attempt: 2, now_ms: 0 };
+        let ctx = SelectContext::new(&[0], 2, 0);
         assert_eq!(s.select(&ctx, &mut rng), Some(1));
     }
 
@@ -703,13 +711,13 @@ mod tests {
             let mut s = kind.build(4);
             for step in 0..200u64 {
                 let excluded = [(step % 4) as usize, ((step + 1) % 4) as usize];
-                let ctx = SelectContext { excluded: &excluded, attempt: 2, now_ms: step };
+                let ctx = SelectContext::new(&excluded, 2, step);
                 let arm = s.select(&ctx, &mut rng).unwrap();
                 assert!(arm < 4 && !excluded.contains(&arm), "{kind} picked {arm}");
                 s.update(arm, &Feedback::at(Outcome::ServerError, step));
             }
             let all = [0, 1, 2, 3];
-            let ctx = SelectContext { excluded: &all, attempt: 3, now_ms: 0 };
+            let ctx = SelectContext::new(&all, 3, 0);
             assert_eq!(s.select(&ctx, &mut rng), None, "{kind}");
         }
     }

@@ -287,7 +287,7 @@ mod tests {
         r.prepare(&first(1_050));
         assert!(!r.available(0, 1_050));
         // Every arm excluded but 0: it is still chosen, as the one free first.
-        let ctx = SelectContext { excluded: &[1], attempt: 2, now_ms: 1_050 };
+        let ctx = SelectContext::new(&[1], 2, 1_050);
         assert_eq!(r.soonest(&ctx), Some(0));
     }
 
@@ -339,13 +339,13 @@ mod tests {
         // Free slots appear as the attempts of 0, 1, ... leave the window.
         r.prepare(&first(1_000));
         assert!(r.available(0, 1_000), "no retry seen: the whole limit is for first attempts");
-        let retry = SelectContext { excluded: &[], attempt: 2, now_ms: 1_000 };
+        let retry = SelectContext::new(&[], 2, 1_000);
         r.prepare(&retry);
         assert!(r.available(0, 1_000));
         // Now retrying: first attempts keep ceil(32 / 16) = 2 slots free, retries may use them.
         r.prepare(&first(1_001));
         assert!(!r.available(0, 1_001), "30 logged, 32 - 2 allowed");
-        r.prepare(&SelectContext { excluded: &[], attempt: 3, now_ms: 1_001 });
+        r.prepare(&SelectContext::new(&[], 3, 1_001));
         assert!(r.available(0, 1_001));
         r.prepare(&first(1_002));
         assert!(r.available(0, 1_002), "29 logged");
@@ -373,7 +373,7 @@ mod tests {
             now_ms,
             attempt: 2,
         };
-        r.prepare(&SelectContext { excluded: &[], attempt: 2, now_ms: 30 });
+        r.prepare(&SelectContext::new(&[], 2, 30));
         r.rate_limited(1, &retry_429(31), 0);
         r.rate_limited(1, &retry_429(32), 0);
         // Logged: the accepted 0..16. At 1,002 those of 0..=2 have left the window: 13 logged,

@@ -56,7 +56,7 @@ mod tests {
         let picks: Vec<_> =
             (0..6).map(|t| rr.select(&SelectContext::first(t), &mut rng).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        let ctx = SelectContext { excluded: &[0], attempt: 2, now_ms: 0 };
+        let ctx = SelectContext::new(&[0], 2, 0);
         assert_eq!(rr.select(&ctx, &mut rng), Some(1));
         assert_eq!(rr.select(&ctx, &mut rng), Some(2));
         assert_eq!(rr.select(&ctx, &mut rng), Some(1));

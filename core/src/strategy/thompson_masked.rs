@@ -166,7 +166,7 @@ mod tests {
         s.update(1, &limited(100));
         s.update(2, &limited(200));
         assert_eq!(s.select(&SelectContext::first(320), &mut rng), Some(1));
-        let ctx = SelectContext { excluded: &[1], attempt: 2, now_ms: 320 };
+        let ctx = SelectContext::new(&[1], 2, 320);
         assert_eq!(s.select(&ctx, &mut rng), Some(2));
     }
 

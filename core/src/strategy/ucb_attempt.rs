@@ -91,7 +91,7 @@ mod tests {
         ];
         s.restore(&PosteriorSnapshot::of(&arms, 0)).unwrap();
         let mut rng = SmallRng::seed_from_u64(0);
-        let at = |attempt| SelectContext { excluded: &[], attempt, now_ms: 0 };
+        let at = |attempt| SelectContext::new(&[], attempt, 0);
         // ln(1040) = 6.95. Free (c = 3): 0.90 + 0.25 vs 0.50 + 1.25. Penalised (c = 1):
         // 0.90 + 0.08 vs 0.50 + 0.42.
         assert_eq!(s.select(&at(1), &mut rng), Some(1));

@@ -98,7 +98,7 @@ mod tests {
         for t in 0..100 {
             assert_eq!(s.select(&SelectContext::first(t), &mut rng), Some(2));
         }
-        let ctx = SelectContext { excluded: &[2], attempt: 2, now_ms: 0 };
+        let ctx = SelectContext::new(&[2], 2, 0);
         let picks: Vec<_> = (0..100).map(|_| s.select(&ctx, &mut rng).unwrap()).collect();
         assert!(picks.contains(&0) && picks.contains(&1));
         assert_eq!(WeightedRandom::new(2, &[1.0]).weights(), [1.0, 1.0]);

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use magnetar_core::retry::RetryBudgetConfig;
+use magnetar_core::retry::{RetryBudgetConfig, RetryMode};
 use magnetar_core::sim::{self, Aggregate, RunResult, SCENARIOS, Scenario, SimConfig};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
 
@@ -51,6 +51,16 @@ struct Args {
     /// Allow retrying the same downstream.
     #[arg(long)]
     same_downstream: bool,
+    /// Let strategies that plan repeats (magnetar) retry the previous downstream
+    /// (DISTINCT_DOWNSTREAMS=auto).
+    #[arg(long, conflicts_with = "same_downstream")]
+    auto_repeat: bool,
+    /// magnetar: prior rate of change of a downstream, per second.
+    #[arg(long)]
+    change_hazard: Option<f64>,
+    /// magnetar: cost of one attempt beyond its latency, ms.
+    #[arg(long)]
+    attempt_cost_ms: Option<f64>,
     /// Disable the retry budget (20% of requests + 10/s, 10 s ttl).
     #[arg(long)]
     no_retry_budget: bool,
@@ -115,12 +125,27 @@ fn main() -> Result<()> {
         requests: args.requests,
         interarrival_ms: args.interarrival_ms,
         max_attempts: args.max_attempts,
-        distinct: !args.same_downstream,
+        retry_mode: if args.same_downstream {
+            RetryMode::Repeat
+        } else if args.auto_repeat {
+            RetryMode::Auto
+        } else {
+            RetryMode::Distinct
+        },
         retry_budget: (!args.no_retry_budget).then(RetryBudgetConfig::default),
         series_points: args.points,
         ..SimConfig::default()
     };
     let mut params = StrategyParams::default();
+    params.magnetar.repeats = config.retry_mode == RetryMode::Auto;
+    params.magnetar.attempt_timeout_ms = config.attempt_timeout_ms as f64;
+    if let Some(h) = args.change_hazard {
+        params.magnetar.hazard_per_s = h;
+    }
+    if let Some(c) = args.attempt_cost_ms {
+        params.magnetar.attempt_cost_ms = c;
+    }
+    params.magnetar.check()?;
     if let Some(d) = args.discount {
         params.discount = d;
     }
