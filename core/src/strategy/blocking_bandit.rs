@@ -26,8 +26,8 @@
 
 use super::counts::{ArmCounts, CountRule, Counted, Pick};
 use super::rate_limit::RateLimits;
-use super::thompson::Samplers;
-use super::{ArmId, Feedback, StrategyKind, beta};
+use super::thompson_masked::PacedThompson;
+use super::{ArmId, Feedback, StrategyKind};
 use crate::Outcome;
 
 /// Block after a first 429.
@@ -35,12 +35,10 @@ pub const DEFAULT_BLOCK_MS: u64 = 250;
 /// Largest backoff multiplier.
 pub const MAX_BACKOFF_MULTIPLIER: u64 = 64;
 
-/// The blocking bandit's rule: Thompson draws among the downstreams that are neither blocked nor
-/// at their learned limit, and the backoff 429s set.
+/// The blocking bandit's rule: paced Thompson draws, and a block that doubles with each 429.
 #[derive(Debug, Clone)]
 pub struct BlockingBandit {
-    samplers: Samplers,
-    limits: RateLimits,
+    paced: PacedThompson,
     multiplier: Vec<u64>,
     block_ms: u64,
 }
@@ -49,8 +47,7 @@ impl BlockingBandit {
     /// The blocking bandit over `arms` untried downstreams.
     pub fn new(arms: usize) -> Counted<BlockingBandit> {
         let rule = BlockingBandit {
-            samplers: Samplers::new(arms),
-            limits: RateLimits::new(arms),
+            paced: PacedThompson::new(arms),
             multiplier: vec![1; arms],
             block_ms: DEFAULT_BLOCK_MS,
         };
@@ -67,7 +64,7 @@ impl Counted<BlockingBandit> {
 
     /// When `arm`'s block ends (0 if never blocked).
     pub fn blocked_until(&self, arm: ArmId) -> u64 {
-        self.rule.limits.resting_until(arm)
+        self.rule.paced.limits.resting_until(arm)
     }
 
     /// The multiplier the next block of `arm` will use.
@@ -77,34 +74,32 @@ impl Counted<BlockingBandit> {
 
     /// The rate-limit state (learned limits, blocks).
     pub fn limits(&self) -> &RateLimits {
-        &self.rule.limits
+        &self.rule.paced.limits
     }
 }
 
 impl CountRule for BlockingBandit {
     const KIND: StrategyKind = StrategyKind::BlockingBandit;
 
-    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
-        let samplers = &self.samplers;
-        let mut rng = beta::local_rng(rng);
-        self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
+    fn choose(&mut self, pick: Pick<'_>) -> Option<ArmId> {
+        self.paced.choose(pick)
     }
 
     fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
         if feedback.outcome == Outcome::RateLimited {
             let m = self.multiplier[arm];
-            self.limits.rate_limited(arm, feedback, self.block_ms.saturating_mul(m));
+            self.paced.limits.rate_limited(arm, feedback, self.block_ms.saturating_mul(m));
             self.multiplier[arm] = m.saturating_mul(2).min(MAX_BACKOFF_MULTIPLIER);
         } else {
             if feedback.outcome.is_success() {
                 self.multiplier[arm] = 1;
             }
-            self.samplers.observe(counts, arm, feedback);
+            self.paced.observe(counts, arm, feedback);
         }
     }
 
     fn restored(&mut self, counts: &ArmCounts) {
-        self.samplers = Samplers::of(counts);
+        self.paced.restored(counts);
     }
 }
 

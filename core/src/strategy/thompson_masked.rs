@@ -34,23 +34,52 @@ use crate::Outcome;
 /// How long a 429 rests a downstream, on top of pacing it to its learned limit.
 pub const DEFAULT_COOLDOWN_MS: u64 = 250;
 
-/// Masked Thompson sampling's rule: Thompson draws among the downstreams that are neither
-/// resting nor at their learned limit, and what 429s taught.
+/// Thompson draws among the downstreams that are neither resting nor at their learned limit:
+/// the choice of V6 and of the blocking bandit (V8), which differ only in how long a 429 rests
+/// a downstream.
+#[derive(Debug, Clone)]
+pub struct PacedThompson {
+    samplers: Samplers,
+    /// What 429s taught: learned limits and rests.
+    pub limits: RateLimits,
+}
+
+impl PacedThompson {
+    /// `arms` untried downstreams, none limited.
+    pub fn new(arms: usize) -> Self {
+        PacedThompson { samplers: Samplers::new(arms), limits: RateLimits::new(arms) }
+    }
+
+    /// The paced choice ([`RateLimits::choose`]) of the highest draw.
+    pub fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
+        let samplers = &self.samplers;
+        let mut rng = beta::local_rng(rng);
+        self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
+    }
+
+    /// Counts an outcome that is not a 429 as plain Thompson sampling does.
+    pub fn observe(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
+        self.samplers.observe(counts, arm, feedback);
+    }
+
+    /// Prepares the samplers for restored counts; rests and limits stay local.
+    pub fn restored(&mut self, counts: &ArmCounts) {
+        self.samplers = Samplers::of(counts);
+    }
+}
+
+/// Masked Thompson sampling's rule: paced Thompson draws, and a fixed rest after each 429.
 #[derive(Debug, Clone)]
 pub struct ThompsonMasked {
-    samplers: Samplers,
-    limits: RateLimits,
+    paced: PacedThompson,
     cooldown_ms: u64,
 }
 
 impl ThompsonMasked {
     /// Masked Thompson sampling over `arms` untried downstreams.
     pub fn new(arms: usize) -> Counted<ThompsonMasked> {
-        let rule = ThompsonMasked {
-            samplers: Samplers::new(arms),
-            limits: RateLimits::new(arms),
-            cooldown_ms: DEFAULT_COOLDOWN_MS,
-        };
+        let rule =
+            ThompsonMasked { paced: PacedThompson::new(arms), cooldown_ms: DEFAULT_COOLDOWN_MS };
         Counted::new(arms, rule)
     }
 }
@@ -64,34 +93,32 @@ impl Counted<ThompsonMasked> {
 
     /// Whether `arm` is resting at `now_ms` (pacing aside).
     pub fn resting(&self, arm: ArmId, now_ms: u64) -> bool {
-        self.rule.limits.resting(arm, now_ms)
+        self.rule.paced.limits.resting(arm, now_ms)
     }
 
     /// The rate-limit state (learned limits, rests).
     pub fn limits(&self) -> &RateLimits {
-        &self.rule.limits
+        &self.rule.paced.limits
     }
 }
 
 impl CountRule for ThompsonMasked {
     const KIND: StrategyKind = StrategyKind::ThompsonMasked;
 
-    fn choose(&mut self, Pick { counts, ctx, rng }: Pick<'_>) -> Option<ArmId> {
-        let samplers = &self.samplers;
-        let mut rng = beta::local_rng(rng);
-        self.limits.choose(ctx, counts.len(), |a| samplers.draw(a, &mut rng))
+    fn choose(&mut self, pick: Pick<'_>) -> Option<ArmId> {
+        self.paced.choose(pick)
     }
 
     fn learn(&mut self, counts: &mut ArmCounts, arm: ArmId, feedback: &Feedback) {
         if feedback.outcome == Outcome::RateLimited {
-            self.limits.rate_limited(arm, feedback, self.cooldown_ms);
+            self.paced.limits.rate_limited(arm, feedback, self.cooldown_ms);
         } else {
-            self.samplers.observe(counts, arm, feedback);
+            self.paced.observe(counts, arm, feedback);
         }
     }
 
     fn restored(&mut self, counts: &ArmCounts) {
-        self.samplers = Samplers::of(counts);
+        self.paced.restored(counts);
     }
 }
 
