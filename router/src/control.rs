@@ -9,7 +9,8 @@ use magnetar_core::strategy::StrategyKind;
 use serde_json::json;
 use worker::{Context, Request, Response, Result, RouteContext};
 
-use crate::{isolate, proxy};
+use crate::clock::now_ms;
+use crate::isolate::Isolate;
 
 /// Response headers a browser may read (the test-bed page reads them).
 pub const EXPOSED_HEADERS: &str = "x-magnetar-worker, x-magnetar-attempts, x-magnetar-algo, \
@@ -41,26 +42,27 @@ pub fn preflight(config: &RouterConfig) -> Result<Response> {
     Ok(with_cors(response, config))
 }
 
-fn configured(
-    ctx: &RouteContext<Context>,
-) -> std::result::Result<std::rc::Rc<RouterConfig>, Result<Response>> {
-    isolate::config(&ctx.env).map_err(|e| error(500, "router_misconfigured", e.to_string()))
+fn configured(ctx: &RouteContext<Context>) -> std::result::Result<Isolate, Result<Response>> {
+    Isolate::get(&ctx.env).map_err(|e| error(500, "router_misconfigured", e.to_string()))
 }
 
 /// `GET /_magnetar/health`: liveness, and whether the configuration is valid.
 pub fn health(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
     match configured(&ctx) {
-        Ok(config) => Ok(with_cors(Response::from_json(&json!({ "ok": true }))?, &config)),
+        Ok(isolate) => {
+            Ok(with_cors(Response::from_json(&json!({ "ok": true }))?, isolate.config()))
+        }
         Err(response) => response,
     }
 }
 
 /// `GET /_magnetar/fleet`: the fleet, the strategies and the defaults.
 pub fn fleet(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
-    let config = match configured(&ctx) {
-        Ok(c) => c,
+    let isolate = match configured(&ctx) {
+        Ok(isolate) => isolate,
         Err(response) => return response,
     };
+    let config = isolate.config();
     let downstreams: Vec<_> = config
         .fleet
         .downstreams()
@@ -93,14 +95,14 @@ pub fn fleet(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
         "learner": config.learner.as_ref().map(|l| l.url.clone()),
         "success_definition": "an attempt succeeds when the downstream answers with a status below 500 other than 429; a request succeeds when its final attempt does",
     });
-    Ok(with_cors(Response::from_json(&body)?, &config))
+    Ok(with_cors(Response::from_json(&body)?, config))
 }
 
 /// `GET /_magnetar/state`: this isolate's counters and learned posteriors.
 pub fn state(_req: Request, ctx: RouteContext<Context>) -> Result<Response> {
-    let config = match configured(&ctx) {
-        Ok(c) => c,
+    let isolate = match configured(&ctx) {
+        Ok(isolate) => isolate,
         Err(response) => return response,
     };
-    Ok(with_cors(Response::from_json(&isolate::view(proxy::now_ms()))?, &config))
+    Ok(with_cors(Response::from_json(&isolate.view(now_ms()))?, isolate.config()))
 }

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use worker::{Context, Fetch, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
-use crate::{isolate, log};
+use crate::isolate::{self, Isolate};
+use crate::log;
 
 #[derive(Deserialize)]
 struct Recommendation {
@@ -94,34 +95,36 @@ fn to_snapshot(config: &RouterConfig, params: Params) -> Option<PosteriorSnapsho
 /// Starts a background `/params` refresh for `route` when the strategy follows the learner and
 /// the last refresh is older than the configured interval.
 pub fn maybe_refresh_params(
-    config: &std::rc::Rc<RouterConfig>,
+    isolate: &Isolate,
     route: &str,
     algo: Algo,
     now_ms: u64,
     ctx: &Context,
 ) {
+    let config = isolate.config();
     let Some(learner) = config.learner.as_ref() else { return };
     let follows = match algo {
         Algo::Local(kind) => isolate::follows_learner(kind),
         Algo::Learner => true,
     };
-    if !follows || !isolate::claim_params_refresh(route, now_ms, learner.params_refresh_ms) {
+    if !follows || !isolate.claim_params_refresh(route, now_ms, learner.params_refresh_ms) {
         return;
     }
     let url = format!("{}/params?route={}", learner.url, encode_query_value(route));
     let timeout_ms = learner.timeout_ms.max(1_000);
-    let config = config.clone();
+    let isolate = isolate.clone();
     let route = route.to_owned();
     ctx.wait_until(async move {
-        let snapshot =
-            get_json::<Params>(&url, timeout_ms).await.and_then(|p| to_snapshot(&config, p));
+        let snapshot = get_json::<Params>(&url, timeout_ms)
+            .await
+            .and_then(|p| to_snapshot(isolate.config(), p));
         match snapshot {
             Some(snapshot) => {
-                isolate::apply_learned(&route, snapshot);
-                isolate::count(|c| c.params_refreshes += 1);
+                isolate.apply_learned(&route, snapshot);
+                isolate.count(|c| c.params_refreshes += 1);
             }
             None => {
-                let failures = isolate::tally(|c| &mut c.params_refresh_failures);
+                let failures = isolate.tally(|c| &mut c.params_refresh_failures);
                 log::sparse_warn("learner params refresh failed", failures, &url);
             }
         }

@@ -8,18 +8,15 @@ use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next};
 use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use serde_json::json;
-use worker::{Context, Date, Method, Request, Response, Result, RouteContext};
+use worker::{Context, Method, Request, Response, Result, RouteContext};
 
 use crate::attempt::{self, AttemptResult, Outgoing};
-use crate::{control, isolate, learner, log, telemetry};
+use crate::clock::now_ms;
+use crate::isolate::Isolate;
+use crate::{control, learner, log, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
-
-/// Wall clock, milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    Date::now().as_millis()
-}
 
 fn request_id(started_ms: u64) -> String {
     let rand = (js_sys::Math::random() * 1e12) as u64;
@@ -29,13 +26,14 @@ fn request_id(started_ms: u64) -> String {
 /// Handles every request that is not a `/_magnetar/` endpoint.
 pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Response> {
     let started_ms = now_ms();
-    let config = match isolate::config(&ctx.env) {
-        Ok(c) => c,
+    let isolate = match Isolate::get(&ctx.env) {
+        Ok(isolate) => isolate,
         Err(e) => {
             log::error("router configuration is invalid", &e.to_string());
             return control::error(500, "router_misconfigured", e.to_string());
         }
     };
+    let config = isolate.config().clone();
     if req.method() == Method::Options && config.cors_allow_origin.is_some() {
         return control::preflight(&config);
     }
@@ -65,10 +63,10 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             return Ok(control::with_cors(response, &config));
         }
     };
-    isolate::count(|c| c.requests += 1);
-    isolate::deposit_retry_budget(started_ms);
+    isolate.count(|c| c.requests += 1);
+    isolate.deposit_retry_budget(started_ms);
     let algo = options.algo.unwrap_or(config.default_algo);
-    learner::maybe_refresh_params(&config, &route, algo, started_ms, &ctx.data);
+    learner::maybe_refresh_params(&isolate, &route, algo, started_ms, &ctx.data);
 
     let out = Outgoing {
         method: req.method(),
@@ -91,7 +89,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         let attempt_no = plan.next_attempt();
         let now = now_ms();
         let ctx_sel = SelectContext { excluded: plan.excluded(), attempt: attempt_no, now_ms: now };
-        let (arm, local_kind) = match choose(&config, &route, algo, &ctx_sel).await {
+        let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,
         };
@@ -112,10 +110,10 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: attempt_no };
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
-        isolate::update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
-        isolate::count(|c| c.attempts += 1);
+        isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        isolate.count(|c| c.attempts += 1);
         last_response = response;
-        next = isolate::record_attempt(
+        next = isolate.record_attempt(
             &mut plan,
             AttemptRecord { arm, outcome, status, latency_ms },
             finished,
@@ -135,14 +133,14 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             caller_id: options.caller_id,
             route,
             strategy: algo.name().to_owned(),
-            router_instance: isolate::instance_id(),
+            router_instance: isolate.instance_id(),
             started_ms,
             finished_ms,
             attempts: attempts_telemetry(&config, &plan),
             final_outcome: plan.attempts().last().map_or(Outcome::ConnectError, |a| a.outcome),
             final_status: response.status_code(),
         };
-        ctx.data.wait_until(telemetry::post(telemetry_config, record));
+        ctx.data.wait_until(telemetry::post(isolate.clone(), telemetry_config, record));
     }
     Ok(control::with_cors(response, &config))
 }
@@ -150,25 +148,25 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
 /// Picks the arm of the next attempt. Returns the local strategy that chose it (`None` when the
 /// learner chose).
 async fn choose(
-    config: &RouterConfig,
+    isolate: &Isolate,
     route: &str,
     algo: Algo,
     ctx: &SelectContext<'_>,
 ) -> Option<(ArmId, Option<StrategyKind>)> {
     match algo {
-        Algo::Local(kind) => isolate::select(route, kind, ctx).map(|arm| (arm, Some(kind))),
+        Algo::Local(kind) => isolate.select(route, kind, ctx).map(|arm| (arm, Some(kind))),
         Algo::Learner => {
-            if let Some(arm) = learner::recommend(config, route, ctx.excluded).await {
-                isolate::count(|c| c.learner_recommendations += 1);
+            if let Some(arm) = learner::recommend(isolate.config(), route, ctx.excluded).await {
+                isolate.count(|c| c.learner_recommendations += 1);
                 return Some((arm, None));
             }
-            let fallbacks = isolate::tally(|c| &mut c.learner_fallbacks);
+            let fallbacks = isolate.tally(|c| &mut c.learner_fallbacks);
             log::sparse_warn(
                 "learner gave no usable recommendation, local fallback",
                 fallbacks,
                 "",
             );
-            isolate::select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
+            isolate.select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
         }
     }
 }
