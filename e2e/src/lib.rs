@@ -36,24 +36,64 @@ pub fn tool_path() -> String {
     )
 }
 
-/// A free loopback port `p` in 20000..30000 such that `p + 10000` (its inspector port) is free too.
-pub fn free_port_pair() -> u16 {
+/// Ports handed to the processes the tests start. With their inspector ports
+/// (+[`INSPECTOR_OFFSET`]) they stay below Linux's ephemeral range (32768..), so the kernel never
+/// gives them to an outgoing connection or a port-0 bind, and above the ports of
+/// `config/workers.json` (8080..8900).
+const PORTS: std::ops::Range<u16> = 20000..22700;
+/// Offset of a Worker's inspector port from its HTTP port (the fleet tool's).
+const INSPECTOR_OFFSET: u16 = magnetar_fleet::INSPECTOR_OFFSET;
+
+/// Claims `port` for this test process until it exits: an exclusive lock on a file named after
+/// the port, taken without waiting, and a bind that shows nothing else listens there now.
+///
+/// Probing with a bind and releasing it (what port 0 gives) races: between the release and the
+/// child's own bind, another test (in this or another test binary) may probe the same port and
+/// hand it to its child. Here a second claimant finds the lock taken and moves on, and the lock
+/// lives as long as the test process (a child binds its port once, possibly again on restart),
+/// so the window no longer exists between tests; a process outside the tests could still take
+/// the port, and then the child exits and [`Service::wait_ready`] says so with its log.
+fn claim(port: u16) -> bool {
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("magnetar-e2e-ports");
+    if fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let Ok(file) = fs::File::create(dir.join(port.to_string())) else { return false };
+    if file.try_lock().is_err() || TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return false;
+    }
+    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(file);
+    true
+}
+
+/// The next port of [`PORTS`] for which `fits` holds, scanning from a per-process start.
+fn next_port(fits: impl Fn(u16) -> bool) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (std::process::id() % 5000) as u16;
-    loop {
-        let offset = NEXT.fetch_add(7, Ordering::Relaxed);
-        let port = 20000 + (seed + offset) % 10000;
-        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port) && free(port + 10000) {
+    let span = PORTS.end - PORTS.start;
+    let seed = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + (seed + offset) % span;
+        if fits(port) {
             return port;
         }
     }
+    panic!("no free loopback port left in {PORTS:?}");
 }
 
-/// A free loopback port chosen by the OS.
+/// A loopback port `p` claimed for this test process such that `p + 10000` (its inspector port)
+/// is claimed too.
+pub fn free_port_pair() -> u16 {
+    next_port(|p| claim(p) && claim(p + INSPECTOR_OFFSET))
+}
+
+/// A loopback port claimed for this test process (see [`claim`]): free when claimed, and no
+/// other test takes it afterwards, so it also serves as a port nothing listens on.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    next_port(claim)
 }
 
 /// A child process in its own process group, stopped (group and all) on drop.
@@ -468,6 +508,47 @@ pub async fn drive(
     out
 }
 
+/// How many baselines a latency bound allows on top of the time budget it tests.
+pub const BASELINE_SLACK: u32 = 25;
+
+/// Median time of `n` sequential `GET url` (body read), measured in the test whose latency
+/// bounds are stated against it: a slow or loaded machine moves the bound with the measurement.
+pub async fn baseline(client: &reqwest::Client, url: &str, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let started = Instant::now();
+        let response = client.get(url).send().await.expect("baseline request answered");
+        assert!(response.status().is_success(), "baseline {url}: {}", response.status());
+        let _ = response.bytes().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The latency bound of a request whose deadlines allow `budget`: the budget plus
+/// [`BASELINE_SLACK`] times the `baseline` measured in the same test.
+pub fn latency_bound(budget: Duration, baseline: Duration) -> Duration {
+    budget + baseline * BASELINE_SLACK
+}
+
+/// Polls `check` every `every` until it returns `Some`, or panics with `what` at `timeout`.
+pub async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not reached within {timeout:?}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Counter `name` of a router's `/_magnetar/state` ([`Stack::router_state`]); 0 when absent.
 pub fn counter(state: &Value, name: &str) -> u64 {
     state["counters"][name].as_u64().unwrap_or(0)
@@ -655,13 +736,11 @@ impl TestBed {
                 magnetar_lab::serve::serve(listener, config, shutdown).await.expect("serve");
             });
         });
-        assert!(
-            (0..100).any(|_| {
-                std::thread::sleep(Duration::from_millis(50));
-                http_ok(&format!("{url}healthz"))
-            }),
-            "the test-bed server did not come up"
-        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !http_ok(&format!("{url}healthz")) {
+            assert!(Instant::now() < deadline, "the test-bed server did not come up in 5 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         TestBed { url, stop: Some(stop), thread: Some(thread) }
     }
 }

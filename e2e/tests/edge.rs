@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use magnetar_e2e::{
-    DownstreamSpec, Observed, Stack, counter, drive, fleet_failing, shares, success_rate,
+    DownstreamSpec, Observed, Stack, baseline, counter, drive, fleet_failing, latency_bound,
+    shares, success_rate,
 };
 use serde_json::{Value, json};
 
@@ -219,6 +220,8 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
     let client = client();
     let url = format!("{}/service?algo=round_robin", stack.router_url);
     let flaky = |v: Value| vec![("x-flaky-config", v.to_string())];
+    let base = baseline(&client, &url, 9).await;
+    let timeout = Duration::from_millis(500);
 
     // A downstream that takes 3 s: cut off at 500 ms, the retry succeeds elsewhere.
     let slow = flaky(json!({ "downstream-1": { "delay_ms": 3000 } }));
@@ -227,7 +230,8 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
         let (a, reply) = send(&client, &url, &slow, None).await;
         assert_eq!(a.status, 200, "{:?}", reply);
         assert_ne!(a.worker, "downstream-1");
-        assert!(a.latency < Duration::from_millis(1500), "latency {:?}", a.latency);
+        let bound = latency_bound(timeout, base);
+        assert!(a.latency < bound, "latency {:?} (bound {bound:?})", a.latency);
         if a.attempts == 2 {
             retried += 1;
             assert!(
@@ -248,9 +252,10 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
     let (a, reply) = send(&client, &url, &all_slow, None).await;
     assert_eq!(a.status, 502, "{:?}", reply);
     assert_eq!(outcomes(&reply), vec!["timeout"; 3], "{:?}", reply);
+    let bound = latency_bound(Duration::from_millis(1200), base);
     assert!(
-        a.latency >= Duration::from_millis(1150) && a.latency < Duration::from_millis(2000),
-        "the request deadline is 1,200 ms; took {:?}",
+        a.latency >= Duration::from_millis(1150) && a.latency < bound,
+        "the request deadline is 1,200 ms; took {:?} (bound {bound:?})",
         a.latency
     );
 
@@ -357,6 +362,7 @@ async fn service_bindings_reach_workers_and_time_out_like_urls() {
         .expect("json");
     assert_eq!(fleet["downstreams"][0]["service"], "DOWNSTREAM_1", "{fleet}");
     let url = format!("{}/service?algo=round_robin", stack.router_url);
+    let bound = latency_bound(Duration::from_millis(500), baseline(&client, &url, 9).await);
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..6 {
         let (a, reply) = send(&client, &url, &[], None).await;
@@ -372,7 +378,7 @@ async fn service_bindings_reach_workers_and_time_out_like_urls() {
     for _ in 0..6 {
         let (a, reply) = send(&client, &url, &slow, None).await;
         assert_eq!((a.status, a.worker.as_str()), (200, "downstream-2"), "{:?}", reply);
-        assert!(a.latency < Duration::from_millis(1500), "latency {:?}", a.latency);
+        assert!(a.latency < bound, "latency {:?} (bound {bound:?})", a.latency);
         if a.attempts == 2 {
             retried += 1;
             assert!(a.latency >= Duration::from_millis(450), "cut off early: {:?}", a.latency);
