@@ -5,7 +5,8 @@
 //! a named constant; every error names the variable.
 
 use crate::fleet::{Fleet, FleetError};
-use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_TTL_MS};
+use crate::request::DEFAULT_MAX_BODY_BYTES;
+use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig};
 use crate::strategy::{StrategyKind, UnknownStrategy};
 use crate::telemetry::DEFAULT_TOPIC;
@@ -22,6 +23,11 @@ pub const DEFAULT_TELEMETRY_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_LEARNER_TIMEOUT_MS: u64 = 100;
 /// Least time between two `/params` refreshes of one isolate.
 pub const DEFAULT_PARAMS_REFRESH_MS: u64 = 5_000;
+
+/// Largest `MAX_BODY_BYTES` accepted: Cloudflare's request body limit on the free and pro plans.
+pub const MAX_BODY_BYTES_CAP: u64 = 100 * 1024 * 1024;
+/// The value of `RETRY_BUDGET_PERCENT` that turns the retry budget off.
+pub const RETRY_BUDGET_OFF: &str = "off";
 
 /// Which strategy a request uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,9 +122,12 @@ pub struct RouterConfig {
     pub learner: Option<LearnerConfig>,
     /// `Access-Control-Allow-Origin` for browser clients such as the test-bed page.
     pub cors_allow_origin: Option<String>,
-    /// Retries across requests capped by a token bucket (`RETRY_BUDGET_PERCENT`, ...); `None`
-    /// (the default) lets every request use its whole attempt budget.
+    /// Retries across requests capped by a token bucket (`RETRY_BUDGET_PERCENT`, ...; on by
+    /// default at 20% + 10/s over 10 s); `None` (`RETRY_BUDGET_PERCENT=off`) lets every request
+    /// use its whole attempt budget.
     pub retry_budget: Option<RetryBudgetConfig>,
+    /// Largest request body accepted (`MAX_BODY_BYTES`); larger ones get 413.
+    pub max_body_bytes: u64,
 }
 
 /// A variable of the router's environment was missing or invalid.
@@ -154,14 +163,22 @@ fn parse_u64(
     Ok(value)
 }
 
+/// A percentage (`20` or `20%`) as a fraction; `default` when unset, `None` when `off`.
 fn parse_percent(
     lookup: &dyn Fn(&str) -> Option<String>,
     var: &'static str,
+    default: f64,
 ) -> Result<Option<f64>, ConfigError> {
-    let Some(raw) = lookup(var) else { return Ok(None) };
+    let Some(raw) = lookup(var) else { return Ok(Some(default)) };
+    if raw.trim().eq_ignore_ascii_case(RETRY_BUDGET_OFF) {
+        return Ok(None);
+    }
     match raw.trim().trim_end_matches('%').parse::<f64>() {
         Ok(p) if (0.0..=1000.0).contains(&p) => Ok(Some(p / 100.0)),
-        _ => Err(invalid(var, format!("expected a percentage from 0 to 1000, got {raw:?}"))),
+        _ => Err(invalid(
+            var,
+            format!("expected a percentage from 0 to 1000 or {RETRY_BUDGET_OFF:?}, got {raw:?}"),
+        )),
     }
 }
 
@@ -271,19 +288,25 @@ impl RouterConfig {
             }),
         };
 
-        let retry_budget = match parse_percent(lookup, "RETRY_BUDGET_PERCENT")? {
-            None => None,
-            Some(retry_percent) => Some(RetryBudgetConfig {
-                retry_percent,
-                min_per_sec: parse_u64(
-                    lookup,
-                    "RETRY_BUDGET_MIN_PER_SEC",
-                    DEFAULT_MIN_PER_SEC.into(),
-                    0..=100_000,
-                )? as u32,
-                ttl_ms: parse_u64(lookup, "RETRY_BUDGET_TTL_MS", DEFAULT_TTL_MS, 1_000..=60_000)?,
-            }),
-        };
+        let retry_budget =
+            match parse_percent(lookup, "RETRY_BUDGET_PERCENT", DEFAULT_RETRY_PERCENT)? {
+                None => None,
+                Some(retry_percent) => Some(RetryBudgetConfig {
+                    retry_percent,
+                    min_per_sec: parse_u64(
+                        lookup,
+                        "RETRY_BUDGET_MIN_PER_SEC",
+                        DEFAULT_MIN_PER_SEC.into(),
+                        0..=100_000,
+                    )? as u32,
+                    ttl_ms: parse_u64(
+                        lookup,
+                        "RETRY_BUDGET_TTL_MS",
+                        DEFAULT_TTL_MS,
+                        1_000..=60_000,
+                    )?,
+                }),
+            };
 
         Ok(RouterConfig {
             fleet,
@@ -296,6 +319,12 @@ impl RouterConfig {
             learner,
             cors_allow_origin: lookup("CORS_ALLOW_ORIGIN"),
             retry_budget,
+            max_body_bytes: parse_u64(
+                lookup,
+                "MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                1..=MAX_BODY_BYTES_CAP,
+            )?,
         })
     }
 }
@@ -324,16 +353,32 @@ mod tests {
         assert_eq!(cfg.attempt_timeout_ms, DEFAULT_ATTEMPT_TIMEOUT_MS);
         assert_eq!(cfg.telemetry, None);
         assert_eq!(cfg.learner, None);
-        assert_eq!(cfg.retry_budget, None);
+        assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
+        assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     }
 
     #[test]
-    fn retry_budget_is_off_unless_a_percentage_is_given() {
-        let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", "20")]).unwrap();
-        let budget = cfg.retry_budget.unwrap();
+    fn max_body_bytes_is_bounded() {
+        let cfg = parse(&[("FLEET", FLEET), ("MAX_BODY_BYTES", "4096")]).unwrap();
+        assert_eq!(cfg.max_body_bytes, 4096);
+        for bad in ["0", "104857601", "1MB"] {
+            let err = parse(&[("FLEET", FLEET), ("MAX_BODY_BYTES", bad)]).unwrap_err();
+            assert!(err.to_string().starts_with("MAX_BODY_BYTES:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn retry_budget_is_on_by_default_and_off_when_asked() {
+        let budget = parse(&[("FLEET", FLEET)]).unwrap().retry_budget.unwrap();
         assert!((budget.retry_percent - 0.2).abs() < 1e-12);
         assert_eq!(budget.min_per_sec, DEFAULT_MIN_PER_SEC);
         assert_eq!(budget.ttl_ms, DEFAULT_TTL_MS);
+        for off in ["off", " OFF "] {
+            let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", off)]).unwrap();
+            assert_eq!(cfg.retry_budget, None, "{off:?}");
+        }
+        let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", "20")]).unwrap();
+        assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
         let cfg = parse(&[
             ("FLEET", FLEET),
             ("RETRY_BUDGET_PERCENT", "5%"),

@@ -472,8 +472,9 @@ impl Observed {
     }
 }
 
-/// Sends `n` requests through the router with `concurrency` in flight, with the given query
-/// string (e.g. `algo=round_robin&max_attempts=1`), and returns what each produced.
+/// Sends `n` requests (POSTs with an `Idempotency-Key`) through the router with `concurrency` in
+/// flight, with the given query string (e.g. `algo=round_robin&max_attempts=1`), and returns what
+/// each produced.
 pub async fn drive(
     client: &reqwest::Client,
     router_url: &str,
@@ -484,16 +485,19 @@ pub async fn drive(
     use std::sync::Arc;
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let permit = semaphore.clone().acquire_owned().await.expect("semaphore");
         let client = client.clone();
         let url = format!("{router_url}/service?{query}");
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
+            // A POST the client declares safe to retry (`Idempotency-Key`): the router retries
+            // it like an idempotent method.
             let response = client
                 .post(&url)
                 .body("{}")
                 .header("content-type", "application/json")
+                .header("idempotency-key", format!("{i}-{}", std::process::id()))
                 .send()
                 .await;
             let latency = started.elapsed();

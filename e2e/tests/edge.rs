@@ -76,10 +76,11 @@ async fn random_single_attempt_matches_the_prototype_profile() {
 /// "at least 99%" allows 20 (P(X > 20) ≈ 0.16%).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_reach_99_percent_and_attempts_match_downstream_hits() {
+    // Without the retry budget: this measures what three attempts achieve, not the budget.
     let stack = Stack::start(
         "retries",
         &fleet_failing(&[50, 20, 5]),
-        &[("DEFAULT_ALGO", "round_robin".into())],
+        &[("DEFAULT_ALGO", "round_robin".into()), ("RETRY_BUDGET_PERCENT", "off".into())],
     );
     let client = client();
     stack.reset_counters(&client).await;
@@ -280,12 +281,89 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
         "flaky": { "downstream-1": { "mode": "All_fail" }, "downstream-2": { "mode": "All_fail" } }
     });
     let mut three = 0;
+    let key = [("idempotency-key", "replay-test".to_owned())];
     for _ in 0..9 {
-        let (a, reply) = send(&client, &url, &[], Some(body.clone())).await;
+        let (a, reply) = send(&client, &url, &key, Some(body.clone())).await;
         assert_eq!((a.status, a.worker.as_str()), (200, "downstream-3"), "{:?}", reply);
         three += usize::from(a.attempts == 3);
     }
     assert!(three >= 1, "a request starting on downstream-1 needs all three attempts");
+}
+
+/// A stack of an always-failing and a healthy downstream, round robin, no retry budget; its
+/// downstream counters reset; a client and the `/service` URL.
+async fn failing_and_healthy(label: &str) -> (Stack, reqwest::Client, String) {
+    let stack = Stack::start(
+        label,
+        &fleet_failing(&[100, 0]),
+        &[("DEFAULT_ALGO", "round_robin".into()), ("RETRY_BUDGET_PERCENT", "off".into())],
+    );
+    let client = client();
+    let url = format!("{}/service?algo=round_robin", stack.router_url);
+    stack.reset_counters(&client).await;
+    (stack, client, url)
+}
+
+/// Bodies are bounded: a 10 MB body declared in `Content-Length` gets 413 before the router
+/// reads it, and the next request is served normally; a body over the 64 KiB replay limit is sent
+/// once and not retried, even with an idempotent method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_and_large_ones_are_not_replayed() {
+    let (stack, client, url) = failing_and_healthy("bodies").await;
+    let big = vec![b'x'; 10_000_000];
+    let r = client.post(&url).body(big).send().await.expect("the router answers a 10 MB body");
+    assert_eq!(r.status().as_u16(), 413);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "body_too_large", "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("1048576"), "{body}");
+    assert_eq!(stack.downstream_hits(&client).await, vec![0, 0], "nothing was forwarded");
+    let state = stack.router_state(&client).await;
+    assert_eq!(counter(&state, "bodies_too_large"), 1, "{state}");
+    for _ in 0..4 {
+        let r = client.put(&url).body("{}").send().await.expect("answered");
+        let o = Observed::of(&r, Duration::ZERO);
+        assert!(o.success, "served normally after the 413: {o:?}");
+    }
+
+    // 100 KB: over the replay limit, so a PUT that fails on downstream-1 is not retried.
+    let large = vec![b'y'; 100_000];
+    let mut failed = 0;
+    for _ in 0..4 {
+        let r = client.put(&url).body(large.clone()).send().await.expect("answered");
+        let o = Observed::of(&r, Duration::ZERO);
+        assert_eq!(o.attempts, 1, "a large body is sent once: {o:?}");
+        failed += usize::from(o.status == 502);
+    }
+    assert_eq!(failed, 2, "round robin starts two of four on the failing downstream");
+}
+
+/// POST is not retried after a 5xx (the origin may have acted on it), unless the client sends
+/// an `Idempotency-Key`; GET is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_is_not_retried_after_a_5xx_unless_it_carries_an_idempotency_key() {
+    let (stack, client, url) = failing_and_healthy("post-retries").await;
+    let mut observed = Vec::new();
+    for _ in 0..10 {
+        let r = client.post(&url).body("order=1").send().await.expect("answered");
+        observed.push(Observed::of(&r, Duration::ZERO));
+    }
+    assert!(observed.iter().all(|o| o.attempts == 1), "POST sent once: {observed:?}");
+    assert_eq!(observed.iter().filter(|o| o.status == 502).count(), 5, "{observed:?}");
+    assert_eq!(stack.downstream_hits(&client).await, vec![5, 5], "each POST reached one origin");
+
+    for (method, key) in [("POST", Some("k-1")), ("GET", None)] {
+        let mut retried = 0;
+        for i in 0..6 {
+            let mut request = client.request(method.parse().expect("method"), &url);
+            if let Some(key) = key {
+                request = request.header("idempotency-key", format!("{key}-{i}"));
+            }
+            let o = Observed::of(&request.send().await.expect("answered"), Duration::ZERO);
+            assert!(o.success, "{method} {key:?}: {o:?}");
+            retried += usize::from(o.attempts == 2);
+        }
+        assert!(retried >= 2, "{method} {key:?} is retried after a 5xx: {retried} of 6");
+    }
 }
 
 /// A fleet member nobody listens on: connection errors are classified as such and retried on
@@ -294,7 +372,8 @@ async fn retries_cover_timeouts_429s_and_the_deadline_and_replay_the_body() {
 async fn connection_errors_are_retried_on_another_downstream() {
     let dead = format!("http://127.0.0.1:{}", magnetar_e2e::free_port());
     let fleet = [DownstreamSpec::external("dead", &dead), DownstreamSpec::failing("alive", 0)];
-    let stack = Stack::start("connect-error", &fleet, &[("DEFAULT_ALGO", "round_robin".into())]);
+    let vars = [("DEFAULT_ALGO", "round_robin".into()), ("RETRY_BUDGET_PERCENT", "off".into())];
+    let stack = Stack::start("connect-error", &fleet, &vars);
     let client = client();
     // One at a time: round robin's pointer moves on every selection, retries included, so on
     // [dead, alive] each request starts on the dead one and retries on the live one.

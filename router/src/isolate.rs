@@ -51,6 +51,7 @@ const VARS: &[&str] = &[
     "RETRY_BUDGET_PERCENT",
     "RETRY_BUDGET_MIN_PER_SEC",
     "RETRY_BUDGET_TTL_MS",
+    "MAX_BODY_BYTES",
 ];
 
 /// Counters of one isolate, exposed by `/_magnetar/state`.
@@ -67,6 +68,8 @@ pub struct Counters {
     pub params_refresh_failures: u64,
     pub routes_evicted: u64,
     pub retries_denied: u64,
+    /// Requests refused with 413: their body was over `MAX_BODY_BYTES`.
+    pub bodies_too_large: u64,
 }
 
 struct State {

@@ -5,6 +5,7 @@
 //! bytes between the client, the downstreams, the learner and the Kafka REST proxy.
 //!
 //! - [`proxy`]: one client request: buffer the body once, attempt downstreams, answer;
+//! - [`body`]: the client's body, read under `MAX_BODY_BYTES`;
 //! - [`attempt`]: one attempt, cut off at its deadline;
 //! - [`deadline`]: AbortController + Delay for every subrequest;
 //! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters), one handle per
@@ -18,6 +19,7 @@
 use worker::{Context, Env, Request, Response, Result, Router, event};
 
 pub mod attempt;
+pub mod body;
 pub mod clock;
 pub mod control;
 pub mod deadline;

@@ -3,14 +3,15 @@
 
 use magnetar_core::Outcome;
 use magnetar_core::config::{Algo, RouterConfig};
-use magnetar_core::request::parse_request_options;
-use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next};
+use magnetar_core::request::{BodyError, parse_request_options};
+use magnetar_core::retry::{AttemptPlan, AttemptRecord, IDEMPOTENCY_KEY_HEADER, Next, Replay};
 use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use serde_json::json;
 use worker::{Context, Method, Request, Response, Result, RouteContext};
 
 use crate::attempt::{self, AttemptResult, Outgoing};
+use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
 use crate::{control, learner, log, telemetry};
@@ -40,9 +41,20 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let url = req.url()?;
     let route = url.path().to_owned();
     let query = url.query().unwrap_or("").to_owned();
-    let body = match req.bytes().await {
+    let body = match body::read(&mut req, config.max_body_bytes).await {
         Ok(body) => body,
-        Err(e) => {
+        Err(BodyRead::Refused(e @ BodyError::BadContentLength(_))) => {
+            return Ok(control::with_cors(
+                control::error(400, "bad_request", e.to_string())?,
+                &config,
+            ));
+        }
+        Err(BodyRead::Refused(e)) => {
+            isolate.count(|c| c.bodies_too_large += 1);
+            let response = control::error(413, "body_too_large", e.to_string())?;
+            return Ok(control::with_cors(response, &config));
+        }
+        Err(BodyRead::Broken(e)) => {
             let message = format!("could not read the request body: {e}");
             return Ok(control::with_cors(control::error(400, "bad_request", message)?, &config));
         }
@@ -78,9 +90,12 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         body,
     };
     let max_attempts = options.max_attempts.unwrap_or(config.max_attempts);
+    let idempotency_key = req.headers().has(IDEMPOTENCY_KEY_HEADER).unwrap_or(false);
+    let replay = Replay::of(&req.inner().method(), out.body.len(), idempotency_key);
     let mut plan =
         AttemptPlan::new(max_attempts, config.fleet.len(), started_ms + config.request_deadline_ms)
-            .distinct(config.distinct_downstreams);
+            .distinct(config.distinct_downstreams)
+            .replay(replay);
 
     let mut last_response: Option<Response> = None;
     let mut fell_back = false;
