@@ -18,6 +18,7 @@
 pub mod config;
 pub mod flaky;
 pub mod fleet;
+pub mod forward;
 pub mod metrics;
 pub mod outcome;
 pub mod posterior;

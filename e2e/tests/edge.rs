@@ -366,6 +366,125 @@ async fn post_is_not_retried_after_a_5xx_unless_it_carries_an_idempotency_key() 
     }
 }
 
+/// A raw HTTP/1.1 origin on loopback: records the head of every request it gets and answers
+/// each with `answer(head)`, sent in the given chunks with a pause between them.
+fn raw_origin(
+    answer: fn(&str) -> (Vec<&'static str>, Duration),
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let (chunks, pause) = answer(&head);
+                seen.lock().expect("heads").push(head);
+                for chunk in chunks {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            });
+        }
+    });
+    (url, heads)
+}
+
+/// The edges of an attempt: hop-by-hop headers (the fixed ones, those the client's
+/// `Connection` names, and `Proxy-Authorization`) do not reach the origin, nor the origin's
+/// the client; `X-Forwarded-For` is extended, `Forwarded` and `X-Forwarded-Proto` set. An
+/// origin that sends its headers at once and then trickles its body is cut off at the attempt
+/// deadline like one that never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_dropped_forwarding_headers_set_and_bodies_bounded_in_time() {
+    let (echo, heads) = raw_origin(|_| {
+        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-origin-hop\r\n\
+                      x-origin-hop: 1\r\nx-origin-kept: 1\r\n\r\nok";
+        (vec![answer], Duration::ZERO)
+    });
+    let (trickle, _) = raw_origin(|_| {
+        let mut chunks = vec!["HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"];
+        chunks.extend(["x"; 10]);
+        (chunks, Duration::from_millis(300))
+    });
+    let fleet =
+        [DownstreamSpec::external("echo", &echo), DownstreamSpec::external("trickle", &trickle)];
+    let vars = [("DEFAULT_ALGO", "round_robin".into()), ("ATTEMPT_TIMEOUT_MS", "500".into())];
+    let stack = Stack::start("edges", &fleet, &vars);
+    let client = client();
+    let url = format!("{}/service?algo=round_robin&max_attempts=1", stack.router_url);
+
+    let mut outcomes_seen = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let r = client
+            .get(&url)
+            .header("connection", "x-client-hop")
+            .header("x-client-hop", "1")
+            .header("proxy-authorization", "Basic c2VjcmV0")
+            .header("x-forwarded-for", "10.9.9.9")
+            .header("x-kept", "1")
+            .send()
+            .await
+            .expect("answered");
+        let o = Observed::of(&r, Duration::ZERO);
+        let headers = r.headers().clone();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let latency = started.elapsed();
+        if o.worker == "echo" {
+            assert_eq!(o.status, 200, "{body}");
+            assert!(
+                headers.get("x-origin-hop").is_none(),
+                "origin's hop header passed: {headers:?}"
+            );
+            assert!(headers.get("x-origin-kept").is_some(), "{headers:?}");
+        } else {
+            // 10 bytes 300 ms apart: the 500 ms deadline ends the attempt mid-body.
+            assert_eq!((o.status, outcomes(&body)), (502, vec!["timeout".to_owned()]), "{body}");
+            assert!(latency < Duration::from_millis(2500), "cut off at the deadline: {latency:?}");
+        }
+        outcomes_seen.push(o.worker);
+    }
+    outcomes_seen.sort();
+    assert_eq!(outcomes_seen, ["echo", "trickle"], "round robin tried both");
+
+    let heads = heads.lock().expect("heads").clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    for dropped in ["x-client-hop:", "proxy-authorization:"] {
+        assert!(!head.contains(dropped), "{dropped} reached the origin:\n{head}");
+    }
+    assert!(head.contains("x-kept: 1"), "{head}");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    assert!(header("x-forwarded-for").starts_with("10.9.9.9"), "{head}");
+    assert_eq!(header("x-forwarded-proto"), "http", "{head}");
+    assert!(header("forwarded").ends_with(";proto=http"), "{head}");
+    println!(
+        "forwarding headers at the origin: xff={:?} forwarded={:?}",
+        header("x-forwarded-for"),
+        header("forwarded")
+    );
+}
+
 /// A fleet member nobody listens on: connection errors are classified as such and retried on
 /// the other downstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

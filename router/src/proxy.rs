@@ -1,16 +1,16 @@
 //! One client request: read the client's options, attempt downstreams as the
 //! [`AttemptPlan`] allows, answer, and hand telemetry to `wait_until`.
 
-use magnetar_core::Outcome;
 use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::request::{BodyError, parse_request_options};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, IDEMPOTENCY_KEY_HEADER, Next, Replay};
 use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
+use magnetar_core::{Outcome, forward};
 use serde_json::json;
 use worker::{Context, Method, Request, Response, Result, RouteContext};
 
-use crate::attempt::{self, AttemptResult, Outgoing};
+use crate::attempt::{self, Answer, AttemptResult, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
@@ -86,8 +86,14 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             Some(q) => format!("{route}?{q}"),
             None => route.clone(),
         },
-        headers: attempt::copy_headers(req.headers()),
+        headers: attempt::end_to_end_headers(req.headers()),
         body,
+        forwarding: forward::forwarding(
+            lookup("x-forwarded-for").as_deref(),
+            lookup("forwarded").as_deref(),
+            lookup("cf-connecting-ip").as_deref(),
+            url.scheme(),
+        ),
     };
     let max_attempts = options.max_attempts.unwrap_or(config.max_attempts);
     let idempotency_key = req.headers().has(IDEMPOTENCY_KEY_HEADER).unwrap_or(false);
@@ -97,37 +103,41 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             .distinct(config.distinct_downstreams)
             .replay(replay);
 
-    let mut last_response: Option<Response> = None;
+    let mut last_answer: Option<Answer> = None;
     let mut fell_back = false;
     let mut next = Next::GiveUp;
     loop {
         let attempt_no = plan.next_attempt();
-        let now = now_ms();
-        let ctx_sel = SelectContext { excluded: plan.excluded(), attempt: attempt_no, now_ms: now };
+        let ctx_sel =
+            SelectContext { excluded: plan.excluded(), attempt: attempt_no, now_ms: now_ms() };
         let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,
         };
         fell_back |= matches!(algo, Algo::Learner) && local_kind.is_some();
         let Some(downstream) = config.fleet.get(arm) else { break };
-        let remaining = (started_ms + config.request_deadline_ms).saturating_sub(now).max(1);
+        // Read after choose(): the wait for the learner's recommendation is neither part of the
+        // attempt's latency nor left of the request's deadline.
+        let sent = now_ms();
+        let remaining = (started_ms + config.request_deadline_ms).saturating_sub(sent).max(1);
         let timeout = config.attempt_timeout_ms.min(remaining);
         let result = attempt::send(&ctx.env, downstream, &out, attempt_no, timeout).await;
         let finished = now_ms();
-        let (outcome, status, response) = match result {
-            AttemptResult::Answered(r) => {
-                (Outcome::from_status(r.status_code()), Some(r.status_code()), Some(r))
-            }
+        let (outcome, status, answer) = match result {
+            AttemptResult::Answered(a) => (Outcome::from_status(a.status), Some(a.status), Some(a)),
             AttemptResult::TimedOut => (Outcome::Timeout, None, None),
             AttemptResult::Failed(_) => (Outcome::ConnectError, None, None),
+            // The origin had the request and answered, but not in full: a server failure, not a
+            // connection error (which would make a POST look safe to retry).
+            AttemptResult::BrokenBody(status, _) => (Outcome::ServerError, Some(status), None),
         };
-        let latency_ms = finished.saturating_sub(now) as f64;
+        let latency_ms = finished.saturating_sub(sent) as f64;
         let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: attempt_no };
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
         isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
         isolate.count(|c| c.attempts += 1);
-        last_response = response;
+        last_answer = answer;
         next = isolate.record_attempt(
             &mut plan,
             AttemptRecord { arm, outcome, status, latency_ms },
@@ -140,7 +150,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
 
     let finished_ms = now_ms();
     let id = request_id(started_ms);
-    let response = respond(&config, &plan, next, last_response, algo, &id, fell_back)?;
+    let response = respond(&config, &plan, next, last_answer, algo, &id, fell_back)?;
     if let Some(telemetry_config) = config.telemetry.clone() {
         let record = TelemetryRecord {
             schema: TELEMETRY_SCHEMA,
@@ -202,7 +212,7 @@ fn respond(
     config: &RouterConfig,
     plan: &AttemptPlan,
     next: Next,
-    last: Option<Response>,
+    last: Option<Answer>,
     algo: Algo,
     id: &str,
     fell_back: bool,
@@ -213,11 +223,7 @@ fn respond(
         .map(|d| d.name.clone())
         .unwrap_or_default();
     let mut response = match (next, last) {
-        (Next::Answer, Some(downstream_response)) => {
-            // Responses from fetch have immutable headers: copy them into a fresh set.
-            let headers = attempt::copy_headers(downstream_response.headers());
-            downstream_response.with_headers(headers)
-        }
+        (Next::Answer, Some(answer)) => answer.into_response()?,
         _ => {
             let attempts: Vec<_> = plan
                 .attempts()
