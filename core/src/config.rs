@@ -105,6 +105,8 @@ impl TelemetryConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LearnerConfig {
     pub url: String,
+    /// Bearer token sent on `/recommendation` and `/params` (`LEARNER_TOKEN`, a secret).
+    pub token: Option<String>,
     pub timeout_ms: u64,
     pub params_refresh_ms: u64,
 }
@@ -128,6 +130,9 @@ pub struct RouterConfig {
     pub retry_budget: Option<RetryBudgetConfig>,
     /// Largest request body accepted (`MAX_BODY_BYTES`); larger ones get 413.
     pub max_body_bytes: u64,
+    /// Bearer token of `/_magnetar/fleet` and `/_magnetar/state` (`ADMIN_TOKEN`, a secret);
+    /// unset, those endpoints are refused.
+    pub admin_token: Option<String>,
 }
 
 /// A variable of the router's environment was missing or invalid.
@@ -273,6 +278,7 @@ impl RouterConfig {
             None => None,
             Some(raw) => Some(LearnerConfig {
                 url: parse_base_url("LEARNER_URL", &raw)?,
+                token: lookup("LEARNER_TOKEN").map(|t| t.trim().to_owned()),
                 timeout_ms: parse_u64(
                     lookup,
                     "LEARNER_TIMEOUT_MS",
@@ -325,6 +331,7 @@ impl RouterConfig {
                 DEFAULT_MAX_BODY_BYTES,
                 1..=MAX_BODY_BYTES_CAP,
             )?,
+            admin_token: lookup("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
         })
     }
 }
@@ -355,6 +362,20 @@ mod tests {
         assert_eq!(cfg.learner, None);
         assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
         assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cfg.admin_token, None);
+    }
+
+    #[test]
+    fn tokens_are_read_and_trimmed() {
+        let cfg = parse(&[
+            ("FLEET", FLEET),
+            ("ADMIN_TOKEN", " adm "),
+            ("LEARNER_URL", "http://127.0.0.1:8090"),
+            ("LEARNER_TOKEN", "lrn\n"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.admin_token.as_deref(), Some("adm"));
+        assert_eq!(cfg.learner.unwrap().token.as_deref(), Some("lrn"));
     }
 
     #[test]

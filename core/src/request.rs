@@ -74,6 +74,21 @@ impl BodyLimit {
     }
 }
 
+/// Whether an `Authorization` header value is `Bearer <expected>` (scheme in any case). The
+/// tokens are compared in constant time for a given length, so a caller cannot find the token
+/// byte by byte from response times.
+pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
+    let Some((scheme, token)) = authorization.map(str::trim).and_then(|h| h.split_once(' ')) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(token.trim(), expected)
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// The client's choices for one request; `None` means "use the configured default".
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct RequestOptions {
@@ -248,6 +263,18 @@ mod tests {
             assert_eq!(limit.read(), 1024);
             assert_eq!(limit.take(1), Err(BodyError::TooLarge { limit: 1024 }));
         }
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some(" bearer   s3cret "), "s3cret"));
+        for wrong in [None, Some(""), Some("Bearer"), Some("Bearer s3cre"), Some("Bearer s3cret!")]
+        {
+            assert!(!bearer_matches(wrong, "s3cret"), "{wrong:?}");
+        }
+        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("s3cret"), "s3cret"));
     }
 
     #[test]

@@ -236,9 +236,42 @@ pub fn fleet_failing(pcts: &[u32]) -> Vec<DownstreamSpec> {
         .collect()
 }
 
+/// A random token (32 hex digits from the OS's random source) for one test's credentials.
+pub fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the learner binary checks credentials (`--token`): the learner of this checkout may
+/// predate it, and it refuses flags it does not know. False when it is not built.
+pub fn learner_takes_tokens() -> bool {
+    static TAKES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TAKES.get_or_init(|| {
+        let bin = repo_root().join("target/debug/magnetar-learner");
+        Command::new(bin)
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--token"))
+    })
+}
+
+/// The token of every learner this test process starts (so a restarted learner keeps it), and
+/// what its routers send: bearer on `/params` and `/recommendation`, basic auth
+/// `magnetar:<token>` on telemetry.
+pub fn learner_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(random_token)
+}
+
 /// A running fleet of downstream Workers plus the router.
 pub struct Stack {
     pub router_url: String,
+    /// The router's `ADMIN_TOKEN` (a secret in its `.dev.vars`), new for every stack.
+    pub admin_token: String,
     /// (name, base URL) per downstream, in fleet order.
     pub downstreams: Vec<(String, String)>,
     pub dir: PathBuf,
@@ -332,8 +365,21 @@ impl Stack {
     fn launch(
         label: &str,
         downstreams: &[DownstreamSpec],
-        options: magnetar_fleet::LocalOptions,
+        mut options: magnetar_fleet::LocalOptions,
     ) -> Stack {
+        let admin_token = random_token();
+        options.router_secrets.insert("ADMIN_TOKEN".into(), admin_token.clone());
+        if learner_takes_tokens() {
+            // What a test sets itself (wrong credentials, say) stays.
+            let token = learner_token().to_owned();
+            for (key, value) in [
+                ("LEARNER_TOKEN", token.clone()),
+                ("KAFKA_REST_USERNAME", "magnetar".to_owned()),
+                ("KAFKA_REST_PASSWORD", token),
+            ] {
+                options.router_secrets.entry(key.to_owned()).or_insert(value);
+            }
+        }
         let root = repo_root();
         for built in ["router/build/index.js", "downstream-worker/build/index.js"] {
             assert!(
@@ -376,7 +422,7 @@ impl Stack {
         if let Some(router) = services.last_mut() {
             router.wait_ready(&format!("{router_url}/_magnetar/health"));
         }
-        Stack { router_url, downstreams: urls, dir, services }
+        Stack { router_url, admin_token, downstreams: urls, dir, services }
     }
 
     /// The log tail of every process, for assertion messages.
@@ -387,8 +433,14 @@ impl Stack {
     /// The router isolate's `/_magnetar/state` (counters and posteriors); read a counter of it
     /// with [`counter`].
     pub async fn router_state(&self, client: &reqwest::Client) -> Value {
-        let url = format!("{}/_magnetar/state", self.router_url);
-        client.get(url).send().await.expect("router state").json().await.expect("json")
+        let state = self.admin(client, "/_magnetar/state").send().await.expect("router state");
+        assert!(state.status().is_success(), "/_magnetar/state: {}", state.status());
+        state.json().await.expect("json")
+    }
+
+    /// `GET path` on the router with its admin token.
+    pub fn admin(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        client.get(format!("{}{path}", self.router_url)).bearer_auth(&self.admin_token)
     }
 
     /// The router's state once every one of `requests` telemetry batches has been sent or has
@@ -593,14 +645,20 @@ impl Learner {
         Learner::start_on(label, free_port(), args)
     }
 
-    /// Starts the learner on a given port (to restart it where routers expect it).
+    /// Starts the learner on a given port (to restart it where routers expect it). A learner
+    /// that checks credentials gets [`learner_token`] (and basic auth `magnetar:<token>` for
+    /// ingest unless `args` set their own).
     pub fn start_on(label: &str, port: u16, args: &[&str]) -> Learner {
         let dir = scratch_dir(label);
         let mut command = Command::new(learner_bin());
+        command.arg("--http-addr").arg(format!("127.0.0.1:{port}")).args(args);
+        if learner_takes_tokens() {
+            command.args(["--token", learner_token()]);
+            if !args.contains(&"--rest-basic-auth") {
+                command.arg("--rest-basic-auth").arg(format!("magnetar:{}", learner_token()));
+            }
+        }
         command
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
             // MAGNETAR_E2E_LEARNER_LOG=info,librdkafka=debug shows the consumer group's life.
             .env(
                 "RUST_LOG",
@@ -612,16 +670,15 @@ impl Learner {
         Learner { service, url, port }
     }
 
+    /// `GET path` on the learner, with its token when it checks credentials.
+    pub fn get(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        let request = client.get(format!("{}{path}", self.url));
+        if learner_takes_tokens() { request.bearer_auth(learner_token()) } else { request }
+    }
+
     /// `GET /stats` as JSON.
     pub async fn stats(&self, client: &reqwest::Client) -> Value {
-        client
-            .get(format!("{}/stats", self.url))
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json")
+        self.get(client, "/stats").send().await.expect("stats").json().await.expect("json")
     }
 }
 

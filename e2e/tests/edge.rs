@@ -485,6 +485,36 @@ async fn hop_by_hop_headers_are_dropped_forwarding_headers_set_and_bodies_bounde
     );
 }
 
+/// `/_magnetar/fleet` and `/_magnetar/state` answer only with the admin token and list no
+/// credentials (the learner's URL, the REST endpoint); `/_magnetar/health` is public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_need_the_admin_token_and_list_no_credentials() {
+    let learner = "http://127.0.0.1:9/learner-secret-path";
+    let vars = [("KAFKA_REST_URL", learner.into()), ("LEARNER_URL", learner.into())];
+    let stack = Stack::start("admin", &fleet_failing(&[0]), &vars);
+    let client = client();
+    for path in ["/_magnetar/fleet", "/_magnetar/state"] {
+        let url = format!("{}{path}", stack.router_url);
+        let anonymous = client.get(&url).send().await.expect("answered");
+        assert_eq!(anonymous.status().as_u16(), 401, "{path} without a token");
+        assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+        let wrong = client.get(&url).bearer_auth("guess").send().await.expect("answered");
+        assert_eq!(wrong.status().as_u16(), 401, "{path} with a wrong token");
+        let admin = stack.admin(&client, path).send().await.expect("answered");
+        assert_eq!(admin.status().as_u16(), 200, "{path} with the admin token");
+        let text = admin.text().await.expect("body");
+        assert!(!text.contains("learner-secret-path"), "{path} lists the learner/REST URL: {text}");
+    }
+    let fleet: Value =
+        stack.admin(&client, "/_magnetar/fleet").send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (fleet["learner"].as_bool(), fleet["telemetry"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let health = client.get(format!("{}/_magnetar/health", stack.router_url)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "health is public");
+}
+
 /// A fleet member nobody listens on: connection errors are classified as such and retried on
 /// the other downstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,8 +580,8 @@ async fn service_bindings_reach_workers_and_time_out_like_urls() {
         &[("DEFAULT_ALGO", "round_robin".into()), ("ATTEMPT_TIMEOUT_MS", "500".into())],
     );
     let client = client();
-    let fleet: Value = client
-        .get(format!("{}/_magnetar/fleet", stack.router_url))
+    let fleet: Value = stack
+        .admin(&client, "/_magnetar/fleet")
         .send()
         .await
         .expect("fleet")

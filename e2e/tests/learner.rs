@@ -55,13 +55,10 @@ async fn learner_strategy_converges_through_embedded_ingest() {
     let applied = wait_applied(&client, &learner, 2000).await;
     assert_eq!(applied, 2000, "every request's telemetry reached the learner\n{}", stack.logs());
 
-    let url = format!(
-        "{}/recommendation?route=/service&candidates=downstream-1,downstream-2,downstream-3",
-        learner.url
-    );
+    let path = "/recommendation?route=/service&candidates=downstream-1,downstream-2,downstream-3";
     let mut best = 0;
     for _ in 0..100 {
-        let rec: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let rec: Value = learner.get(&client, path).send().await.unwrap().json().await.unwrap();
         best += usize::from(rec["worker"] == "downstream-3");
     }
     assert!(best >= 95, "recommendation chose downstream-3 only {best}/100 times");
@@ -371,10 +368,10 @@ async fn kafka_path_converges_and_survives_sigkill() {
     assert_eq!(applied, sent, "records applied vs stored: {stats}");
     assert_eq!(stats["records_applied"].as_u64(), Some(sent), "nothing counted twice: {stats}");
 
-    let url = format!("{}/recommendation?route=/service", consumer.url);
     let mut best = 0;
     for _ in 0..100 {
-        let rec: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let request = consumer.get(&client, "/recommendation?route=/service");
+        let rec: Value = request.send().await.unwrap().json().await.unwrap();
         best += usize::from(rec["worker"] == "downstream-3");
     }
     assert!(best >= 90, "recommendation chose downstream-3 only {best}/100 times");

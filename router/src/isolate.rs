@@ -52,6 +52,8 @@ const VARS: &[&str] = &[
     "RETRY_BUDGET_MIN_PER_SEC",
     "RETRY_BUDGET_TTL_MS",
     "MAX_BODY_BYTES",
+    "ADMIN_TOKEN",
+    "LEARNER_TOKEN",
 ];
 
 /// Counters of one isolate, exposed by `/_magnetar/state`.

@@ -1,6 +1,9 @@
 //! The router's side of the learner: `GET /recommendation` on the request path (strategy
 //! `learner`, short deadline) and `GET /params` refreshes in the background.
 //!
+//! Both carry `Authorization: Bearer <LEARNER_TOKEN>` when the secret is set (the learner refuses
+//! unauthenticated calls unless it runs in its open mode).
+//!
 //! The learner is never on the critical path for correctness: any failure (down, slow, garbage,
 //! a recommendation outside the fleet or already tried) yields `None`, and the caller falls back
 //! to a local strategy.
@@ -10,7 +13,7 @@ use std::collections::HashMap;
 use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::strategy::{ArmId, ArmPosterior, PosteriorSnapshot};
 use serde::Deserialize;
-use worker::{Context, Fetch, Method, Request, RequestInit};
+use worker::{Context, Fetch, Headers, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
 use crate::isolate::{self, Isolate};
@@ -41,9 +44,18 @@ pub fn encode_query_value(value: &str) -> String {
     out
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(url: &str, timeout_ms: u64) -> Option<T> {
+async fn get_json<T: for<'de> Deserialize<'de>>(
+    url: &str,
+    token: Option<&str>,
+    timeout_ms: u64,
+) -> Option<T> {
     let mut init = RequestInit::new();
     init.with_method(Method::Get);
+    if let Some(token) = token {
+        let headers = Headers::new();
+        headers.set("authorization", &format!("Bearer {token}")).ok()?;
+        init.with_headers(headers);
+    }
     let deadline = Deadline::new(timeout_ms);
     let request = deadline.attach(&Request::new_with_init(url, &init).ok()?).ok()?;
     let fetch = async {
@@ -72,7 +84,7 @@ pub async fn recommend(config: &RouterConfig, route: &str, excluded: &[ArmId]) -
         learner.url,
         encode_query_value(route)
     );
-    let rec: Recommendation = get_json(&url, learner.timeout_ms).await?;
+    let rec: Recommendation = get_json(&url, learner.token.as_deref(), learner.timeout_ms).await?;
     let arm = config.fleet.arm_of(&rec.worker)?;
     (!excluded.contains(&arm)).then_some(arm)
 }
@@ -112,10 +124,11 @@ pub fn maybe_refresh_params(
     }
     let url = format!("{}/params?route={}", learner.url, encode_query_value(route));
     let timeout_ms = learner.timeout_ms.max(1_000);
+    let token = learner.token.clone();
     let isolate = isolate.clone();
     let route = route.to_owned();
     ctx.wait_until(async move {
-        let snapshot = get_json::<Params>(&url, timeout_ms)
+        let snapshot = get_json::<Params>(&url, token.as_deref(), timeout_ms)
             .await
             .and_then(|p| to_snapshot(isolate.config(), p));
         match snapshot {
