@@ -8,6 +8,7 @@ use crate::fleet::{Fleet, FleetError};
 use crate::request::DEFAULT_MAX_BODY_BYTES;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig};
+use crate::route::Routes;
 use crate::strategy::{StrategyKind, UnknownStrategy};
 use crate::telemetry::DEFAULT_TOPIC;
 
@@ -133,6 +134,18 @@ pub struct RouterConfig {
     /// Bearer token of `/_magnetar/fleet` and `/_magnetar/state` (`ADMIN_TOKEN`, a secret);
     /// unset, those endpoints are refused.
     pub admin_token: Option<String>,
+    /// Route patterns (`ROUTES`); `None`: the request path is the route.
+    pub routes: Option<Routes>,
+}
+
+impl RouterConfig {
+    /// The learning route of a request for `path` (no query string).
+    pub fn route_of<'a>(&'a self, path: &'a str) -> &'a str {
+        match &self.routes {
+            Some(routes) => routes.resolve(path),
+            None => path,
+        }
+    }
 }
 
 /// A variable of the router's environment was missing or invalid.
@@ -332,6 +345,10 @@ impl RouterConfig {
                 1..=MAX_BODY_BYTES_CAP,
             )?,
             admin_token: lookup("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
+            routes: lookup("ROUTES")
+                .map(|json| Routes::from_json(&json))
+                .transpose()
+                .map_err(|e| invalid("ROUTES", e.to_string()))?,
         })
     }
 }
@@ -363,6 +380,19 @@ mod tests {
         assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
         assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(cfg.admin_token, None);
+    }
+
+    #[test]
+    fn routes_come_from_configuration_or_are_the_path() {
+        let cfg = parse(&[("FLEET", FLEET)]).unwrap();
+        assert_eq!(cfg.route_of("/anything/7"), "/anything/7");
+        let routes = r#"[{"pattern": "/api/users/:id", "route": "users"}]"#;
+        let cfg = parse(&[("FLEET", FLEET), ("ROUTES", routes)]).unwrap();
+        assert_eq!(cfg.route_of("/api/users/7"), "users");
+        assert_eq!(cfg.route_of("/anything/7"), crate::route::DEFAULT_ROUTE);
+        let err = parse(&[("FLEET", FLEET), ("ROUTES", r#"[{"pattern": "x", "route": "y"}]"#)])
+            .unwrap_err();
+        assert!(err.to_string().starts_with("ROUTES: [0].pattern"), "{err}");
     }
 
     #[test]

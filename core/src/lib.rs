@@ -24,6 +24,7 @@ pub mod outcome;
 pub mod posterior;
 pub mod request;
 pub mod retry;
+pub mod route;
 pub mod sim;
 pub mod strategy;
 pub mod telemetry;

@@ -49,7 +49,8 @@ pub struct TelemetryRecord {
     pub request_id: String,
     /// From `x-magnetar-client-id` or `X-Caller-ID`, when the client sent one.
     pub caller_id: Option<String>,
-    /// The request path the router served, e.g. `/service`.
+    /// The learning route: the configured route the path belongs to (`ROUTES`), else the path
+    /// itself, e.g. `/service`.
     pub route: String,
     /// Wire name of the strategy that chose the downstreams.
     pub strategy: String,

@@ -114,6 +114,45 @@ async fn learner_strategy_converges_through_embedded_ingest() {
     assert!(observations > 1000.0, "thompson did not start from the learner's posterior: {state}");
 }
 
+/// Routes come from the router's configuration: 2,000 distinct paths (half of them under the one
+/// configured pattern) leave the learner with the configured route and the default one, and no
+/// other; the router's own state likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_paths_leave_only_the_configured_routes() {
+    let learner = Learner::start("learner-routes", &["--mode", "embedded"]);
+    let mut vars = learner_vars(&learner.url, &learner.url);
+    vars.push(("DEFAULT_ALGO", "thompson".into()));
+    vars.push(("ROUTES", r#"[{"pattern": "/api/users/:id", "route": "users"}]"#.into()));
+    let stack = Stack::start("routes", &fleet_failing(&[0, 0]), &vars);
+    let client = client();
+    let paths: Vec<String> = (0..2000)
+        .map(|i| if i % 2 == 0 { format!("/api/users/{i}") } else { format!("/probe-{i}/x") })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for chunk in paths.chunks(8) {
+        let mut sends = tokio::task::JoinSet::new();
+        for path in chunk {
+            sends.spawn(client.get(format!("{}{path}", stack.router_url)).send());
+        }
+        while let Some(r) = sends.join_next().await {
+            let status = r.expect("task").expect("answered").status().as_u16();
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(statuses.get(&200), Some(&2000), "{statuses:?}");
+    assert_eq!(wait_applied(&client, &learner, 2000).await, 2000, "every record arrived");
+    let stats = learner.stats(&client).await;
+    let routes: Vec<&String> =
+        stats["routes"].as_object().map(|r| r.keys().collect()).unwrap_or_default();
+    assert_eq!(routes, ["default", "users"], "the learner's routes: {stats}");
+    let state = stack.router_state(&client).await;
+    let mut local: Vec<&String> =
+        state["strategies"].as_object().map(|r| r.keys().collect()).unwrap_or_default();
+    local.sort();
+    assert_eq!(local, ["default", "users"], "the router's routes: {state}");
+    assert_eq!(counter(&state, "routes_evicted"), 0, "{state}");
+}
+
 /// With the learner and the REST proxy unreachable, requests flow at the local strategy's
 /// success rate, and no response waits for telemetry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,7 @@ const VARS: &[&str] = &[
     "MAX_BODY_BYTES",
     "ADMIN_TOKEN",
     "LEARNER_TOKEN",
+    "ROUTES",
 ];
 
 /// Counters of one isolate, exposed by `/_magnetar/state`.

@@ -39,7 +39,8 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         return control::preflight(&config);
     }
     let url = req.url()?;
-    let route = url.path().to_owned();
+    // The learning route: a configured pattern's (or the default one), else the path.
+    let route = config.route_of(url.path()).to_owned();
     let query = url.query().unwrap_or("").to_owned();
     let body = match body::read(&mut req, config.max_body_bytes).await {
         Ok(body) => body,
@@ -83,8 +84,8 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let out = Outgoing {
         method: req.method(),
         path_and_query: match url.query() {
-            Some(q) => format!("{route}?{q}"),
-            None => route.clone(),
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
         },
         headers: attempt::end_to_end_headers(req.headers()),
         body,
