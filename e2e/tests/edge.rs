@@ -405,9 +405,8 @@ fn raw_origin(
     (url, heads)
 }
 
-/// The edges of an attempt: hop-by-hop headers (the fixed ones, those the client's
-/// `Connection` names, and `Proxy-Authorization`) do not reach the origin, nor the origin's
-/// the client; `X-Forwarded-For` is extended, `Forwarded` and `X-Forwarded-Proto` set. An
+/// The edges of an attempt: hop-by-hop headers (`Proxy-Authorization` among them) do not reach
+/// the origin, nor those the origin's `Connection` names the client; `X-Forwarded-For` is extended, `Forwarded` and `X-Forwarded-Proto` set. An
 /// origin that sends its headers at once and then trickles its body is cut off at the attempt
 /// deadline like one that never answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,18 +465,23 @@ async fn hop_by_hop_headers_are_dropped_forwarding_headers_set_and_bodies_bounde
     let heads = heads.lock().expect("heads").clone();
     assert_eq!(heads.len(), 1, "{heads:?}");
     let head = &heads[0];
-    for dropped in ["x-client-hop:", "proxy-authorization:"] {
-        assert!(!head.contains(dropped), "{dropped} reached the origin:\n{head}");
-    }
+    // workerd consumes the client's `Connection` header before the Worker sees it, so the
+    // headers it names cannot be told apart here (core's `forward` tests cover them); the fixed
+    // hop-by-hop list, `Proxy-Authorization` included, is the router's to drop.
+    assert!(
+        !head.contains("proxy-authorization:"),
+        "proxy credentials reached the origin:\n{head}"
+    );
     assert!(head.contains("x-kept: 1"), "{head}");
     let header = |name: &str| {
         head.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
             .unwrap_or_default()
     };
-    assert!(header("x-forwarded-for").starts_with("10.9.9.9"), "{head}");
+    // The client's list, then the address workerd reports for the client (CF-Connecting-IP).
+    assert_eq!(header("x-forwarded-for"), "10.9.9.9, 127.0.0.1", "{head}");
     assert_eq!(header("x-forwarded-proto"), "http", "{head}");
-    assert!(header("forwarded").ends_with(";proto=http"), "{head}");
+    assert_eq!(header("forwarded"), "for=127.0.0.1;proto=http", "{head}");
     println!(
         "forwarding headers at the origin: xff={:?} forwarded={:?}",
         header("x-forwarded-for"),
