@@ -107,21 +107,39 @@ else
   rest_url="$learner_url"
 fi
 
+# Credentials of this run, new on every start: the router's admin endpoints need ADMIN_TOKEN; the
+# learner refuses unauthenticated calls, so the router gets its token (bearer on /params and
+# /recommendation, basic auth magnetar:<token> on telemetry). A learner without --token (one
+# that cannot check credentials) gets none of it.
+random_token() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+admin_token=$(random_token)
+learner_token=$(random_token)
+router_secrets=(--secret "ADMIN_TOKEN=$admin_token")
+learner_auth=()
+ingest_auth=()
+if "$LEARNER_BIN" --help 2>/dev/null | grep -q -- '--token'; then
+  learner_auth=(--token "$learner_token")
+  ingest_auth=(--rest-basic-auth "magnetar:$learner_token")
+  router_secrets+=(--secret "LEARNER_TOKEN=$learner_token" --secret "KAFKA_REST_USERNAME=magnetar" \
+    --secret "KAFKA_REST_PASSWORD=$learner_token")
+fi
+
 # One wrangler config per process; fails when a port (HTTP or inspector) is taken, since workerd
-# would then fail obscurely.
+# would then fail obscurely. Secrets go to .dev.vars beside the router's config.
 manifest=$(magnetar_fleet gen-local --out "$STACK/configs" --tsv --check-ports \
-  --var "KAFKA_REST_URL=$rest_url" --var "LEARNER_URL=$learner_url")
+  --var "KAFKA_REST_URL=$rest_url" --var "LEARNER_URL=$learner_url" "${router_secrets[@]}")
 if [ "$KAFKA" -eq 1 ]; then
   start tansu tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/
   sleep 1
   start learner-bridge "$LEARNER_BIN" --mode bridge --http-addr "127.0.0.1:$bridge_port" \
-    --kafka-brokers "127.0.0.1:$kafka_port"
+    --kafka-brokers "127.0.0.1:$kafka_port" "${learner_auth[@]}" "${ingest_auth[@]}"
   start learner "$LEARNER_BIN" --mode kafka --http-addr "127.0.0.1:$learner_port" \
-    --kafka-brokers "127.0.0.1:$kafka_port" --half-life-ms "$half_life"
+    --kafka-brokers "127.0.0.1:$kafka_port" --half-life-ms "$half_life" "${learner_auth[@]}"
   wait_ready learner-bridge "$rest_url/healthz"
 else
-  start learner "$LEARNER_BIN" --mode embedded --http-addr "127.0.0.1:$learner_port" --half-life-ms "$half_life"
+  start learner "$LEARNER_BIN" --mode embedded --http-addr "127.0.0.1:$learner_port" \
+    --half-life-ms "$half_life" "${learner_auth[@]}" "${ingest_auth[@]}"
 fi
 
 while IFS=$'\t' read -r name port inspector config; do
@@ -145,6 +163,8 @@ Magnetar is running$([ "$KAFKA" -eq 1 ] && echo " (Kafka path: router -> bridge 
   test-bed page   http://127.0.0.1:$testbed_port/
   router          http://127.0.0.1:$router_port/service   (try: curl -i 'http://127.0.0.1:$router_port/service?algo=thompson')
   router state    http://127.0.0.1:$router_port/_magnetar/fleet  /_magnetar/state
+                  (curl -H 'Authorization: Bearer $admin_token' ...)
+  admin token     $admin_token   (ADMIN_TOKEN of this run)
   learner         $learner_url/recommendation?route=/service   /params  /stats  /metrics
   telemetry to    $rest_url/topics/magnetar-telemetry
 $(while IFS=$'\t' read -r name port _ _; do

@@ -5,8 +5,10 @@
 //! a named constant; every error names the variable.
 
 use crate::fleet::{Fleet, FleetError};
-use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_TTL_MS};
+use crate::request::DEFAULT_MAX_BODY_BYTES;
+use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig};
+use crate::route::Routes;
 use crate::strategy::{StrategyKind, UnknownStrategy};
 use crate::telemetry::DEFAULT_TOPIC;
 
@@ -22,6 +24,11 @@ pub const DEFAULT_TELEMETRY_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_LEARNER_TIMEOUT_MS: u64 = 100;
 /// Least time between two `/params` refreshes of one isolate.
 pub const DEFAULT_PARAMS_REFRESH_MS: u64 = 5_000;
+
+/// Largest `MAX_BODY_BYTES` accepted: Cloudflare's request body limit on the free and pro plans.
+pub const MAX_BODY_BYTES_CAP: u64 = 100 * 1024 * 1024;
+/// The value of `RETRY_BUDGET_PERCENT` that turns the retry budget off.
+pub const RETRY_BUDGET_OFF: &str = "off";
 
 /// Which strategy a request uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +106,8 @@ impl TelemetryConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LearnerConfig {
     pub url: String,
+    /// Bearer token sent on `/recommendation` and `/params` (`LEARNER_TOKEN`, a secret).
+    pub token: Option<String>,
     pub timeout_ms: u64,
     pub params_refresh_ms: u64,
 }
@@ -116,9 +125,27 @@ pub struct RouterConfig {
     pub learner: Option<LearnerConfig>,
     /// `Access-Control-Allow-Origin` for browser clients such as the test-bed page.
     pub cors_allow_origin: Option<String>,
-    /// Retries across requests capped by a token bucket (`RETRY_BUDGET_PERCENT`, ...); `None`
-    /// (the default) lets every request use its whole attempt budget.
+    /// Retries across requests capped by a token bucket (`RETRY_BUDGET_PERCENT`, ...; on by
+    /// default at 20% + 10/s over 10 s); `None` (`RETRY_BUDGET_PERCENT=off`) lets every request
+    /// use its whole attempt budget.
     pub retry_budget: Option<RetryBudgetConfig>,
+    /// Largest request body accepted (`MAX_BODY_BYTES`); larger ones get 413.
+    pub max_body_bytes: u64,
+    /// Bearer token of `/_magnetar/fleet` and `/_magnetar/state` (`ADMIN_TOKEN`, a secret);
+    /// unset, those endpoints are refused.
+    pub admin_token: Option<String>,
+    /// Route patterns (`ROUTES`); `None`: the request path is the route.
+    pub routes: Option<Routes>,
+}
+
+impl RouterConfig {
+    /// The learning route of a request for `path` (no query string).
+    pub fn route_of<'a>(&'a self, path: &'a str) -> &'a str {
+        match &self.routes {
+            Some(routes) => routes.resolve(path),
+            None => path,
+        }
+    }
 }
 
 /// A variable of the router's environment was missing or invalid.
@@ -154,14 +181,22 @@ fn parse_u64(
     Ok(value)
 }
 
+/// A percentage (`20` or `20%`) as a fraction; `default` when unset, `None` when `off`.
 fn parse_percent(
     lookup: &dyn Fn(&str) -> Option<String>,
     var: &'static str,
+    default: f64,
 ) -> Result<Option<f64>, ConfigError> {
-    let Some(raw) = lookup(var) else { return Ok(None) };
+    let Some(raw) = lookup(var) else { return Ok(Some(default)) };
+    if raw.trim().eq_ignore_ascii_case(RETRY_BUDGET_OFF) {
+        return Ok(None);
+    }
     match raw.trim().trim_end_matches('%').parse::<f64>() {
         Ok(p) if (0.0..=1000.0).contains(&p) => Ok(Some(p / 100.0)),
-        _ => Err(invalid(var, format!("expected a percentage from 0 to 1000, got {raw:?}"))),
+        _ => Err(invalid(
+            var,
+            format!("expected a percentage from 0 to 1000 or {RETRY_BUDGET_OFF:?}, got {raw:?}"),
+        )),
     }
 }
 
@@ -256,6 +291,7 @@ impl RouterConfig {
             None => None,
             Some(raw) => Some(LearnerConfig {
                 url: parse_base_url("LEARNER_URL", &raw)?,
+                token: lookup("LEARNER_TOKEN").map(|t| t.trim().to_owned()),
                 timeout_ms: parse_u64(
                     lookup,
                     "LEARNER_TIMEOUT_MS",
@@ -271,19 +307,25 @@ impl RouterConfig {
             }),
         };
 
-        let retry_budget = match parse_percent(lookup, "RETRY_BUDGET_PERCENT")? {
-            None => None,
-            Some(retry_percent) => Some(RetryBudgetConfig {
-                retry_percent,
-                min_per_sec: parse_u64(
-                    lookup,
-                    "RETRY_BUDGET_MIN_PER_SEC",
-                    DEFAULT_MIN_PER_SEC.into(),
-                    0..=100_000,
-                )? as u32,
-                ttl_ms: parse_u64(lookup, "RETRY_BUDGET_TTL_MS", DEFAULT_TTL_MS, 1_000..=60_000)?,
-            }),
-        };
+        let retry_budget =
+            match parse_percent(lookup, "RETRY_BUDGET_PERCENT", DEFAULT_RETRY_PERCENT)? {
+                None => None,
+                Some(retry_percent) => Some(RetryBudgetConfig {
+                    retry_percent,
+                    min_per_sec: parse_u64(
+                        lookup,
+                        "RETRY_BUDGET_MIN_PER_SEC",
+                        DEFAULT_MIN_PER_SEC.into(),
+                        0..=100_000,
+                    )? as u32,
+                    ttl_ms: parse_u64(
+                        lookup,
+                        "RETRY_BUDGET_TTL_MS",
+                        DEFAULT_TTL_MS,
+                        1_000..=60_000,
+                    )?,
+                }),
+            };
 
         Ok(RouterConfig {
             fleet,
@@ -296,6 +338,17 @@ impl RouterConfig {
             learner,
             cors_allow_origin: lookup("CORS_ALLOW_ORIGIN"),
             retry_budget,
+            max_body_bytes: parse_u64(
+                lookup,
+                "MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                1..=MAX_BODY_BYTES_CAP,
+            )?,
+            admin_token: lookup("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
+            routes: lookup("ROUTES")
+                .map(|json| Routes::from_json(&json))
+                .transpose()
+                .map_err(|e| invalid("ROUTES", e.to_string()))?,
         })
     }
 }
@@ -324,16 +377,59 @@ mod tests {
         assert_eq!(cfg.attempt_timeout_ms, DEFAULT_ATTEMPT_TIMEOUT_MS);
         assert_eq!(cfg.telemetry, None);
         assert_eq!(cfg.learner, None);
-        assert_eq!(cfg.retry_budget, None);
+        assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
+        assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cfg.admin_token, None);
     }
 
     #[test]
-    fn retry_budget_is_off_unless_a_percentage_is_given() {
-        let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", "20")]).unwrap();
-        let budget = cfg.retry_budget.unwrap();
+    fn routes_come_from_configuration_or_are_the_path() {
+        let cfg = parse(&[("FLEET", FLEET)]).unwrap();
+        assert_eq!(cfg.route_of("/anything/7"), "/anything/7");
+        let routes = r#"[{"pattern": "/api/users/:id", "route": "users"}]"#;
+        let cfg = parse(&[("FLEET", FLEET), ("ROUTES", routes)]).unwrap();
+        assert_eq!(cfg.route_of("/api/users/7"), "users");
+        assert_eq!(cfg.route_of("/anything/7"), crate::route::DEFAULT_ROUTE);
+        let err = parse(&[("FLEET", FLEET), ("ROUTES", r#"[{"pattern": "x", "route": "y"}]"#)])
+            .unwrap_err();
+        assert!(err.to_string().starts_with("ROUTES: [0].pattern"), "{err}");
+    }
+
+    #[test]
+    fn tokens_are_read_and_trimmed() {
+        let cfg = parse(&[
+            ("FLEET", FLEET),
+            ("ADMIN_TOKEN", " adm "),
+            ("LEARNER_URL", "http://127.0.0.1:8090"),
+            ("LEARNER_TOKEN", "lrn\n"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.admin_token.as_deref(), Some("adm"));
+        assert_eq!(cfg.learner.unwrap().token.as_deref(), Some("lrn"));
+    }
+
+    #[test]
+    fn max_body_bytes_is_bounded() {
+        let cfg = parse(&[("FLEET", FLEET), ("MAX_BODY_BYTES", "4096")]).unwrap();
+        assert_eq!(cfg.max_body_bytes, 4096);
+        for bad in ["0", "104857601", "1MB"] {
+            let err = parse(&[("FLEET", FLEET), ("MAX_BODY_BYTES", bad)]).unwrap_err();
+            assert!(err.to_string().starts_with("MAX_BODY_BYTES:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn retry_budget_is_on_by_default_and_off_when_asked() {
+        let budget = parse(&[("FLEET", FLEET)]).unwrap().retry_budget.unwrap();
         assert!((budget.retry_percent - 0.2).abs() < 1e-12);
         assert_eq!(budget.min_per_sec, DEFAULT_MIN_PER_SEC);
         assert_eq!(budget.ttl_ms, DEFAULT_TTL_MS);
+        for off in ["off", " OFF "] {
+            let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", off)]).unwrap();
+            assert_eq!(cfg.retry_budget, None, "{off:?}");
+        }
+        let cfg = parse(&[("FLEET", FLEET), ("RETRY_BUDGET_PERCENT", "20")]).unwrap();
+        assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
         let cfg = parse(&[
             ("FLEET", FLEET),
             ("RETRY_BUDGET_PERCENT", "5%"),

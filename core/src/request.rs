@@ -6,8 +6,13 @@
 //!   the configured budget (1 = no retry), never raise it;
 //! - caller: header `x-magnetar-client-id`, else `X-Caller-ID` (telemetry only).
 //!
-//! A body sent as `application/json` must be valid JSON (the router replays it to downstreams, and
-//! a client that meant to choose a strategy in it should hear that it was unreadable).
+//! A body sent as `application/json` of at most [`ALGO_SCAN_LIMIT_BYTES`] must be valid JSON (a
+//! client that meant to choose a strategy in it should hear that it was unreadable); a larger body
+//! is not parsed at all, so its size costs the router no CPU or memory beyond the buffer.
+//!
+//! Bodies are bounded ([`BodyLimit`]): at most `MAX_BODY_BYTES` ([`DEFAULT_MAX_BODY_BYTES`],
+//! 1 MiB), checked against `Content-Length` before reading and against the bytes read while
+//! reading; a larger body is refused with 413 before it fills the isolate's memory.
 
 use crate::config::Algo;
 use crate::strategy::UnknownStrategy;
@@ -15,6 +20,74 @@ use crate::strategy::UnknownStrategy;
 pub const ALGO_HEADER: &str = "x-magnetar-algo";
 pub const MAX_ATTEMPTS_HEADER: &str = "x-magnetar-max-attempts";
 pub const CLIENT_ID_HEADERS: [&str; 2] = ["x-magnetar-client-id", "x-caller-id"];
+
+/// Largest request body the router accepts by default (`MAX_BODY_BYTES`).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+/// JSON bodies up to this size are scanned for the `algo` field; larger ones are not parsed.
+pub const ALGO_SCAN_LIMIT_BYTES: usize = 64 * 1024;
+
+/// A request body over the configured limit (answered with 413).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body of {declared} bytes (Content-Length) exceeds the limit of {limit} bytes")]
+    DeclaredTooLarge { declared: u64, limit: u64 },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("Content-Length must be a whole number of bytes, got {0:?}")]
+    BadContentLength(String),
+}
+
+/// Counts a request body against its limit as it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyLimit {
+    limit: u64,
+    read: u64,
+}
+
+impl BodyLimit {
+    /// A limit of `limit` bytes for one body, checked first against the request's
+    /// `Content-Length` header (when it has one).
+    pub fn new(limit: u64, content_length: Option<&str>) -> Result<BodyLimit, BodyError> {
+        if let Some(raw) = content_length {
+            let declared: u64 =
+                raw.trim().parse().map_err(|_| BodyError::BadContentLength(raw.to_owned()))?;
+            if declared > limit {
+                return Err(BodyError::DeclaredTooLarge { declared, limit });
+            }
+        }
+        Ok(BodyLimit { limit, read: 0 })
+    }
+
+    /// Accounts for `len` more bytes read; an error as soon as the total passes the limit (a
+    /// client may send more than it declared, or declare nothing).
+    pub fn take(&mut self, len: usize) -> Result<(), BodyError> {
+        self.read = self.read.saturating_add(len as u64);
+        if self.read > self.limit {
+            return Err(BodyError::TooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
+
+    /// Bytes read so far.
+    pub fn read(&self) -> u64 {
+        self.read
+    }
+}
+
+/// Whether an `Authorization` header value is `Bearer <expected>` (scheme in any case). The
+/// tokens are compared in constant time for a given length, so a caller cannot find the token
+/// byte by byte from response times.
+pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
+    let Some((scheme, token)) = authorization.map(str::trim).and_then(|h| h.split_once(' ')) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(token.trim(), expected)
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
 
 /// The client's choices for one request; `None` means "use the configured default".
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -70,7 +143,8 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Reads the client's options. `header(name)` returns a request header (lowercase name);
-/// `content_type` and `body` are the request's.
+/// `content_type` and `body` are the request's (the body is only parsed when it is JSON of at
+/// most [`ALGO_SCAN_LIMIT_BYTES`]).
 pub fn parse_request_options(
     query: &str,
     header: impl Fn(&str) -> Option<String>,
@@ -83,7 +157,7 @@ pub fn parse_request_options(
             ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")
         })
         .unwrap_or(false);
-    let body_algo = if is_json && !body.is_empty() {
+    let body_algo = if is_json && !body.is_empty() && body.len() <= ALGO_SCAN_LIMIT_BYTES {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| RequestError::BadJson(e.to_string()))?;
         match value.get("algo") {
@@ -161,6 +235,46 @@ mod tests {
             parse_request_options("", no_headers, Some("application/json"), br#"{"algo":1}"#, 3)
                 .unwrap_err();
         assert_eq!(err, RequestError::AlgoNotString);
+    }
+
+    #[test]
+    fn large_json_bodies_are_not_parsed() {
+        let mut big = br#"{"algo":"round_robin","pad":""#.to_vec();
+        big.resize(ALGO_SCAN_LIMIT_BYTES + 1, b'x');
+        let o = parse_request_options("", no_headers, Some("application/json"), &big, 3).unwrap();
+        assert_eq!(o.algo, None, "a body over the scan limit is neither parsed nor refused");
+        big.truncate(ALGO_SCAN_LIMIT_BYTES - 2);
+        big.extend_from_slice(b"\"}");
+        let o = parse_request_options("", no_headers, Some("application/json"), &big, 3).unwrap();
+        assert_eq!(o.algo, Some(Algo::Local(StrategyKind::RoundRobin)));
+    }
+
+    #[test]
+    fn body_limit_checks_the_declared_length_then_the_bytes_read() {
+        let err = BodyLimit::new(1024, Some("1025")).unwrap_err();
+        assert_eq!(err, BodyError::DeclaredTooLarge { declared: 1025, limit: 1024 });
+        assert!(err.to_string().contains("exceeds the limit of 1024 bytes"), "{err}");
+        assert!(matches!(BodyLimit::new(1024, Some("ten")), Err(BodyError::BadContentLength(_))));
+        // Declared within the limit (or not at all), but more arrives: refused while reading.
+        for declared in [Some("10"), None] {
+            let mut limit = BodyLimit::new(1024, declared).unwrap();
+            assert_eq!(limit.take(1000), Ok(()));
+            assert_eq!(limit.take(24), Ok(()));
+            assert_eq!(limit.read(), 1024);
+            assert_eq!(limit.take(1), Err(BodyError::TooLarge { limit: 1024 }));
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some(" bearer   s3cret "), "s3cret"));
+        for wrong in [None, Some(""), Some("Bearer"), Some("Bearer s3cre"), Some("Bearer s3cret!")]
+        {
+            assert!(!bearer_matches(wrong, "s3cret"), "{wrong:?}");
+        }
+        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("s3cret"), "s3cret"));
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! by default ([`AttemptPlan::distinct`]), and retries only after retryable outcomes
 //! ([`Outcome::is_retryable`]) while the overall deadline allows.
 //!
+//! Whether a request may be sent again at all is [`Replay`], decided once per request by
+//! [`Replay::of`]: a body larger than [`REPLAY_LIMIT_BYTES`] (64 KiB, Linkerd's rule for
+//! buffering a body to replay it) is sent once and never retried; GET, HEAD, OPTIONS, TRACE, PUT
+//! and DELETE (idempotent, RFC 9110 section 9.2.2) are retried after any retryable outcome; POST,
+//! PATCH and other methods only after a connection error, when nothing reached the origin, unless
+//! the client sends an `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header).
+//!
 //! A [`RetryBudget`] (module [`budget`]) caps retries across requests: each request deposits a
 //! share of a token, each retry withdraws one. [`AttemptPlan::record_budgeted`] consults it before
 //! answering [`Next::Retry`].
@@ -21,6 +28,46 @@ pub use budget::{RetryBudget, RetryBudgetConfig};
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Hard upper bound on attempts per request, whatever the configuration says.
 pub const MAX_ATTEMPTS_CAP: u32 = 10;
+
+/// Bodies larger than this are sent once and never retried.
+pub const REPLAY_LIMIT_BYTES: usize = 64 * 1024;
+/// The header that makes a non-idempotent request safe to retry.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// After which outcomes a request may be sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// After any retryable outcome ([`Outcome::is_retryable`]).
+    Any,
+    /// Only after [`Outcome::ConnectError`]: the request did not reach the origin.
+    ConnectErrorOnly,
+    /// Never: the body is too large to keep for a second send.
+    Never,
+}
+
+impl Replay {
+    /// The rule for a request with `method` (any case), a body of `body_len` bytes, and
+    /// whether it carries an `Idempotency-Key` header.
+    pub fn of(method: &str, body_len: usize, idempotency_key: bool) -> Replay {
+        const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+        if body_len > REPLAY_LIMIT_BYTES {
+            Replay::Never
+        } else if idempotency_key || IDEMPOTENT.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+            Replay::Any
+        } else {
+            Replay::ConnectErrorOnly
+        }
+    }
+
+    /// Whether a request may be sent again after `outcome`.
+    pub fn allows(self, outcome: Outcome) -> bool {
+        match self {
+            Replay::Any => outcome.is_retryable(),
+            Replay::ConnectErrorOnly => outcome == Outcome::ConnectError,
+            Replay::Never => false,
+        }
+    }
+}
 
 /// One finished attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,6 +126,7 @@ pub struct AttemptPlan {
     attempts: Vec<AttemptRecord>,
     excluded: Vec<ArmId>,
     budget_denied: bool,
+    replay: Replay,
 }
 
 impl AttemptPlan {
@@ -94,7 +142,15 @@ impl AttemptPlan {
             attempts: Vec::new(),
             excluded: Vec::new(),
             budget_denied: false,
+            replay: Replay::Any,
         }
+    }
+
+    /// After which outcomes the request may be sent again (default [`Replay::Any`]). An outcome
+    /// the request may not be retried after ends it with [`Next::GiveUp`] when it is a failure.
+    pub fn replay(mut self, replay: Replay) -> Self {
+        self.replay = replay;
+        self
     }
 
     /// Whether each attempt must go to a downstream not yet tried (default true). When false,
@@ -200,7 +256,8 @@ impl AttemptPlan {
         }
         let budget_left = (self.attempts.len() as u32) < self.max_attempts;
         let hosts_left = self.mode != RetryMode::Distinct || self.excluded.len() < self.fleet_len;
-        if budget_left && hosts_left && now_ms < self.deadline_ms {
+        let replayable = self.replay.allows(outcome);
+        if replayable && budget_left && hosts_left && now_ms < self.deadline_ms {
             Next::Retry
         } else {
             Next::GiveUp
@@ -324,6 +381,69 @@ mod tests {
         assert_eq!(plan.select_context(1_250).elapsed_ms, 250);
         plan.record(rec(0, Outcome::ServerError), 1_200);
         assert_eq!(plan.attempt_timeout_ms(1_200, 2_000, Some(150.0)), 2_000, "the last attempt");
+    }
+
+    #[test]
+    fn idempotent_methods_retry_and_others_only_after_connection_errors() {
+        for method in ["GET", "head", "OPTIONS", "PUT", "DELETE", "TRACE"] {
+            assert_eq!(Replay::of(method, 10, false), Replay::Any, "{method}");
+        }
+        for method in ["POST", "patch", "CONNECT", "PROPFIND"] {
+            assert_eq!(Replay::of(method, 10, false), Replay::ConnectErrorOnly, "{method}");
+            assert_eq!(Replay::of(method, 10, true), Replay::Any, "{method} with a key");
+        }
+        assert_eq!(Replay::of("PUT", REPLAY_LIMIT_BYTES, false), Replay::Any);
+        assert_eq!(Replay::of("PUT", REPLAY_LIMIT_BYTES + 1, true), Replay::Never);
+
+        let post = Replay::ConnectErrorOnly;
+        for (outcome, next) in [
+            (Outcome::ServerError, Next::GiveUp),
+            (Outcome::Timeout, Next::GiveUp),
+            (Outcome::RateLimited, Next::GiveUp),
+            (Outcome::ConnectError, Next::Retry),
+            (Outcome::Success, Next::Answer),
+            (Outcome::ClientError, Next::Answer),
+        ] {
+            let mut plan = AttemptPlan::new(3, 3, 1_000).replay(post);
+            assert_eq!(plan.record(rec(0, outcome), 1), next, "POST after {outcome}");
+        }
+        let mut plan = AttemptPlan::new(3, 3, 1_000).replay(Replay::Never);
+        assert_eq!(plan.record(rec(0, Outcome::ConnectError), 1), Next::GiveUp);
+        let mut plan = AttemptPlan::new(3, 3, 1_000).replay(Replay::Any);
+        assert_eq!(plan.record(rec(0, Outcome::Timeout), 1), Next::Retry);
+    }
+
+    /// Every downstream fails, 100 requests a second, three attempts each allowed: the default
+    /// budget (20% + 10/s over 10 s) holds retries to what deposits and the per-second minimum
+    /// pay for: 300 retries per 10 s, 1.3 attempts per request over any 10 s. Within a window
+    /// the minimum's reserve (100 retries) is spent in a burst when it refills, as in Finagle's
+    /// and tower's budgets; the rest of the time each request pays for 0.2 retries.
+    #[test]
+    fn the_default_budget_holds_a_failing_fleet_to_1_3_attempts_per_request() {
+        let mut budget = RetryBudget::new(RetryBudgetConfig::default());
+        let mut per_second = Vec::new();
+        for second in 0..30u64 {
+            let mut attempts = 0;
+            for i in 0..100u64 {
+                let now = second * 1_000 + i * 10;
+                budget.deposit(now);
+                let mut plan = AttemptPlan::new(3, 3, now + 6_000);
+                let mut arm = 0;
+                while plan.record_budgeted(rec(arm, Outcome::ServerError), now, &mut budget)
+                    == Next::Retry
+                {
+                    arm += 1;
+                }
+                attempts += plan.attempts().len();
+            }
+            per_second.push(attempts as f64 / 100.0);
+        }
+        for window in per_second.windows(10) {
+            let mean = window.iter().sum::<f64>() / 10.0;
+            assert!(mean <= 1.3 + 1e-9, "{mean:.3} attempts per request: {per_second:?}");
+            assert!(mean >= 1.2, "the budget still pays for retries: {mean:.3} {per_second:?}");
+        }
+        assert!(per_second.iter().all(|&a| a <= 2.2 + 1e-9), "{per_second:?}");
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub struct TelemetryRecord {
     pub request_id: String,
     /// From `x-magnetar-client-id` or `X-Caller-ID`, when the client sent one.
     pub caller_id: Option<String>,
-    /// The request path the router served, e.g. `/service`.
+    /// The learning route: the configured route the path belongs to (`ROUTES`), else the path
+    /// itself, e.g. `/service`.
     pub route: String,
     /// Wire name of the strategy that chose the downstreams.
     pub strategy: String,
@@ -67,24 +68,10 @@ pub struct TelemetryRecord {
     pub final_status: u16,
 }
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (RFC 4648 section 4).
+/// Standard base64 with padding (RFC 4648 section 4), by the `base64` crate.
 pub fn base64(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64_ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 /// The credentials part of an HTTP basic `Authorization` header (RFC 7617): what the router

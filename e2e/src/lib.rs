@@ -36,24 +36,64 @@ pub fn tool_path() -> String {
     )
 }
 
-/// A free loopback port `p` in 20000..30000 such that `p + 10000` (its inspector port) is free too.
-pub fn free_port_pair() -> u16 {
+/// Ports handed to the processes the tests start. With their inspector ports
+/// (+[`INSPECTOR_OFFSET`]) they stay below Linux's ephemeral range (32768..), so the kernel never
+/// gives them to an outgoing connection or a port-0 bind, and above the ports of
+/// `config/workers.json` (8080..8900).
+const PORTS: std::ops::Range<u16> = 20000..22700;
+/// Offset of a Worker's inspector port from its HTTP port (the fleet tool's).
+const INSPECTOR_OFFSET: u16 = magnetar_fleet::INSPECTOR_OFFSET;
+
+/// Claims `port` for this test process until it exits: an exclusive lock on a file named after
+/// the port, taken without waiting, and a bind that shows nothing else listens there now.
+///
+/// Probing with a bind and releasing it (what port 0 gives) races: between the release and the
+/// child's own bind, another test (in this or another test binary) may probe the same port and
+/// hand it to its child. Here a second claimant finds the lock taken and moves on, and the lock
+/// lives as long as the test process (a child binds its port once, possibly again on restart),
+/// so the window no longer exists between tests; a process outside the tests could still take
+/// the port, and then the child exits and [`Service::wait_ready`] says so with its log.
+fn claim(port: u16) -> bool {
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("magnetar-e2e-ports");
+    if fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let Ok(file) = fs::File::create(dir.join(port.to_string())) else { return false };
+    if file.try_lock().is_err() || TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return false;
+    }
+    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(file);
+    true
+}
+
+/// The next port of [`PORTS`] for which `fits` holds, scanning from a per-process start.
+fn next_port(fits: impl Fn(u16) -> bool) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (std::process::id() % 5000) as u16;
-    loop {
-        let offset = NEXT.fetch_add(7, Ordering::Relaxed);
-        let port = 20000 + (seed + offset) % 10000;
-        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port) && free(port + 10000) {
+    let span = PORTS.end - PORTS.start;
+    let seed = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + (seed + offset) % span;
+        if fits(port) {
             return port;
         }
     }
+    panic!("no free loopback port left in {PORTS:?}");
 }
 
-/// A free loopback port chosen by the OS.
+/// A loopback port `p` claimed for this test process such that `p + 10000` (its inspector port)
+/// is claimed too.
+pub fn free_port_pair() -> u16 {
+    next_port(|p| claim(p) && claim(p + INSPECTOR_OFFSET))
+}
+
+/// A loopback port claimed for this test process (see [`claim`]): free when claimed, and no
+/// other test takes it afterwards, so it also serves as a port nothing listens on.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    next_port(claim)
 }
 
 /// A child process in its own process group, stopped (group and all) on drop.
@@ -196,9 +236,42 @@ pub fn fleet_failing(pcts: &[u32]) -> Vec<DownstreamSpec> {
         .collect()
 }
 
+/// A random token (32 hex digits from the OS's random source) for one test's credentials.
+pub fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the learner binary checks credentials (`--token`): the learner of this checkout may
+/// predate it, and it refuses flags it does not know. False when it is not built.
+pub fn learner_takes_tokens() -> bool {
+    static TAKES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TAKES.get_or_init(|| {
+        let bin = repo_root().join("target/debug/magnetar-learner");
+        Command::new(bin)
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--token"))
+    })
+}
+
+/// The token of every learner this test process starts (so a restarted learner keeps it), and
+/// what its routers send: bearer on `/params` and `/recommendation`, basic auth
+/// `magnetar:<token>` on telemetry.
+pub fn learner_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(random_token)
+}
+
 /// A running fleet of downstream Workers plus the router.
 pub struct Stack {
     pub router_url: String,
+    /// The router's `ADMIN_TOKEN` (a secret in its `.dev.vars`), new for every stack.
+    pub admin_token: String,
     /// (name, base URL) per downstream, in fleet order.
     pub downstreams: Vec<(String, String)>,
     pub dir: PathBuf,
@@ -292,8 +365,21 @@ impl Stack {
     fn launch(
         label: &str,
         downstreams: &[DownstreamSpec],
-        options: magnetar_fleet::LocalOptions,
+        mut options: magnetar_fleet::LocalOptions,
     ) -> Stack {
+        let admin_token = random_token();
+        options.router_secrets.insert("ADMIN_TOKEN".into(), admin_token.clone());
+        if learner_takes_tokens() {
+            // What a test sets itself (wrong credentials, say) stays.
+            let token = learner_token().to_owned();
+            for (key, value) in [
+                ("LEARNER_TOKEN", token.clone()),
+                ("KAFKA_REST_USERNAME", "magnetar".to_owned()),
+                ("KAFKA_REST_PASSWORD", token),
+            ] {
+                options.router_secrets.entry(key.to_owned()).or_insert(value);
+            }
+        }
         let root = repo_root();
         for built in ["router/build/index.js", "downstream-worker/build/index.js"] {
             assert!(
@@ -336,7 +422,7 @@ impl Stack {
         if let Some(router) = services.last_mut() {
             router.wait_ready(&format!("{router_url}/_magnetar/health"));
         }
-        Stack { router_url, downstreams: urls, dir, services }
+        Stack { router_url, admin_token, downstreams: urls, dir, services }
     }
 
     /// The log tail of every process, for assertion messages.
@@ -347,8 +433,14 @@ impl Stack {
     /// The router isolate's `/_magnetar/state` (counters and posteriors); read a counter of it
     /// with [`counter`].
     pub async fn router_state(&self, client: &reqwest::Client) -> Value {
-        let url = format!("{}/_magnetar/state", self.router_url);
-        client.get(url).send().await.expect("router state").json().await.expect("json")
+        let state = self.admin(client, "/_magnetar/state").send().await.expect("router state");
+        assert!(state.status().is_success(), "/_magnetar/state: {}", state.status());
+        state.json().await.expect("json")
+    }
+
+    /// `GET path` on the router with its admin token.
+    pub fn admin(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        client.get(format!("{}{path}", self.router_url)).bearer_auth(&self.admin_token)
     }
 
     /// The router's state once every one of `requests` telemetry batches has been sent or has
@@ -432,8 +524,9 @@ impl Observed {
     }
 }
 
-/// Sends `n` requests through the router with `concurrency` in flight, with the given query
-/// string (e.g. `algo=round_robin&max_attempts=1`), and returns what each produced.
+/// Sends `n` requests (POSTs with an `Idempotency-Key`) through the router with `concurrency` in
+/// flight, with the given query string (e.g. `algo=round_robin&max_attempts=1`), and returns what
+/// each produced.
 pub async fn drive(
     client: &reqwest::Client,
     router_url: &str,
@@ -444,16 +537,19 @@ pub async fn drive(
     use std::sync::Arc;
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let permit = semaphore.clone().acquire_owned().await.expect("semaphore");
         let client = client.clone();
         let url = format!("{router_url}/service?{query}");
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
+            // A POST the client declares safe to retry (`Idempotency-Key`): the router retries
+            // it like an idempotent method.
             let response = client
                 .post(&url)
                 .body("{}")
                 .header("content-type", "application/json")
+                .header("idempotency-key", format!("{i}-{}", std::process::id()))
                 .send()
                 .await;
             let latency = started.elapsed();
@@ -466,6 +562,47 @@ pub async fn drive(
         out.push(t.await.expect("request task"));
     }
     out
+}
+
+/// How many baselines a latency bound allows on top of the time budget it tests.
+pub const BASELINE_SLACK: u32 = 25;
+
+/// Median time of `n` sequential `GET url` (body read), measured in the test whose latency
+/// bounds are stated against it: a slow or loaded machine moves the bound with the measurement.
+pub async fn baseline(client: &reqwest::Client, url: &str, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let started = Instant::now();
+        let response = client.get(url).send().await.expect("baseline request answered");
+        assert!(response.status().is_success(), "baseline {url}: {}", response.status());
+        let _ = response.bytes().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The latency bound of a request whose deadlines allow `budget`: the budget plus
+/// [`BASELINE_SLACK`] times the `baseline` measured in the same test.
+pub fn latency_bound(budget: Duration, baseline: Duration) -> Duration {
+    budget + baseline * BASELINE_SLACK
+}
+
+/// Polls `check` every `every` until it returns `Some`, or panics with `what` at `timeout`.
+pub async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not reached within {timeout:?}");
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Counter `name` of a router's `/_magnetar/state` ([`Stack::router_state`]); 0 when absent.
@@ -508,14 +645,20 @@ impl Learner {
         Learner::start_on(label, free_port(), args)
     }
 
-    /// Starts the learner on a given port (to restart it where routers expect it).
+    /// Starts the learner on a given port (to restart it where routers expect it). A learner
+    /// that checks credentials gets [`learner_token`] (and basic auth `magnetar:<token>` for
+    /// ingest unless `args` set their own).
     pub fn start_on(label: &str, port: u16, args: &[&str]) -> Learner {
         let dir = scratch_dir(label);
         let mut command = Command::new(learner_bin());
+        command.arg("--http-addr").arg(format!("127.0.0.1:{port}")).args(args);
+        if learner_takes_tokens() {
+            command.args(["--token", learner_token()]);
+            if !args.contains(&"--rest-basic-auth") {
+                command.arg("--rest-basic-auth").arg(format!("magnetar:{}", learner_token()));
+            }
+        }
         command
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
             // MAGNETAR_E2E_LEARNER_LOG=info,librdkafka=debug shows the consumer group's life.
             .env(
                 "RUST_LOG",
@@ -527,16 +670,15 @@ impl Learner {
         Learner { service, url, port }
     }
 
+    /// `GET path` on the learner, with its token when it checks credentials.
+    pub fn get(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        let request = client.get(format!("{}{path}", self.url));
+        if learner_takes_tokens() { request.bearer_auth(learner_token()) } else { request }
+    }
+
     /// `GET /stats` as JSON.
     pub async fn stats(&self, client: &reqwest::Client) -> Value {
-        client
-            .get(format!("{}/stats", self.url))
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json")
+        self.get(client, "/stats").send().await.expect("stats").json().await.expect("json")
     }
 }
 
@@ -655,13 +797,11 @@ impl TestBed {
                 magnetar_lab::serve::serve(listener, config, shutdown).await.expect("serve");
             });
         });
-        assert!(
-            (0..100).any(|_| {
-                std::thread::sleep(Duration::from_millis(50));
-                http_ok(&format!("{url}healthz"))
-            }),
-            "the test-bed server did not come up"
-        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !http_ok(&format!("{url}healthz")) {
+            assert!(Instant::now() < deadline, "the test-bed server did not come up in 5 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         TestBed { url, stop: Some(stop), thread: Some(thread) }
     }
 }

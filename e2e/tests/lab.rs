@@ -38,8 +38,9 @@ fn copy_artifacts(from: &std::path::Path, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
     // The downstreams' own settings do not matter: every request carries the scenario's header.
-    let stack =
-        Stack::start("lab", &fleet_failing(&[0, 0, 0]), &[("DEFAULT_ALGO", "round_robin".into())]);
+    // Without the retry budget: the lanes are compared on what three attempts do.
+    let vars = [("DEFAULT_ALGO", "round_robin".into()), ("RETRY_BUDGET_PERCENT", "off".into())];
+    let stack = Stack::start("lab", &fleet_failing(&[0, 0, 0]), &vars);
     let out = stack.dir.join("lab-results");
     let requests = REQUESTS.to_string();
     let options = magnetar_lab::cli::run_options_from([

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use magnetar_e2e::{Broker, Learner, Stack, counter, drive, fleet_failing, success_rate};
+use magnetar_e2e::{
+    Broker, Learner, Stack, baseline, counter, drive, fleet_failing, latency_bound, poll,
+    success_rate,
+};
 use serde_json::Value;
 
 fn client() -> reqwest::Client {
@@ -21,17 +24,16 @@ fn learner_vars(rest_url: &str, learner_url: &str) -> Vec<(&'static str, String)
 }
 
 /// Waits until the learner has applied `expected` records (telemetry is posted after each
-/// response, in the background), or the timeout passes; returns what it applied.
+/// response, in the background), or 10 s pass; returns what it applied.
 async fn wait_applied(client: &reqwest::Client, learner: &Learner, expected: u64) -> u64 {
-    let mut applied = 0;
-    for _ in 0..100 {
-        applied = learner.stats(client).await["records_applied"].as_u64().unwrap_or(0);
-        if applied >= expected {
-            break;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let applied = learner.stats(client).await["records_applied"].as_u64().unwrap_or(0);
+        if applied >= expected || std::time::Instant::now() > deadline {
+            return applied;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    applied
 }
 
 /// Fleet 100%/100%/90%, single attempts, strategy `learner` (the learner's Thompson sampling
@@ -53,13 +55,10 @@ async fn learner_strategy_converges_through_embedded_ingest() {
     let applied = wait_applied(&client, &learner, 2000).await;
     assert_eq!(applied, 2000, "every request's telemetry reached the learner\n{}", stack.logs());
 
-    let url = format!(
-        "{}/recommendation?route=/service&candidates=downstream-1,downstream-2,downstream-3",
-        learner.url
-    );
+    let path = "/recommendation?route=/service&candidates=downstream-1,downstream-2,downstream-3";
     let mut best = 0;
     for _ in 0..100 {
-        let rec: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let rec: Value = learner.get(&client, path).send().await.unwrap().json().await.unwrap();
         best += usize::from(rec["worker"] == "downstream-3");
     }
     assert!(best >= 95, "recommendation chose downstream-3 only {best}/100 times");
@@ -85,12 +84,19 @@ async fn learner_strategy_converges_through_embedded_ingest() {
 
     // The router's Thompson strategy imports the learner's posterior: its state shows counts
     // it could not have gathered itself (this isolate never ran `thompson` requests).
-    let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 20, 1).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let _ = drive(&client, &stack.router_url, "algo=thompson&max_attempts=1", 5, 1).await;
-    let state = stack.router_state(&client).await;
+    // Requests keep coming until a /params refresh (due every 500 ms) has landed.
+    let mut thompson_requests = 0;
+    let state = poll("a /params refresh", Duration::from_secs(10), Duration::ZERO, || {
+        thompson_requests += 5;
+        let (client, stack) = (&client, &stack);
+        async move {
+            let _ = drive(client, &stack.router_url, "algo=thompson&max_attempts=1", 5, 1).await;
+            let state = stack.router_state(client).await;
+            (counter(&state, "params_refreshes") >= 1).then_some(state)
+        }
+    })
+    .await;
     let refreshes = counter(&state, "params_refreshes");
-    assert!(refreshes >= 1, "{state}");
     // The Thompson family's /params refresh runs at most once per PARAMS_REFRESH_MS (500 ms)
     // per route, however many requests arrive (here more than 10,000).
     let allowed = began.elapsed().as_millis() as u64 / 500 + 1;
@@ -102,9 +108,49 @@ async fn learner_strategy_converges_through_embedded_ingest() {
         .iter()
         .map(|a| a["successes"].as_f64().unwrap_or(0.0) + a["failures"].as_f64().unwrap_or(0.0))
         .sum();
-    // This isolate ran 25 `thompson` requests itself; more than 1,000 observations can only
-    // have come from the learner's /params.
+    // This isolate ran a few dozen `thompson` requests itself; more than 1,000 observations can
+    // only have come from the learner's /params.
+    assert!(thompson_requests < 1000, "{thompson_requests} thompson requests");
     assert!(observations > 1000.0, "thompson did not start from the learner's posterior: {state}");
+}
+
+/// Routes come from the router's configuration: 2,000 distinct paths (half of them under the one
+/// configured pattern) leave the learner with the configured route and the default one, and no
+/// other; the router's own state likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_paths_leave_only_the_configured_routes() {
+    let learner = Learner::start("learner-routes", &["--mode", "embedded"]);
+    let mut vars = learner_vars(&learner.url, &learner.url);
+    vars.push(("DEFAULT_ALGO", "thompson".into()));
+    vars.push(("ROUTES", r#"[{"pattern": "/api/users/:id", "route": "users"}]"#.into()));
+    let stack = Stack::start("routes", &fleet_failing(&[0, 0]), &vars);
+    let client = client();
+    let paths: Vec<String> = (0..2000)
+        .map(|i| if i % 2 == 0 { format!("/api/users/{i}") } else { format!("/probe-{i}/x") })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for chunk in paths.chunks(8) {
+        let mut sends = tokio::task::JoinSet::new();
+        for path in chunk {
+            sends.spawn(client.get(format!("{}{path}", stack.router_url)).send());
+        }
+        while let Some(r) = sends.join_next().await {
+            let status = r.expect("task").expect("answered").status().as_u16();
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(statuses.get(&200), Some(&2000), "{statuses:?}");
+    assert_eq!(wait_applied(&client, &learner, 2000).await, 2000, "every record arrived");
+    let stats = learner.stats(&client).await;
+    let routes: Vec<&String> =
+        stats["routes"].as_object().map(|r| r.keys().collect()).unwrap_or_default();
+    assert_eq!(routes, ["default", "users"], "the learner's routes: {stats}");
+    let state = stack.router_state(&client).await;
+    let mut local: Vec<&String> =
+        state["strategies"].as_object().map(|r| r.keys().collect()).unwrap_or_default();
+    local.sort();
+    assert_eq!(local, ["default", "users"], "the router's routes: {state}");
+    assert_eq!(counter(&state, "routes_evicted"), 0, "{state}");
 }
 
 /// With the learner and the REST proxy unreachable, requests flow at the local strategy's
@@ -115,6 +161,8 @@ async fn requests_flow_when_learner_and_proxy_are_down() {
     let dead = format!("http://127.0.0.1:{}", magnetar_e2e::free_port());
     let mut vars = learner_vars(&dead, &dead);
     vars.push(("TELEMETRY_TIMEOUT_MS", "1000".into()));
+    // The local strategies' success with three attempts is measured, not the retry budget.
+    vars.push(("RETRY_BUDGET_PERCENT", "off".into()));
     let stack = Stack::start("learner-down", &fleet_failing(&[50, 20, 5]), &vars);
     let client = client();
     for query in ["algo=learner", "algo=thompson", "algo=round_robin"] {
@@ -148,10 +196,16 @@ async fn a_hanging_learner_costs_at_most_its_timeout() {
     vars.push(("TELEMETRY_TIMEOUT_MS", "300".into()));
     let stack = Stack::start("learner-hang", &fleet_failing(&[0, 0, 0]), &vars);
     let client = client();
+    let url = format!("{}/service?algo=round_robin", stack.router_url);
+    let base = baseline(&client, &url, 9).await;
     let observed = drive(&client, &stack.router_url, "algo=learner", 100, 4).await;
     assert!(observed.iter().all(|o| o.success), "every request succeeds on a healthy fleet");
-    let slowest = observed.iter().map(|o| o.latency).max().unwrap();
-    assert!(slowest < Duration::from_millis(300), "slowest {slowest:?}: learner timeout is 50 ms");
+    let mut latencies: Vec<_> = observed.iter().map(|o| o.latency).collect();
+    latencies.sort();
+    // The 95th percentile, not the slowest: 4 requests in flight on a shared machine.
+    let p95 = latencies[latencies.len() * 95 / 100];
+    let bound = latency_bound(Duration::from_millis(50), base);
+    assert!(p95 < bound, "p95 {p95:?} > {bound:?}: learner timeout is 50 ms, baseline {base:?}");
 }
 
 /// Telemetry in Confluent Cloud's shape: the v3 produce API with basic auth, the credentials
@@ -189,8 +243,8 @@ async fn v3_telemetry_with_basic_auth_from_router_secrets() {
         drive(&client, &intruder.router_url, "algo=round_robin&max_attempts=1", 60, 4).await;
     assert!(observed.iter().all(|o| o.status == 200 || o.status == 502), "clients are answered");
     let state = intruder.router_state_settled(&client, 60).await;
+    // Every refused post has been answered (settled above), so nothing more can arrive.
     assert_eq!(state["counters"]["telemetry_batches_failed"].as_u64(), Some(60), "{state}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let stats = learner.stats(&client).await;
     assert_eq!(
         stats["records_applied"].as_u64(),
@@ -315,6 +369,7 @@ async fn kafka_path_converges_and_survives_sigkill() {
     // broker has expired the killed member (the learner's session timeout is 6 s): tansu
     // completes a rebalance that a member killed moments ago still leads, and then hands the
     // newcomer no partitions (Kafka proper would drop the dead leader and rebalance again).
+    // Not a wait for a condition the test can see: the broker's session expiry is a timer.
     let expired = Duration::from_secs(9);
     if let Some(rest) = expired.checked_sub(killed.elapsed()) {
         tokio::time::sleep(rest).await;
@@ -346,15 +401,16 @@ async fn kafka_path_converges_and_survives_sigkill() {
     assert!(failed <= 520, "only batches of the outage failed: {state}");
     assert_eq!(counter(&state, "telemetry_records_rejected"), 0, "{state}");
     let applied = wait_applied(&client, &consumer, sent).await;
+    // Not a wait: a quiet period in which a record counted twice would show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = consumer.stats(&client).await;
     assert_eq!(applied, sent, "records applied vs stored: {stats}");
     assert_eq!(stats["records_applied"].as_u64(), Some(sent), "nothing counted twice: {stats}");
 
-    let url = format!("{}/recommendation?route=/service", consumer.url);
     let mut best = 0;
     for _ in 0..100 {
-        let rec: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let request = consumer.get(&client, "/recommendation?route=/service");
+        let rec: Value = request.send().await.unwrap().json().await.unwrap();
         best += usize::from(rec["worker"] == "downstream-3");
     }
     assert!(best >= 90, "recommendation chose downstream-3 only {best}/100 times");

@@ -1,6 +1,9 @@
 //! The router's side of the learner: `GET /recommendation` on the request path (strategy
 //! `learner`, short deadline) and `GET /params` refreshes in the background.
 //!
+//! Both carry `Authorization: Bearer <LEARNER_TOKEN>` when the secret is set (the learner refuses
+//! unauthenticated calls unless it runs in its open mode).
+//!
 //! The learner is never on the critical path for correctness: any failure (down, slow, garbage,
 //! a recommendation outside the fleet or already tried) yields `None`, and the caller falls back
 //! to a local strategy.
@@ -10,10 +13,11 @@ use std::collections::HashMap;
 use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::strategy::{ArmId, ArmPosterior, PosteriorSnapshot};
 use serde::Deserialize;
-use worker::{Context, Fetch, Method, Request, RequestInit};
+use worker::{Context, Fetch, Headers, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
-use crate::{isolate, log};
+use crate::isolate::{self, Isolate};
+use crate::log;
 
 #[derive(Deserialize)]
 struct Recommendation {
@@ -40,9 +44,18 @@ pub fn encode_query_value(value: &str) -> String {
     out
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(url: &str, timeout_ms: u64) -> Option<T> {
+async fn get_json<T: for<'de> Deserialize<'de>>(
+    url: &str,
+    token: Option<&str>,
+    timeout_ms: u64,
+) -> Option<T> {
     let mut init = RequestInit::new();
     init.with_method(Method::Get);
+    if let Some(token) = token {
+        let headers = Headers::new();
+        headers.set("authorization", &format!("Bearer {token}")).ok()?;
+        init.with_headers(headers);
+    }
     let deadline = Deadline::new(timeout_ms);
     let request = deadline.attach(&Request::new_with_init(url, &init).ok()?).ok()?;
     let fetch = async {
@@ -71,7 +84,7 @@ pub async fn recommend(config: &RouterConfig, route: &str, excluded: &[ArmId]) -
         learner.url,
         encode_query_value(route)
     );
-    let rec: Recommendation = get_json(&url, learner.timeout_ms).await?;
+    let rec: Recommendation = get_json(&url, learner.token.as_deref(), learner.timeout_ms).await?;
     let arm = config.fleet.arm_of(&rec.worker)?;
     (!excluded.contains(&arm)).then_some(arm)
 }
@@ -94,34 +107,37 @@ fn to_snapshot(config: &RouterConfig, params: Params) -> Option<PosteriorSnapsho
 /// Starts a background `/params` refresh for `route` when the strategy follows the learner and
 /// the last refresh is older than the configured interval.
 pub fn maybe_refresh_params(
-    config: &std::rc::Rc<RouterConfig>,
+    isolate: &Isolate,
     route: &str,
     algo: Algo,
     now_ms: u64,
     ctx: &Context,
 ) {
+    let config = isolate.config();
     let Some(learner) = config.learner.as_ref() else { return };
     let follows = match algo {
         Algo::Local(kind) => isolate::follows_learner(kind),
         Algo::Learner => true,
     };
-    if !follows || !isolate::claim_params_refresh(route, now_ms, learner.params_refresh_ms) {
+    if !follows || !isolate.claim_params_refresh(route, now_ms, learner.params_refresh_ms) {
         return;
     }
     let url = format!("{}/params?route={}", learner.url, encode_query_value(route));
     let timeout_ms = learner.timeout_ms.max(1_000);
-    let config = config.clone();
+    let token = learner.token.clone();
+    let isolate = isolate.clone();
     let route = route.to_owned();
     ctx.wait_until(async move {
-        let snapshot =
-            get_json::<Params>(&url, timeout_ms).await.and_then(|p| to_snapshot(&config, p));
+        let snapshot = get_json::<Params>(&url, token.as_deref(), timeout_ms)
+            .await
+            .and_then(|p| to_snapshot(isolate.config(), p));
         match snapshot {
             Some(snapshot) => {
-                isolate::apply_learned(&route, snapshot);
-                isolate::count(|c| c.params_refreshes += 1);
+                isolate.apply_learned(&route, snapshot);
+                isolate.count(|c| c.params_refreshes += 1);
             }
             None => {
-                let failures = isolate::tally(|c| &mut c.params_refresh_failures);
+                let failures = isolate.tally(|c| &mut c.params_refresh_failures);
                 log::sparse_warn("learner params refresh failed", failures, &url);
             }
         }

@@ -5,9 +5,12 @@
 //! bytes between the client, the downstreams, the learner and the Kafka REST proxy.
 //!
 //! - [`proxy`]: one client request: buffer the body once, attempt downstreams, answer;
+//! - [`body`]: the client's body, read under `MAX_BODY_BYTES`;
 //! - [`attempt`]: one attempt, cut off at its deadline;
 //! - [`deadline`]: AbortController + Delay for every subrequest;
-//! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters);
+//! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters), one handle per
+//!   request passed to what touches it;
+//! - [`clock`]: the wall clock;
 //! - [`learner`]: `/recommendation` per attempt and background `/params` refreshes;
 //! - [`telemetry`]: one batch per request posted to the REST proxy in `wait_until`;
 //! - [`log`]: log lines, failures of dependencies logged sparsely;
@@ -16,6 +19,8 @@
 use worker::{Context, Env, Request, Response, Result, Router, event};
 
 pub mod attempt;
+pub mod body;
+pub mod clock;
 pub mod control;
 pub mod deadline;
 pub mod isolate;

@@ -1,25 +1,23 @@
 //! One client request: read the client's options, attempt downstreams as the
 //! [`AttemptPlan`] allows, answer, and hand telemetry to `wait_until`.
 
-use magnetar_core::Outcome;
 use magnetar_core::config::{Algo, RouterConfig};
-use magnetar_core::request::parse_request_options;
-use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next};
+use magnetar_core::request::{BodyError, parse_request_options};
+use magnetar_core::retry::{AttemptPlan, AttemptRecord, IDEMPOTENCY_KEY_HEADER, Next, Replay};
 use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
+use magnetar_core::{Outcome, forward};
 use serde_json::json;
-use worker::{Context, Date, Method, Request, Response, Result, RouteContext};
+use worker::{Context, Method, Request, Response, Result, RouteContext};
 
-use crate::attempt::{self, AttemptResult, Outgoing};
-use crate::{control, isolate, learner, log, telemetry};
+use crate::attempt::{self, Answer, AttemptResult, Outgoing};
+use crate::body::{self, BodyRead};
+use crate::clock::now_ms;
+use crate::isolate::Isolate;
+use crate::{control, learner, log, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
-
-/// Wall clock, milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    Date::now().as_millis()
-}
 
 fn request_id(started_ms: u64) -> String {
     let rand = (js_sys::Math::random() * 1e12) as u64;
@@ -29,22 +27,35 @@ fn request_id(started_ms: u64) -> String {
 /// Handles every request that is not a `/_magnetar/` endpoint.
 pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Response> {
     let started_ms = now_ms();
-    let config = match isolate::config(&ctx.env) {
-        Ok(c) => c,
+    let isolate = match Isolate::get(&ctx.env) {
+        Ok(isolate) => isolate,
         Err(e) => {
             log::error("router configuration is invalid", &e.to_string());
             return control::error(500, "router_misconfigured", e.to_string());
         }
     };
+    let config = isolate.config().clone();
     if req.method() == Method::Options && config.cors_allow_origin.is_some() {
         return control::preflight(&config);
     }
     let url = req.url()?;
-    let route = url.path().to_owned();
+    // The learning route: a configured pattern's (or the default one), else the path.
+    let route = config.route_of(url.path()).to_owned();
     let query = url.query().unwrap_or("").to_owned();
-    let body = match req.bytes().await {
+    let body = match body::read(&mut req, config.max_body_bytes).await {
         Ok(body) => body,
-        Err(e) => {
+        Err(BodyRead::Refused(e @ BodyError::BadContentLength(_))) => {
+            return Ok(control::with_cors(
+                control::error(400, "bad_request", e.to_string())?,
+                &config,
+            ));
+        }
+        Err(BodyRead::Refused(e)) => {
+            isolate.count(|c| c.bodies_too_large += 1);
+            let response = control::error(413, "body_too_large", e.to_string())?;
+            return Ok(control::with_cors(response, &config));
+        }
+        Err(BodyRead::Broken(e)) => {
             let message = format!("could not read the request body: {e}");
             return Ok(control::with_cors(control::error(400, "bad_request", message)?, &config));
         }
@@ -65,57 +76,69 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             return Ok(control::with_cors(response, &config));
         }
     };
-    isolate::count(|c| c.requests += 1);
-    isolate::deposit_retry_budget(started_ms);
+    isolate.count(|c| c.requests += 1);
+    isolate.deposit_retry_budget(started_ms);
     let algo = options.algo.unwrap_or(config.default_algo);
-    learner::maybe_refresh_params(&config, &route, algo, started_ms, &ctx.data);
+    learner::maybe_refresh_params(&isolate, &route, algo, started_ms, &ctx.data);
 
     let out = Outgoing {
         method: req.method(),
         path_and_query: match url.query() {
-            Some(q) => format!("{route}?{q}"),
-            None => route.clone(),
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
         },
-        headers: attempt::copy_headers(req.headers()),
+        headers: attempt::end_to_end_headers(req.headers()),
         body,
+        forwarding: forward::forwarding(
+            lookup("x-forwarded-for").as_deref(),
+            lookup("forwarded").as_deref(),
+            lookup("cf-connecting-ip").as_deref(),
+            url.scheme(),
+        ),
     };
     let max_attempts = options.max_attempts.unwrap_or(config.max_attempts);
+    let idempotency_key = req.headers().has(IDEMPOTENCY_KEY_HEADER).unwrap_or(false);
+    let replay = Replay::of(&req.inner().method(), out.body.len(), idempotency_key);
     let mut plan =
         AttemptPlan::new(max_attempts, config.fleet.len(), started_ms + config.request_deadline_ms)
-            .distinct(config.distinct_downstreams);
+            .distinct(config.distinct_downstreams)
+            .replay(replay);
 
-    let mut last_response: Option<Response> = None;
+    let mut last_answer: Option<Answer> = None;
     let mut fell_back = false;
     let mut next = Next::GiveUp;
     loop {
         let attempt_no = plan.next_attempt();
-        let now = now_ms();
-        let ctx_sel = SelectContext::new(plan.excluded(), attempt_no, now);
-        let (arm, local_kind) = match choose(&config, &route, algo, &ctx_sel).await {
+        let ctx_sel = plan.select_context(now_ms());
+        let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,
         };
         fell_back |= matches!(algo, Algo::Learner) && local_kind.is_some();
         let Some(downstream) = config.fleet.get(arm) else { break };
-        let remaining = (started_ms + config.request_deadline_ms).saturating_sub(now).max(1);
+        // Read after choose(): the wait for the learner's recommendation is neither part of the
+        // attempt's latency nor left of the request's deadline.
+        let sent = now_ms();
+        let remaining = (started_ms + config.request_deadline_ms).saturating_sub(sent).max(1);
         let timeout = config.attempt_timeout_ms.min(remaining);
         let result = attempt::send(&ctx.env, downstream, &out, attempt_no, timeout).await;
         let finished = now_ms();
-        let (outcome, status, response) = match result {
-            AttemptResult::Answered(r) => {
-                (Outcome::from_status(r.status_code()), Some(r.status_code()), Some(r))
-            }
+        let (outcome, status, answer) = match result {
+            AttemptResult::Answered(a) => (Outcome::from_status(a.status), Some(a.status), Some(a)),
             AttemptResult::TimedOut => (Outcome::Timeout, None, None),
             AttemptResult::Failed(_) => (Outcome::ConnectError, None, None),
+            // The origin had the request and answered, but not in full: a server failure, not a
+            // connection error (which would make a POST look safe to retry).
+            AttemptResult::BrokenBody(status, _) => (Outcome::ServerError, Some(status), None),
         };
-        let latency_ms = finished.saturating_sub(now) as f64;
+        let latency_ms = finished.saturating_sub(sent) as f64;
         let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: attempt_no };
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
-        isolate::update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
-        isolate::count(|c| c.attempts += 1);
-        last_response = response;
-        next = isolate::record_attempt(
+        isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        isolate.count(|c| c.attempts += 1);
+        last_answer = answer;
+        next = isolate.record_attempt(
             &mut plan,
             AttemptRecord { arm, outcome, status, latency_ms },
             finished,
@@ -127,7 +150,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
 
     let finished_ms = now_ms();
     let id = request_id(started_ms);
-    let response = respond(&config, &plan, next, last_response, algo, &id, fell_back)?;
+    let response = respond(&config, &plan, next, last_answer, algo, &id, fell_back)?;
     if let Some(telemetry_config) = config.telemetry.clone() {
         let record = TelemetryRecord {
             schema: TELEMETRY_SCHEMA,
@@ -135,14 +158,14 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             caller_id: options.caller_id,
             route,
             strategy: algo.name().to_owned(),
-            router_instance: isolate::instance_id(),
+            router_instance: isolate.instance_id(),
             started_ms,
             finished_ms,
             attempts: attempts_telemetry(&config, &plan),
             final_outcome: plan.attempts().last().map_or(Outcome::ConnectError, |a| a.outcome),
             final_status: response.status_code(),
         };
-        ctx.data.wait_until(telemetry::post(telemetry_config, record));
+        ctx.data.wait_until(telemetry::post(isolate.clone(), telemetry_config, record));
     }
     Ok(control::with_cors(response, &config))
 }
@@ -150,25 +173,25 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
 /// Picks the arm of the next attempt. Returns the local strategy that chose it (`None` when the
 /// learner chose).
 async fn choose(
-    config: &RouterConfig,
+    isolate: &Isolate,
     route: &str,
     algo: Algo,
     ctx: &SelectContext<'_>,
 ) -> Option<(ArmId, Option<StrategyKind>)> {
     match algo {
-        Algo::Local(kind) => isolate::select(route, kind, ctx).map(|arm| (arm, Some(kind))),
+        Algo::Local(kind) => isolate.select(route, kind, ctx).map(|arm| (arm, Some(kind))),
         Algo::Learner => {
-            if let Some(arm) = learner::recommend(config, route, ctx.excluded).await {
-                isolate::count(|c| c.learner_recommendations += 1);
+            if let Some(arm) = learner::recommend(isolate.config(), route, ctx.excluded).await {
+                isolate.count(|c| c.learner_recommendations += 1);
                 return Some((arm, None));
             }
-            let fallbacks = isolate::tally(|c| &mut c.learner_fallbacks);
+            let fallbacks = isolate.tally(|c| &mut c.learner_fallbacks);
             log::sparse_warn(
                 "learner gave no usable recommendation, local fallback",
                 fallbacks,
                 "",
             );
-            isolate::select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
+            isolate.select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
         }
     }
 }
@@ -189,7 +212,7 @@ fn respond(
     config: &RouterConfig,
     plan: &AttemptPlan,
     next: Next,
-    last: Option<Response>,
+    last: Option<Answer>,
     algo: Algo,
     id: &str,
     fell_back: bool,
@@ -200,11 +223,7 @@ fn respond(
         .map(|d| d.name.clone())
         .unwrap_or_default();
     let mut response = match (next, last) {
-        (Next::Answer, Some(downstream_response)) => {
-            // Responses from fetch have immutable headers: copy them into a fresh set.
-            let headers = attempt::copy_headers(downstream_response.headers());
-            downstream_response.with_headers(headers)
-        }
+        (Next::Answer, Some(answer)) => answer.into_response()?,
         _ => {
             let attempts: Vec<_> = plan
                 .attempts()

@@ -12,7 +12,8 @@ use magnetar_core::telemetry::{
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 use crate::deadline::Deadline;
-use crate::{isolate, log};
+use crate::isolate::Isolate;
+use crate::log;
 
 /// Outcome of one post, for the counters.
 enum Delivery {
@@ -80,11 +81,11 @@ async fn send(config: &TelemetryConfig, record: TelemetryRecord) -> Delivery {
 }
 
 /// Posts `record` and counts the result (logging failures sparsely); never fails.
-pub async fn post(config: TelemetryConfig, record: TelemetryRecord) {
+pub async fn post(isolate: Isolate, config: TelemetryConfig, record: TelemetryRecord) {
     match send(&config, record).await {
-        Delivery::Stored => isolate::count(|c| c.telemetry_batches_sent += 1),
+        Delivery::Stored => isolate.count(|c| c.telemetry_batches_sent += 1),
         Delivery::Rejected(n) => {
-            let rejected = isolate::count(|c| {
+            let rejected = isolate.count(|c| {
                 c.telemetry_batches_sent += 1;
                 c.telemetry_records_rejected += n;
                 c.telemetry_records_rejected
@@ -92,7 +93,7 @@ pub async fn post(config: TelemetryConfig, record: TelemetryRecord) {
             log::sparse_warn("telemetry records rejected by the rest proxy", rejected, "");
         }
         Delivery::Failed(reason) => {
-            let failed = isolate::tally(|c| &mut c.telemetry_batches_failed);
+            let failed = isolate.tally(|c| &mut c.telemetry_batches_failed);
             log::sparse_warn("telemetry post failed", failed, &reason);
         }
     }

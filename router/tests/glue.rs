@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use magnetar_router::attempt::copy_headers;
+use magnetar_router::attempt::end_to_end_headers;
 use magnetar_router::deadline::{Deadline, race};
 use magnetar_router::learner::encode_query_value;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -20,16 +20,22 @@ fn query_values_are_percent_encoded() {
 }
 
 #[wasm_bindgen_test]
-fn copied_headers_are_independent_and_complete() {
+fn copied_headers_are_independent_and_complete_without_hop_by_hop_ones() {
     let original = Headers::new();
     original.set("x-a", "1").unwrap();
     original.append("set-cookie", "a=1").unwrap();
     original.append("set-cookie", "b=2").unwrap();
-    let copy = copy_headers(&original);
+    original.set("connection", "x-hop").unwrap();
+    original.set("x-hop", "1").unwrap();
+    original.set("proxy-authenticate", "Basic").unwrap();
+    let copy = end_to_end_headers(&original);
     copy.set("x-magnetar-worker", "w").unwrap();
     assert_eq!(copy.get("x-a").unwrap().as_deref(), Some("1"));
     assert_eq!(copy.get("set-cookie").unwrap().as_deref(), Some("a=1, b=2"));
     assert_eq!(original.get("x-magnetar-worker").unwrap(), None);
+    for hop in ["connection", "x-hop", "proxy-authenticate"] {
+        assert_eq!(copy.get(hop).unwrap(), None, "{hop}");
+    }
 }
 
 /// `worker::Delay` expects the numeric timer ids workerd returns; Node returns `Timeout`
