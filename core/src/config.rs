@@ -7,13 +7,14 @@
 use crate::fleet::{Fleet, FleetError};
 use crate::request::DEFAULT_MAX_BODY_BYTES;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
-use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig};
+use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, RetryMode};
 use crate::route::Routes;
-use crate::strategy::{StrategyKind, UnknownStrategy};
+use crate::strategy::magnetar::{MagnetarConfig, Objective};
+use crate::strategy::{StrategyKind, StrategyParams, UnknownStrategy};
 use crate::telemetry::DEFAULT_TOPIC;
 
 /// Strategy used when a request names none.
-pub const DEFAULT_ALGO: &str = "thompson";
+pub const DEFAULT_ALGO: &str = "magnetar";
 /// Deadline of one attempt.
 pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
 /// Deadline of the whole client request, all attempts included.
@@ -118,8 +119,13 @@ pub struct RouterConfig {
     pub fleet: Fleet,
     pub default_algo: Algo,
     pub max_attempts: u32,
-    pub distinct_downstreams: bool,
+    /// Which downstreams a retry may go to (`DISTINCT_DOWNSTREAMS`: `true`, `false` or `auto`,
+    /// the default: strategies that plan repeats decide, the others retry distinct downstreams).
+    pub retry_mode: RetryMode,
     pub attempt_timeout_ms: u64,
+    /// The `magnetar` strategy's parameters (`OBJECTIVE`, `CHANGE_HAZARD_PER_S`,
+    /// `ATTEMPT_COST_MS`).
+    pub magnetar: MagnetarConfig,
     pub request_deadline_ms: u64,
     pub telemetry: Option<TelemetryConfig>,
     pub learner: Option<LearnerConfig>,
@@ -139,6 +145,29 @@ pub struct RouterConfig {
 }
 
 impl RouterConfig {
+    /// How retries of a request served by `kind` may choose: `auto` is `true` for strategies
+    /// that do not plan repeats themselves (their registry row says which do).
+    pub fn retry_mode_for(&self, kind: StrategyKind) -> RetryMode {
+        match self.retry_mode {
+            RetryMode::Auto if !kind.plans_repeats() => RetryMode::Distinct,
+            mode => mode,
+        }
+    }
+
+    /// The parameters every local strategy of this router is built with: the fleet's weights,
+    /// the attempt budget as the penalty-free attempts, and `magnetar`'s variables (repeats
+    /// allowed unless `DISTINCT_DOWNSTREAMS` says `true`).
+    pub fn strategy_params(&self) -> StrategyParams {
+        StrategyParams {
+            penalty_free_attempts: self.max_attempts,
+            magnetar: MagnetarConfig {
+                repeats: self.retry_mode != RetryMode::Distinct,
+                ..self.magnetar
+            },
+            ..StrategyParams::from_fleet(&self.fleet)
+        }
+    }
+
     /// The learning route of a request for `path` (no query string).
     pub fn route_of<'a>(&'a self, path: &'a str) -> &'a str {
         match &self.routes {
@@ -200,17 +229,37 @@ fn parse_percent(
     }
 }
 
-fn parse_bool(
+/// A finite number of at least `min`, or `default` when unset.
+fn parse_f64(
     lookup: &dyn Fn(&str) -> Option<String>,
     var: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match lookup(var).as_deref().map(str::trim) {
-        None => Ok(default),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => Err(invalid(var, format!("expected true or false, got {other:?}"))),
+    default: f64,
+    min: f64,
+) -> Result<f64, ConfigError> {
+    let Some(raw) = lookup(var) else { return Ok(default) };
+    match raw.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= min => Ok(x),
+        _ => Err(invalid(var, format!("expected a finite number >= {min}, got {raw:?}"))),
     }
+}
+
+/// The `magnetar` strategy's variables.
+fn parse_magnetar(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    attempt_timeout_ms: u64,
+) -> Result<MagnetarConfig, ConfigError> {
+    let d = MagnetarConfig::default();
+    let objective = match lookup("OBJECTIVE") {
+        None => Objective::Success,
+        Some(raw) => raw.parse::<Objective>().map_err(|e| invalid("OBJECTIVE", e.to_string()))?,
+    };
+    Ok(MagnetarConfig {
+        objective,
+        hazard_per_s: parse_f64(lookup, "CHANGE_HAZARD_PER_S", d.hazard_per_s, 0.0)?,
+        attempt_cost_ms: parse_f64(lookup, "ATTEMPT_COST_MS", d.attempt_cost_ms, 0.0)?,
+        attempt_timeout_ms: attempt_timeout_ms as f64,
+        ..d
+    })
 }
 
 fn parse_base_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
@@ -241,7 +290,17 @@ impl RouterConfig {
             DEFAULT_MAX_ATTEMPTS.into(),
             1..=MAX_ATTEMPTS_CAP.into(),
         )? as u32;
-        let distinct_downstreams = parse_bool(lookup, "DISTINCT_DOWNSTREAMS", true)?;
+        let retry_mode = match lookup("DISTINCT_DOWNSTREAMS").as_deref().map(str::trim) {
+            None | Some("auto") => RetryMode::Auto,
+            Some("true" | "1" | "yes") => RetryMode::Distinct,
+            Some("false" | "0" | "no") => RetryMode::Repeat,
+            Some(other) => {
+                return Err(invalid(
+                    "DISTINCT_DOWNSTREAMS",
+                    format!("expected true, false or auto, got {other:?}"),
+                ));
+            }
+        };
         let attempt_timeout_ms =
             parse_u64(lookup, "ATTEMPT_TIMEOUT_MS", DEFAULT_ATTEMPT_TIMEOUT_MS, 1..=300_000)?;
         let request_deadline_ms =
@@ -327,12 +386,15 @@ impl RouterConfig {
                 }),
             };
 
+        let magnetar = parse_magnetar(lookup, attempt_timeout_ms)?;
+
         Ok(RouterConfig {
             fleet,
             default_algo,
             max_attempts,
-            distinct_downstreams,
+            retry_mode,
             attempt_timeout_ms,
+            magnetar,
             request_deadline_ms,
             telemetry,
             learner,
@@ -373,7 +435,10 @@ mod tests {
         let cfg = parse(&[("FLEET", FLEET), ("DEFAULT_ALGO", "round_robin")]).unwrap();
         assert_eq!(cfg.fleet.len(), 2);
         assert_eq!(cfg.max_attempts, DEFAULT_MAX_ATTEMPTS);
-        assert!(cfg.distinct_downstreams);
+        assert_eq!(cfg.retry_mode, RetryMode::Auto);
+        assert_eq!(cfg.retry_mode_for(StrategyKind::Thompson), RetryMode::Distinct);
+        assert_eq!(cfg.retry_mode_for(StrategyKind::Magnetar), RetryMode::Auto);
+        assert!(cfg.strategy_params().magnetar.repeats);
         assert_eq!(cfg.attempt_timeout_ms, DEFAULT_ATTEMPT_TIMEOUT_MS);
         assert_eq!(cfg.telemetry, None);
         assert_eq!(cfg.learner, None);
@@ -492,6 +557,10 @@ mod tests {
             (&[("FLEET", FLEET), ("MAX_ATTEMPTS", "0")], "MAX_ATTEMPTS: 0 is outside"),
             (&[("FLEET", FLEET), ("MAX_ATTEMPTS", "three")], "MAX_ATTEMPTS: expected a whole"),
             (&[("FLEET", FLEET), ("DISTINCT_DOWNSTREAMS", "maybe")], "DISTINCT_DOWNSTREAMS"),
+            (&[("FLEET", FLEET), ("OBJECTIVE", "fastest")], "OBJECTIVE: invalid objective"),
+            (&[("FLEET", FLEET), ("OBJECTIVE", "latency_slo:0")], "valid objectives"),
+            (&[("FLEET", FLEET), ("CHANGE_HAZARD_PER_S", "-1")], "CHANGE_HAZARD_PER_S"),
+            (&[("FLEET", FLEET), ("ATTEMPT_COST_MS", "NaN")], "ATTEMPT_COST_MS"),
             (&[("FLEET", FLEET), ("KAFKA_REST_URL", "kafka:9092")], "KAFKA_REST_URL: must start"),
             (
                 &[("FLEET", FLEET), ("KAFKA_REST_URL", "http://x"), ("KAFKA_REST_API", "v3")],

@@ -65,15 +65,15 @@ fn near_the_oracle_and_the_best(max_attempts: u32) {
     let config = config(max_attempts, RetryMode::Distinct);
     let mut failures = Vec::new();
     for name in SCENARIOS {
-        let scenario = Scenario::named(name, config.duration_ms()).unwrap();
+        let scenario = Scenario::named(name, config.duration_ms()).expect("built-in scenario");
         let rows = table(&scenario, &config);
-        let (_, ours, oracle) = *rows.iter().find(|r| r.0 == StrategyKind::Magnetar).unwrap();
+        let (_, ours, oracle) = *rows.iter().find(|r| r.0 == StrategyKind::Magnetar).expect("magnetar row");
         let (best_kind, best, _) = rows
             .iter()
             .filter(|r| r.0 != StrategyKind::Magnetar)
             .copied()
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap();
+            .expect("other strategies");
         // The outcome noise of the mean of 10 runs of 20,000 requests is at most
         // sqrt(0.25 / 200,000) = 0.11 points, and it is shared between strategies run with the
         // same seeds as far as their choices agree: 0.5 points is more than 4 sd of a difference.

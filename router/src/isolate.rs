@@ -15,7 +15,7 @@ use std::rc::Rc;
 use magnetar_core::config::{ConfigError, RouterConfig};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget};
 use magnetar_core::strategy::{
-    ArmId, Feedback, PosteriorSnapshot, SelectContext, Strategy, StrategyKind,
+    ArmId, Feedback, PosteriorSnapshot, SelectContext, Strategy, StrategyKind, StrategyParams,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -89,6 +89,8 @@ struct State {
     /// Caps retries across this isolate's requests when the deployment configures it.
     retry_budget: Option<RetryBudget>,
     counters: Counters,
+    /// What every local strategy is built with (the configuration's, computed once).
+    params: StrategyParams,
 }
 
 /// The isolate's state: a cheap handle (clone it into background work such as `wait_until`).
@@ -136,6 +138,7 @@ impl Isolate {
             last_params_refresh_ms: HashMap::new(),
             retry_budget: config.retry_budget.map(RetryBudget::new),
             counters: Counters::default(),
+            params: config.strategy_params(),
         };
         let isolate = Isolate { config, state: Rc::new(RefCell::new(state)) };
         ISOLATE.with_borrow_mut(|slot| *slot = Some(isolate.clone()));
@@ -171,6 +174,13 @@ impl Isolate {
     pub fn update(&self, route: &str, kind: StrategyKind, arm: ArmId, feedback: &Feedback) {
         let arms = self.config.fleet.len();
         self.with(|state| state.strategy(route, kind, arms).update(arm, feedback));
+    }
+
+    /// The attempt deadline a local strategy asks for `arm` (see
+    /// [`Strategy::attempt_deadline_ms`]); `None` when it has none.
+    pub fn attempt_deadline_ms(&self, route: &str, kind: StrategyKind, arm: ArmId) -> Option<f64> {
+        let arms = self.config.fleet.len();
+        self.with(|state| state.strategy(route, kind, arms).attempt_deadline_ms(arm))
     }
 
     /// A client request arrived: it pays into the retry budget (when there is one).
@@ -297,10 +307,11 @@ impl State {
         self.touch_route(route);
         let key = (route.to_owned(), kind);
         let learned = self.learned.get(&key.0).cloned();
+        let params = &self.params;
         self.strategies
             .entry(key)
             .or_insert_with(|| {
-                let mut s = kind.build(arms);
+                let mut s = kind.build_with(arms, params);
                 if let Some(snapshot) = learned.filter(|_| follows_learner(kind)) {
                     // A snapshot that does not fit this fleet is ignored: the strategy starts fresh.
                     let _ = s.restore(&snapshot);

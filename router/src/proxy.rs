@@ -101,7 +101,11 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let replay = Replay::of(&req.inner().method(), out.body.len(), idempotency_key);
     let mut plan =
         AttemptPlan::new(max_attempts, config.fleet.len(), started_ms + config.request_deadline_ms)
-            .distinct(config.distinct_downstreams)
+            .mode(match algo {
+                Algo::Local(kind) => config.retry_mode_for(kind),
+                Algo::Learner => config.retry_mode_for(LEARNER_FALLBACK),
+            })
+            .started_at(started_ms)
             .replay(replay);
 
     let mut last_answer: Option<Answer> = None;
@@ -119,8 +123,8 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         // Read after choose(): the wait for the learner's recommendation is neither part of the
         // attempt's latency nor left of the request's deadline.
         let sent = now_ms();
-        let remaining = (started_ms + config.request_deadline_ms).saturating_sub(sent).max(1);
-        let timeout = config.attempt_timeout_ms.min(remaining);
+        let hint = isolate.attempt_deadline_ms(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm);
+        let timeout = plan.attempt_timeout_ms(sent, config.attempt_timeout_ms, hint);
         let result = attempt::send(&ctx.env, downstream, &out, attempt_no, timeout).await;
         let finished = now_ms();
         let (outcome, status, answer) = match result {
