@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs a headless comparison against the running stack (started when none runs) and writes
-    /// results.json, summary.csv, samples.csv, table.md and chart.svg.
+    /// results.json, summary.csv, samples.csv, table.md, statistics.md and chart.svg.
     Run(RunArgs),
     /// Serves the test-bed page.
     Serve(ServeArgs),
@@ -234,6 +234,7 @@ where
 pub fn print_run(output: &run::RunOutput) {
     println!("\n{}\n", report::heading(&output.report));
     println!("{}", report::table(&output.report));
+    println!("{}", report::statistics_table(&output.report.statistics));
     println!("results in {}:", output.dir.display());
     for file in &output.files {
         println!("  {}", file.display());

@@ -11,6 +11,7 @@
 //! - [`peers`]: HAProxy and nginx configured and started on loopback;
 //! - [`stack`]: finding the running stack, or starting one;
 //! - [`run`]: one comparison, lanes interleaved; [`report`]: table, JSON, CSV, SVG;
+//! - [`stats`]: confidence intervals of success and of the difference against each peer;
 //! - [`latency`]: the router's added latency (`magnetar-lab latency`);
 //! - [`serve`]: the page's server; [`cli`]: the command line; [`process`]: child process groups.
 
@@ -25,3 +26,4 @@ pub mod run;
 pub mod scenario;
 pub mod serve;
 pub mod stack;
+pub mod stats;

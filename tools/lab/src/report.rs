@@ -3,7 +3,10 @@
 //! Files in the run's folder:
 //! - `results.json`: the whole run (settings, definitions, every lane's summary and samples);
 //! - `summary.csv`: one row per lane; `samples.csv`: one row per request;
-//! - `table.md`: the table the lab prints;
+//! - `table.md`: the measures' table the lab prints (one row per lane);
+//! - `statistics.md`: the intervals the lab prints below it: every lane's success and
+//!   first-attempt success with 95% intervals, and each Magnetar lane against each peer
+//!   ([`crate::stats`]);
 //! - `chart.svg`: rolling success rate per lane over the run, and final success rate per lane.
 
 use std::collections::BTreeMap;
@@ -17,9 +20,10 @@ use serde::Serialize;
 use crate::load::LoadShape;
 use crate::metrics::{self, DownstreamCount, ROLLING_WINDOW, Sample, Summary};
 use crate::scenario::Scenario;
+use crate::stats::{Interval, LaneCounts, Statistics};
 
 /// Version of the `results.json` layout (2: lanes interleaved, per-lane tags, tries and repeat
-/// tries).
+/// tries; later additions that leave every field in place, such as `statistics`, keep it).
 pub const RESULTS_SCHEMA: u32 = 2;
 
 /// One measured lane.
@@ -62,6 +66,21 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_tuning: Option<crate::peers::PeerTuning>,
     pub lanes: Vec<LaneReport>,
+    /// Every lane's 95% intervals and each Magnetar lane against each peer, from this run alone.
+    pub statistics: Statistics,
+}
+
+impl LaneReport {
+    /// The counts the lane's intervals rest on.
+    pub fn counts(&self) -> LaneCounts {
+        LaneCounts {
+            label: self.label.clone(),
+            kind: self.kind.clone(),
+            requests: self.summary.requests,
+            successes: self.summary.successes,
+            first_attempt_successes: self.summary.first_attempt_successes,
+        }
+    }
 }
 
 /// The definitions written into every results file (the page shows the same).
@@ -76,6 +95,7 @@ pub fn definitions(success_definition: &str) -> BTreeMap<String, String> {
         ("latency", "p50 and p99 of client-observed latency of every request, log-bucketed histogram with 1% precision (magnetar-core metrics), ms".to_owned()),
         ("realized_regret", "sum over requests of (probability that an oracle trying the best downstreams of the scenario in force, one distinct downstream per attempt within the same budget, serves the request) minus (1 if the request succeeded, else 0)".to_owned()),
         ("traffic_share", "attempts each downstream counted itself under the lane's x-flaky-tag over all of the lane's attempts, in fleet order".to_owned()),
+        ("confidence_intervals", "95% Wilson score interval of each lane's success and first-attempt success; the difference of a Magnetar lane's success and a peer's with Newcombe's hybrid score interval (method 10) from the two Wilson intervals, lanes taken as independent samples; better or worse when that interval excludes 0, else not distinguishable".to_owned()),
         ("rolling_success", format!("success rate over the last {ROLLING_WINDOW} requests, by request index")),
     ]
     .into_iter()
@@ -139,6 +159,73 @@ pub fn table(report: &RunReport) -> String {
     out
 }
 
+fn interval_text(i: &Interval) -> String {
+    format!("[{:.1}, {:.1}]", i.low * 100.0, i.high * 100.0)
+}
+
+fn points(x: f64) -> String {
+    format!("{:+.1}", x * 100.0)
+}
+
+/// The intervals (GitHub markdown): one table of every lane's success and first-attempt success
+/// with its 95% interval, one of each Magnetar lane against each peer, and how many requests they
+/// rest on.
+pub fn statistics_table(stats: &Statistics) -> String {
+    let mut out = String::new();
+    let (fewest, most) = stats.requests_range();
+    let per_lane = if fewest == most {
+        format!("{most} requests per lane")
+    } else {
+        format!("{fewest} to {most} requests per lane")
+    };
+    let pooled = if stats.repeats > 1 {
+        format!(", pooled over {} repeats of the whole comparison", stats.repeats)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "95% intervals ({}; differences: Newcombe's hybrid score interval), each resting on {per_lane}{pooled}.\n",
+        stats.proportion_method
+    );
+    out.push_str(
+        "| lane | requests | success | 95% interval | first-attempt success | 95% interval |\n",
+    );
+    out.push_str("|---|--:|--:|--:|--:|--:|\n");
+    for lane in &stats.lanes {
+        let label =
+            if lane.kind == "peer" { format!("{} (peer)", lane.label) } else { lane.label.clone() };
+        let (s, f) = (&lane.success, &lane.first_attempt_success);
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} |",
+            s.n,
+            pct(s.rate),
+            interval_text(&s.interval),
+            pct(f.rate),
+            interval_text(&f.interval)
+        );
+    }
+    if !stats.comparisons.is_empty() {
+        out.push_str(
+            "\n| lane | against | success difference, points | 95% interval | verdict |\n",
+        );
+        out.push_str("|---|---|--:|--:|---|\n");
+        for c in &stats.comparisons {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                c.lane,
+                c.peer,
+                points(c.difference),
+                interval_text(&c.interval),
+                c.verdict.text()
+            );
+        }
+    }
+    out
+}
+
 /// A one-line description of the run, printed above the table.
 pub fn heading(report: &RunReport) -> String {
     format!(
@@ -149,7 +236,12 @@ pub fn heading(report: &RunReport) -> String {
         report.load,
         report.max_attempts,
         if report.max_attempts == 1 { "" } else { "s" }
-    )
+    ) + if report.scenario.oracle_is_estimate(report.max_attempts) {
+        "; the oracle behind the regret column is an estimate (rate-limited downstreams counted as \
+         under their limit, an upper bound; outages as up two thirds of the time)"
+    } else {
+        ""
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -365,6 +457,10 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>> {
         ("summary.csv", summary_csv(report)),
         ("samples.csv", samples_csv(report)),
         ("table.md", format!("{}\n\n{}", heading(report), table(report))),
+        (
+            "statistics.md",
+            format!("{}\n\n{}", heading(report), statistics_table(&report.statistics)),
+        ),
         ("chart.svg", chart_svg(report)),
     ];
     let mut written = Vec::new();
@@ -374,4 +470,36 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(label: &str, kind: &str, successes: u64, requests: u64) -> LaneCounts {
+        LaneCounts {
+            label: label.into(),
+            kind: kind.into(),
+            requests,
+            successes,
+            first_attempt_successes: successes,
+        }
+    }
+
+    #[test]
+    fn the_statistics_table_shows_intervals_verdicts_and_what_they_rest_on() {
+        let stats = Statistics::of(
+            &[counts("magnetar", "magnetar", 81, 263), counts("haproxy", "peer", 15, 148)],
+            3,
+        );
+        let text = statistics_table(&stats);
+        assert!(
+            text.contains("each resting on 148 to 263 requests per lane, pooled over 3 repeats")
+        );
+        // Wilson for 81/263 is [25.53%, 36.62%].
+        assert!(text.contains("| magnetar | 263 | 30.8% | [25.5, 36.6] | 30.8% | [25.5, 36.6] |"));
+        assert!(text.contains("| haproxy (peer) | 148 | 10.1% | [6.2, 16."));
+        assert!(text.contains("| magnetar | haproxy | +20.7 |"), "{text}");
+        assert!(text.contains("| better |"), "{text}");
+    }
 }

@@ -22,6 +22,7 @@ use crate::peers::{self, Peer, PeerKind, PeerSettings, PeerTuning};
 use crate::report::{self, LaneReport, RESULTS_SCHEMA, RunReport};
 use crate::scenario::Scenario;
 use crate::stack::{FleetInfo, LocalStack};
+use crate::stats::Statistics;
 
 /// Attempt timeout and request deadline when the router does not say (its defaults).
 const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2000;
@@ -197,8 +198,6 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     }
 
     let run_id = format!("{:x}", unix_ms());
-    let headers: Vec<String> =
-        (0..scenario.phases.len()).map(|p| scenario.header_for_phase(p, &names)).collect();
     let started_at = unix_ms();
     let peer_settings = PeerSettings {
         downstreams: names
@@ -216,6 +215,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         .iter()
         .map(|a| LaneKind::Magnetar { algo: a.clone() })
         .chain(opts.peers.iter().map(|p| LaneKind::Peer(*p)))
+        .collect();
+    let headers: Vec<String> = (0..scenario.phases.len())
+        .map(|p| scenario.header_for_phase(p, &names, lanes.len()))
         .collect();
     let bars = MultiProgress::with_draw_target(if opts.progress {
         ProgressDrawTarget::stderr()
@@ -342,6 +344,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     }
     drop(peers);
 
+    let statistics = Statistics::of(&reports.iter().map(LaneReport::counts).collect::<Vec<_>>(), 1);
     let report = RunReport {
         schema: RESULTS_SCHEMA,
         tool: format!("magnetar-lab {}", env!("CARGO_PKG_VERSION")),
@@ -357,6 +360,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         definitions: report::definitions(&fleet.success_definition),
         peer_tuning: (!opts.peers.is_empty()).then(|| opts.peer_tuning.clone()),
         lanes: reports,
+        statistics,
     };
     let dir = match &opts.out_dir {
         Some(d) => d.clone(),
