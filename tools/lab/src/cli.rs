@@ -64,9 +64,10 @@ pub struct RunArgs {
     /// Router base URL (default: the port in config/workers.json on 127.0.0.1).
     #[arg(long, env = "MAGNETAR_ROUTER")]
     pub router: Option<String>,
-    /// Scenario: prototype, tiers or nonstationary (see `magnetar-lab scenarios`).
-    #[arg(long, default_value = "prototype")]
-    pub scenario: String,
+    /// Scenarios, comma-separated, run one after the other: prototype, t1 (alias tiers), t2, t3,
+    /// nonstationary, slowhost (see `magnetar-lab scenarios`).
+    #[arg(long, default_value = "prototype", value_delimiter = ',')]
+    pub scenario: Vec<String>,
     /// Strategies, comma-separated wire names, `all` (every strategy the router offers) or `none`.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub algos: Vec<String>,
@@ -76,6 +77,10 @@ pub struct RunArgs {
     /// Requests per lane.
     #[arg(long, default_value_t = DEFAULT_REQUESTS)]
     pub requests: usize,
+    /// Whole comparisons to run per scenario, each with fresh routes, peers and tags; their
+    /// counts are pooled for the 95% intervals (`<dir>/repeat-<k>/`, `<dir>/pooled.json`).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
     /// Requests in flight per lane (as fast as the lanes answer; lanes run interleaved, a new
     /// round leaves when every lane answered one) [default: 3, as the page's two strategies].
     #[arg(long, conflicts_with = "rate")]
@@ -156,9 +161,28 @@ fn default_router() -> String {
 }
 
 impl RunArgs {
-    /// The options `run::run` takes.
+    /// The options of each scenario's run, in order.
+    pub fn plan(&self) -> Result<Vec<RunOptions>> {
+        let first = self.options()?;
+        let scenarios: Vec<&String> = self.scenario.iter().filter(|s| !s.is_empty()).collect();
+        scenarios
+            .into_iter()
+            .map(|name| {
+                Scenario::by_name(name)?;
+                Ok(RunOptions { scenario: name.clone(), ..first.clone() })
+            })
+            .collect()
+    }
+
+    /// The options `run::run` takes, for the first scenario.
     pub fn options(&self) -> Result<RunOptions> {
-        Scenario::by_name(&self.scenario)?;
+        let Some(scenario) = self.scenario.iter().find(|s| !s.is_empty()) else {
+            bail!("give a --scenario")
+        };
+        Scenario::by_name(scenario)?;
+        if self.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
         let shape = match (self.rate, self.concurrency) {
             (Some(r), _) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
             (Some(r), _) => LoadShape::Rate(r),
@@ -202,7 +226,7 @@ impl RunArgs {
                 .unwrap_or_else(default_router)
                 .trim_end_matches('/')
                 .to_owned(),
-            scenario: self.scenario.clone(),
+            scenario: scenario.clone(),
             algos,
             peers,
             peer_tuning,
@@ -214,6 +238,7 @@ impl RunArgs {
             fresh_routes: !self.shared_route,
             start_stack: self.start_stack,
             progress: !self.no_progress,
+            repeats: self.repeats,
         })
     }
 }
@@ -241,6 +266,19 @@ pub fn print_run(output: &run::RunOutput) {
     }
 }
 
+/// Prints repeated runs: each repeat's table, then the pooled intervals.
+pub fn print_repeated(output: &run::RepeatedOutput) {
+    for run in &output.runs {
+        print_run(run);
+    }
+    println!("\n{}\n", report::pooled_heading(&output.pooled));
+    println!("{}", report::statistics_table(&output.pooled.statistics));
+    println!("pooled results in {}:", output.dir.display());
+    for file in &output.files {
+        println!("  {}", file.display());
+    }
+}
+
 /// Runs a parsed command line until it finishes or Ctrl-C (everything the lab started stops).
 pub async fn execute(cli: Cli) -> Result<()> {
     match cli.command {
@@ -249,12 +287,19 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let options = args.options()?;
-            let output = tokio::select! {
-                output = run::run(&options) => output?,
-                _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
-            };
-            print_run(&output);
+            for options in args.plan()? {
+                let finished = async {
+                    if options.repeats > 1 {
+                        run::run_repeated(&options).await.map(|o| print_repeated(&o))
+                    } else {
+                        run::run(&options).await.map(|o| print_run(&o))
+                    }
+                };
+                tokio::select! {
+                    finished = finished => finished?,
+                    _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
+                }
+            }
             Ok(())
         }
         Command::Latency(args) => {
@@ -329,7 +374,37 @@ mod tests {
     }
 
     #[test]
+    fn magnetar_is_a_lane_scenarios_run_in_turn_and_repeats_are_kept() {
+        let cli = Cli::try_parse_from([
+            "magnetar-lab",
+            "run",
+            "--router",
+            "http://x",
+            "--algos",
+            "magnetar",
+            "--scenario",
+            "t1,t2,t3,slowhost,tiers",
+            "--repeats",
+            "3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let plan = args.plan().unwrap();
+        let scenarios: Vec<&str> = plan.iter().map(|o| o.scenario.as_str()).collect();
+        assert_eq!(scenarios, ["t1", "t2", "t3", "slowhost", "tiers"]);
+        assert!(plan.iter().all(|o| o.algos == ["magnetar"] && o.repeats == 3));
+        // The router offers every strategy of the core: magnetar is among them.
+        assert!(magnetar_core::strategy::StrategyKind::ALL.iter().any(|k| k.name() == "magnetar"));
+        let o = run_options_from(["magnetar-lab", "run", "--router", "http://x"]).unwrap();
+        assert_eq!((o.scenario.as_str(), o.repeats), ("prototype", 1));
+    }
+
+    #[test]
     fn bad_arguments_are_refused() {
+        assert!(run_options_from(["magnetar-lab", "run", "--repeats", "0"]).is_err());
+        let cli = Cli::try_parse_from(["magnetar-lab", "run", "--scenario", "t1,nope"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert!(args.plan().is_err(), "every scenario is checked before any runs");
         assert!(run_options_from(["magnetar-lab", "run", "--scenario", "x"]).is_err());
         assert!(run_options_from(["magnetar-lab", "run", "--peers", "envoy"]).is_err());
         assert!(

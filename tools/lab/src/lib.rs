@@ -13,7 +13,8 @@
 //! - [`run`]: one comparison, lanes interleaved; [`report`]: table, JSON, CSV, SVG;
 //! - [`stats`]: confidence intervals of success and of the difference against each peer;
 //! - [`latency`]: the router's added latency (`magnetar-lab latency`);
-//! - [`serve`]: the page's server; [`cli`]: the command line; [`process`]: child process groups.
+//! - [`serve`]: the page's server; [`cli`]: the command line; [`prompt`]: its questions when run
+//!   bare in a terminal; [`process`]: child process groups.
 
 pub mod cli;
 pub mod latency;
@@ -21,6 +22,7 @@ pub mod load;
 pub mod metrics;
 pub mod peers;
 pub mod process;
+pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod scenario;

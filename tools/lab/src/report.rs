@@ -449,20 +449,82 @@ pub fn chart_svg(report: &RunReport) -> String {
     svg
 }
 
-/// Writes every file of the run into `dir` (created) and returns the paths written.
-pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Several whole comparisons of one scenario (`--repeats`), their counts pooled per lane.
+#[derive(Clone, Debug, Serialize)]
+pub struct PooledReport {
+    pub schema: u32,
+    pub tool: String,
+    pub scenario: String,
+    pub repeats: usize,
+    /// Requests per lane in each repeat.
+    pub requests_per_repeat: usize,
+    pub max_attempts: u32,
+    /// Each repeat's own results folder (its `results.json` has every sample).
+    pub runs: Vec<String>,
+    /// Each lane's counts summed over the repeats, in lane order.
+    pub lanes: Vec<LaneCounts>,
+    /// The intervals and comparisons of the pooled counts.
+    pub statistics: Statistics,
+}
+
+/// Pools runs of the same scenario and lanes: sums each lane's requests, successes and
+/// first-attempt successes over the runs. The runs must have the same lanes in the same order.
+pub fn pool(runs: &[&RunReport]) -> Result<PooledReport> {
+    let Some(first) = runs.first() else { anyhow::bail!("nothing to pool") };
+    let mut lanes: Vec<LaneCounts> = first.lanes.iter().map(LaneReport::counts).collect();
+    for run in &runs[1..] {
+        let labels = |r: &RunReport| r.lanes.iter().map(|l| l.label.clone()).collect::<Vec<_>>();
+        if labels(run) != labels(first) || run.scenario.name != first.scenario.name {
+            anyhow::bail!("the repeats measured different scenarios or lanes");
+        }
+        for (pooled, lane) in lanes.iter_mut().zip(&run.lanes) {
+            let c = lane.counts();
+            pooled.requests += c.requests;
+            pooled.successes += c.successes;
+            pooled.first_attempt_successes += c.first_attempt_successes;
+        }
+    }
+    Ok(PooledReport {
+        schema: RESULTS_SCHEMA,
+        tool: first.tool.clone(),
+        scenario: first.scenario.name.clone(),
+        repeats: runs.len(),
+        requests_per_repeat: first.requests,
+        max_attempts: first.max_attempts,
+        runs: Vec::new(),
+        statistics: Statistics::of(&lanes, runs.len()),
+        lanes,
+    })
+}
+
+/// The heading of a pooled report.
+pub fn pooled_heading(pooled: &PooledReport) -> String {
+    format!(
+        "scenario {}, {} repeats of {} requests per lane pooled, at most {} attempt{} per request",
+        pooled.scenario,
+        pooled.repeats,
+        pooled.requests_per_repeat,
+        pooled.max_attempts,
+        if pooled.max_attempts == 1 { "" } else { "s" }
+    )
+}
+
+/// Writes `pooled.json` and `statistics.md` into `dir` and returns the paths written.
+pub fn write_pooled(pooled: &PooledReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    write_files(
+        dir,
+        [
+            ("pooled.json", serde_json::to_string_pretty(pooled)?),
+            (
+                "statistics.md",
+                format!("{}\n\n{}", pooled_heading(pooled), statistics_table(&pooled.statistics)),
+            ),
+        ],
+    )
+}
+
+fn write_files<const N: usize>(dir: &Path, files: [(&str, String); N]) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let files = [
-        ("results.json", serde_json::to_string_pretty(report)?),
-        ("summary.csv", summary_csv(report)),
-        ("samples.csv", samples_csv(report)),
-        ("table.md", format!("{}\n\n{}", heading(report), table(report))),
-        (
-            "statistics.md",
-            format!("{}\n\n{}", heading(report), statistics_table(&report.statistics)),
-        ),
-        ("chart.svg", chart_svg(report)),
-    ];
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
@@ -470,6 +532,24 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// Writes every file of the run into `dir` (created) and returns the paths written.
+pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    write_files(
+        dir,
+        [
+            ("results.json", serde_json::to_string_pretty(report)?),
+            ("summary.csv", summary_csv(report)),
+            ("samples.csv", samples_csv(report)),
+            ("table.md", format!("{}\n\n{}", heading(report), table(report))),
+            (
+                "statistics.md",
+                format!("{}\n\n{}", heading(report), statistics_table(&report.statistics)),
+            ),
+            ("chart.svg", chart_svg(report)),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -501,5 +581,71 @@ mod tests {
         assert!(text.contains("| haproxy (peer) | 148 | 10.1% | [6.2, 16."));
         assert!(text.contains("| magnetar | haproxy | +20.7 |"), "{text}");
         assert!(text.contains("| better |"), "{text}");
+    }
+
+    fn run_report(lanes: &[(&str, &str, u64, u64)]) -> RunReport {
+        let lane = |(label, kind, successes, requests): &(&str, &str, u64, u64)| {
+            let samples: Vec<Sample> = (0..*requests)
+                .map(|i| Sample {
+                    index: i as usize,
+                    sent_ms: 0.0,
+                    latency_ms: 1.0,
+                    status: 200,
+                    success: i < *successes,
+                    attempts: 1,
+                    worker: "downstream-1".into(),
+                    oracle: 1.0,
+                    error: None,
+                    tried: None,
+                })
+                .collect();
+            LaneReport {
+                label: (*label).into(),
+                kind: (*kind).into(),
+                route: None,
+                tag: String::new(),
+                summary: metrics::summarize(&samples, &["downstream-1".into()], None),
+                downstream_counts: None,
+                samples,
+            }
+        };
+        let lanes: Vec<LaneReport> = lanes.iter().map(lane).collect();
+        RunReport {
+            schema: RESULTS_SCHEMA,
+            tool: "test".into(),
+            started_at_unix_ms: 0,
+            scenario: Scenario::by_name("t1").unwrap(),
+            requests: 100,
+            load: LoadShape::Concurrency(3),
+            max_attempts: 3,
+            router: String::new(),
+            learner: None,
+            fleet: vec!["downstream-1".into()],
+            phase_starts: vec![0],
+            definitions: BTreeMap::new(),
+            peer_tuning: None,
+            statistics: Statistics::of(
+                &lanes.iter().map(LaneReport::counts).collect::<Vec<_>>(),
+                1,
+            ),
+            lanes,
+        }
+    }
+
+    #[test]
+    fn repeats_pool_each_lanes_counts() {
+        let a = run_report(&[("magnetar", "magnetar", 98, 100), ("haproxy", "peer", 92, 100)]);
+        let b = run_report(&[("magnetar", "magnetar", 97, 100), ("haproxy", "peer", 92, 100)]);
+        let pooled = pool(&[&a, &b]).unwrap();
+        assert_eq!(pooled.repeats, 2);
+        assert_eq!((pooled.lanes[0].successes, pooled.lanes[0].requests), (195, 200));
+        assert_eq!(pooled.lanes[1].first_attempt_successes, 184);
+        // 97.5% against 92% over 200 requests each: the interval of the difference, [1.1, 10.3]
+        // points, excludes 0, where neither run alone (98% or 97% against 92% over 100) does.
+        assert_eq!(a.statistics.comparisons[0].verdict, crate::stats::Verdict::NotDistinguishable);
+        assert_eq!(pooled.statistics.comparisons[0].verdict, crate::stats::Verdict::Better);
+        assert_eq!(b.statistics.comparisons[0].verdict, crate::stats::Verdict::NotDistinguishable);
+        let other = run_report(&[("thompson", "magnetar", 97, 100), ("haproxy", "peer", 94, 100)]);
+        assert!(pool(&[&a, &other]).is_err());
     }
 }
