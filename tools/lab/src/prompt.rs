@@ -127,7 +127,21 @@ pub fn ask(input: &mut impl BufRead, output: &mut impl Write) -> Result<Answers>
         &format!("requests per configuration [{DEFAULT_REQUESTS}]"),
         parse_requests,
     )?;
-    Ok(Answers { algos, scenarios, requests })
+    let answers = Answers { algos, scenarios, requests };
+    writeln!(output, "the same as: magnetar-lab run {}", answers.flags())?;
+    Ok(answers)
+}
+
+impl Answers {
+    /// The flags that run the same without questions.
+    pub fn flags(&self) -> String {
+        format!(
+            "--algos {} --scenario {} --requests {}",
+            self.algos.join(","),
+            self.scenarios.join(","),
+            self.requests
+        )
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +172,9 @@ mod tests {
         assert_eq!(a.requests, DEFAULT_REQUESTS);
         assert!(output.contains("strategy (a name, or ALL) [ALL]: "), "{output}");
         assert!(output.contains("magnetar"), "the strategies are listed: {output}");
+        assert!(output.ends_with(
+            "the same as: magnetar-lab run --algos all --scenario t1,t2,t3 --requests 1000\n"
+        ));
     }
 
     #[test]

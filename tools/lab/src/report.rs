@@ -255,17 +255,18 @@ fn csv_field(s: &str) -> String {
 /// `summary.csv`: one row per lane.
 pub fn summary_csv(report: &RunReport) -> String {
     let mut out = String::from(
-        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts,attempts_per_request,repeat_tries,repeat_try_rate,best_guess_score,latency_p50_ms,latency_p99_ms,realized_regret,errors",
+        "lane,kind,requests,successes,success_rate,first_attempt_success_rate,attempts,attempts_per_request,repeat_tries,repeat_try_rate,best_guess_score,latency_p50_ms,latency_p99_ms,realized_regret,errors,success_ci95_low,success_ci95_high,first_attempt_ci95_low,first_attempt_ci95_high",
     );
     for name in &report.fleet {
         let _ = write!(out, ",share_{}", csv_field(name));
     }
     out.push('\n');
-    for lane in &report.lanes {
+    for (lane, stats) in report.lanes.iter().zip(&report.statistics.lanes) {
         let s = &lane.summary;
+        let (ok, first) = (stats.success.interval, stats.first_attempt_success.interval);
         let _ = write!(
             out,
-            "{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{},{:.3},{:.3},{:.4},{}",
+            "{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{},{:.3},{:.3},{:.4},{},{:.6},{:.6},{:.6},{:.6}",
             csv_field(&lane.label),
             lane.kind,
             s.requests,
@@ -281,6 +282,10 @@ pub fn summary_csv(report: &RunReport) -> String {
             s.latency_p99_ms,
             s.realized_regret,
             s.errors,
+            ok.low,
+            ok.high,
+            first.low,
+            first.high,
         );
         for share in &s.traffic_share {
             let _ = write!(out, ",{share:.6}");
@@ -645,6 +650,15 @@ mod tests {
         assert_eq!(a.statistics.comparisons[0].verdict, crate::stats::Verdict::NotDistinguishable);
         assert_eq!(pooled.statistics.comparisons[0].verdict, crate::stats::Verdict::Better);
         assert_eq!(b.statistics.comparisons[0].verdict, crate::stats::Verdict::NotDistinguishable);
+        let csv = summary_csv(&a);
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        let column = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        // Wilson for 98/100: [0.929988, 0.994498].
+        assert_eq!(
+            (column("success_ci95_low"), column("success_ci95_high")),
+            ("0.929988", "0.994498")
+        );
         let other = run_report(&[("thompson", "magnetar", 97, 100), ("haproxy", "peer", 94, 100)]);
         assert!(pool(&[&a, &other]).is_err());
     }
