@@ -287,18 +287,29 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            for options in args.plan()? {
+            let plan = args.plan()?;
+            let mut verdicts = Vec::new();
+            for options in &plan {
                 let finished = async {
                     if options.repeats > 1 {
-                        run::run_repeated(&options).await.map(|o| print_repeated(&o))
+                        let output = run::run_repeated(options).await?;
+                        print_repeated(&output);
+                        Ok::<_, anyhow::Error>(output.pooled.statistics)
                     } else {
-                        run::run(&options).await.map(|o| print_run(&o))
+                        let output = run::run(options).await?;
+                        print_run(&output);
+                        Ok(output.report.statistics)
                     }
                 };
-                tokio::select! {
+                let statistics = tokio::select! {
                     finished = finished => finished?,
                     _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
-                }
+                };
+                verdicts.push((options.scenario.clone(), statistics));
+            }
+            if verdicts.len() > 1 {
+                println!("\nsuccess against each peer, every scenario (points, 95% interval):\n");
+                println!("{}", report::verdicts_table(&verdicts));
             }
             Ok(())
         }

@@ -226,6 +226,45 @@ pub fn statistics_table(stats: &Statistics) -> String {
     out
 }
 
+/// Each Magnetar lane against each peer on every scenario of a multi-scenario run: the
+/// difference in success points with its 95% interval and the verdict, one row per pair, one
+/// column per scenario.
+pub fn verdicts_table(runs: &[(String, Statistics)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (_, stats) in runs {
+        for c in &stats.comparisons {
+            if !pairs.contains(&(c.lane.as_str(), c.peer.as_str())) {
+                pairs.push((c.lane.as_str(), c.peer.as_str()));
+            }
+        }
+    }
+    let mut out = String::from("| lane | against |");
+    for (scenario, _) in runs {
+        let _ = write!(out, " {scenario} |");
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---|".repeat(runs.len()));
+    out.push('\n');
+    for (lane, peer) in pairs {
+        let _ = write!(out, "| {lane} | {peer} |");
+        for (_, stats) in runs {
+            let cell = stats.comparisons.iter().find(|c| c.lane == lane && c.peer == peer);
+            let _ = match cell {
+                Some(c) => write!(
+                    out,
+                    " {} {} {} |",
+                    c.verdict.text(),
+                    points(c.difference),
+                    interval_text(&c.interval)
+                ),
+                None => write!(out, " – |"),
+            };
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A one-line description of the run, printed above the table.
 pub fn heading(report: &RunReport) -> String {
     format!(
@@ -658,6 +697,15 @@ mod tests {
         assert_eq!(
             (column("success_ci95_low"), column("success_ci95_high")),
             ("0.929988", "0.994498")
+        );
+        let verdicts = verdicts_table(&[
+            ("t1".into(), a.statistics.clone()),
+            ("t2".into(), pooled.statistics),
+        ]);
+        assert!(verdicts.starts_with("| lane | against | t1 | t2 |\n|---|---|---|---|\n"));
+        assert!(
+            verdicts.contains("| magnetar | haproxy | not distinguishable +6.0 [-0.3, 13.1] | better +5.5 [1.1, 10.3] |"),
+            "{verdicts}"
         );
         let other = run_report(&[("thompson", "magnetar", 97, 100), ("haproxy", "peer", 94, 100)]);
         assert!(pool(&[&a, &other]).is_err());
