@@ -8,6 +8,7 @@
 //! - [`scenario`]: how the fleet behaves over a run (the `x-flaky-config` header per request);
 //! - [`load`]: the load generator and how each lane's answers are read;
 //! - [`metrics`]: the definitions (success, first-attempt success, score, regret, ...);
+//! - [`oracle`]: the best possible success when rate limits bind at a fixed rate;
 //! - [`peers`]: HAProxy and nginx configured and started on loopback;
 //! - [`stack`]: finding the running stack, or starting one;
 //! - [`run`]: one comparison, lanes interleaved; [`report`]: table, JSON, CSV, SVG;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod latency;
 pub mod load;
 pub mod metrics;
+pub mod oracle;
 pub mod peers;
 pub mod process;
 pub mod prompt;

@@ -93,7 +93,7 @@ pub fn definitions(success_definition: &str) -> BTreeMap<String, String> {
         ("interleaving", "lanes run interleaved: request i of every lane leaves at the same moment with the same fleet behaviour, each lane with the same concurrency (requests in flight per lane; a new round leaves when every lane answered one) or the same rate per lane".to_owned()),
         ("best_guess_score", format!("successes minus every attempt beyond the {}rd of a request", metrics::FREE_ATTEMPTS)),
         ("latency", "p50 and p99 of client-observed latency of every request, log-bucketed histogram with 1% precision (magnetar-core metrics), ms".to_owned()),
-        ("realized_regret", "sum over requests of (probability that an oracle trying the best downstreams of the scenario in force, one distinct downstream per attempt within the same budget, serves the request) minus (1 if the request succeeded, else 0)".to_owned()),
+        ("realized_regret", "sum over requests of (probability that an oracle trying the best downstreams of the scenario in force, one distinct downstream per attempt within the same budget, serves the request) minus (1 if the request succeeded, else 0); rate-limited downstreams count as under their limit (an upper bound, labelled an estimate in the heading) unless the load has a fixed rate, where their limits bind (the lab's oracle module)".to_owned()),
         ("traffic_share", "attempts each downstream counted itself under the lane's x-flaky-tag over all of the lane's attempts, in fleet order".to_owned()),
         ("confidence_intervals", "95% Wilson score interval of each lane's success and first-attempt success; the difference of a Magnetar lane's success and a peer's with Newcombe's hybrid score interval (method 10) from the two Wilson intervals, lanes taken as independent samples; better or worse when that interval excludes 0, else not distinguishable".to_owned()),
         ("rolling_success", format!("success rate over the last {ROLLING_WINDOW} requests, by request index")),
@@ -275,7 +275,7 @@ pub fn heading(report: &RunReport) -> String {
         report.load,
         report.max_attempts,
         if report.max_attempts == 1 { "" } else { "s" }
-    ) + if report.scenario.oracle_is_estimate(report.max_attempts) {
+    ) + if report.scenario.oracle_is_estimate(report.max_attempts, report.load.rate()) {
         "; the oracle behind the regret column is an estimate (rate-limited downstreams counted as \
          under their limit, an upper bound; outages as up two thirds of the time)"
     } else {

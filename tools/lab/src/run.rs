@@ -345,6 +345,7 @@ async fn run_on(
                 names: names.clone(),
                 addr_names: peer.as_ref().map(|p| p.addr_names.clone()).unwrap_or_default(),
                 max_attempts,
+                rate: opts.shape.rate(),
             },
             route,
         ));

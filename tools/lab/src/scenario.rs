@@ -30,7 +30,8 @@
 //! `percentage_fail`, and for delays as long as the best downstreams answer within the attempt
 //! timeout (true of every built-in scenario: in `slowhost` four fast downstreams remain). It is an
 //! estimate, an upper bound, when a downstream among the best is `rate_limited` (assumed under its
-//! limit) and an estimate when one is in `cyclic_outage` (assumed up two thirds of the time):
+//! limit) unless the load has a fixed rate (`--rate`), where [`crate::oracle`] gives the bound the
+//! limits set; and an estimate when one is in `cyclic_outage` (assumed up two thirds of the time):
 //! [`Scenario::oracle_is_estimate`] says so and the report labels it.
 //!
 //! The same definitions are served to the test-bed page (`/scenarios.json`), so the page's presets
@@ -134,6 +135,15 @@ pub struct Phase {
     pub from: f64,
     /// One behaviour per downstream, in fleet order.
     pub downstreams: Vec<Behaviour>,
+}
+
+impl Phase {
+    /// Whether every rate-limited downstream of the phase has its limit from the scenario.
+    fn limits_known(&self) -> bool {
+        self.downstreams
+            .iter()
+            .all(|b| b.mode() != Ok(Mode::RateLimited) || b.rate_limit_rps.is_some())
+    }
 }
 
 /// A named, reproducible fleet behaviour over a run.
@@ -325,12 +335,31 @@ impl Scenario {
 
     /// Probability that an oracle serves a request successfully in phase `phase` with
     /// `max_attempts` attempts on distinct downstreams (the router's rule): it tries the best
-    /// downstreams first, so it fails only if the best `max_attempts` all fail. See the module
+    /// downstreams first, so it fails only if the best `max_attempts` all fail. Rate-limited
+    /// downstreams count as under their limit; see [`Scenario::oracle_at_rate`] and the module
     /// docs for when it is exact.
     pub fn oracle_for_phase(&self, phase: usize, max_attempts: u32) -> f64 {
         let all_fail: f64 =
             self.best(phase, max_attempts).iter().map(|b| 1.0 - b.success_probability()).product();
         1.0 - all_fail
+    }
+
+    /// The oracle of phase `phase` when every lane sends `rate` requests per second: rate limits
+    /// given by the scenario bind ([`crate::oracle::with_rate_limits`]). Without a rate, or with
+    /// a limited downstream whose limit the scenario leaves to the downstream, as
+    /// [`Scenario::oracle_for_phase`].
+    pub fn oracle_at_rate(&self, phase: usize, max_attempts: u32, rate: Option<f64>) -> f64 {
+        match (self.phases.get(phase), rate) {
+            (Some(p), Some(rate)) if p.limits_known() => {
+                let (limited, others): (Vec<&Behaviour>, Vec<&Behaviour>) =
+                    p.downstreams.iter().partition(|b| b.mode() == Ok(Mode::RateLimited));
+                let capacity: f64 =
+                    limited.iter().filter_map(|b| b.rate_limit_rps).map(f64::from).sum();
+                let others: Vec<f64> = others.iter().map(|b| b.success_probability()).collect();
+                crate::oracle::with_rate_limits(&others, capacity, rate, max_attempts)
+            }
+            _ => self.oracle_for_phase(phase, max_attempts),
+        }
     }
 
     /// The `max_attempts` downstreams the oracle tries in phase `phase`, best first.
@@ -342,9 +371,17 @@ impl Scenario {
         ranked
     }
 
-    /// Whether the oracle of some phase rests on an estimated downstream among those it tries.
-    pub fn oracle_is_estimate(&self, max_attempts: u32) -> bool {
-        (0..self.phases.len()).any(|p| self.best(p, max_attempts).iter().any(|b| b.is_estimate()))
+    /// Whether the oracle of some phase rests on an estimated downstream among those it tries,
+    /// at `rate` requests per second per lane when the load has a fixed rate: rate limits are
+    /// then exact when the scenario gives them, outages never are.
+    pub fn oracle_is_estimate(&self, max_attempts: u32, rate: Option<f64>) -> bool {
+        (0..self.phases.len()).any(|i| {
+            let exact_limits = rate.is_some() && self.phases[i].limits_known();
+            self.best(i, max_attempts).iter().any(|b| match b.mode() {
+                Ok(Mode::RateLimited) => !exact_limits,
+                _ => b.is_estimate(),
+            })
+        })
     }
 
     /// Request index at which each phase starts in a run of `total` requests.
@@ -422,7 +459,7 @@ mod tests {
         assert!((s.oracle_for_phase(0, 1) - 0.95).abs() < 1e-12);
         // 5%, 20% and 20% failing all fail with probability 0.05 × 0.2 × 0.2 = 0.002.
         assert!((s.oracle_for_phase(0, 3) - 0.998).abs() < 1e-12);
-        assert!(!s.oracle_is_estimate(3));
+        assert!(!s.oracle_is_estimate(3, None));
     }
 
     #[test]
@@ -441,7 +478,13 @@ mod tests {
         // labelled an estimate. Three attempts: both limited ones, then a 20% one.
         assert!((s.oracle_for_phase(0, 1) - 1.0).abs() < 1e-12);
         assert!((s.oracle_for_phase(0, 3) - 1.0).abs() < 1e-12);
-        assert!(s.oracle_is_estimate(1));
+        assert!(s.oracle_is_estimate(1, None));
+        // At a fixed 10 requests/s per lane the limits (4 + 2 per second) bind: 60% of the
+        // requests get a limited downstream, the rest a 20%-failing one.
+        assert!((s.oracle_at_rate(0, 1, Some(10.0)) - (0.6 + 0.4 * 0.8)).abs() < 1e-12);
+        assert!((s.oracle_at_rate(0, 3, Some(10.0)) - 1.0).abs() < 1e-12);
+        assert_eq!(s.oracle_at_rate(0, 1, None), s.oracle_for_phase(0, 1));
+        assert!(!s.oracle_is_estimate(1, Some(10.0)));
     }
 
     #[test]
@@ -460,7 +503,13 @@ mod tests {
         for p in &s.phases {
             assert_eq!(p.downstreams[2..], t1.phases[0].downstreams[2..]);
         }
-        assert!(s.oracle_is_estimate(3));
+        assert!(s.oracle_is_estimate(3, None));
+        // At 10 requests/s per lane and one attempt: 6, then 2, then all 10 per second admitted.
+        let single: Vec<f64> = (0..3).map(|p| s.oracle_at_rate(p, 1, Some(10.0))).collect();
+        let expected = [0.6 + 0.4 * 0.8, 0.2 + 0.8 * 0.8, 1.0];
+        for (got, want) in single.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{single:?}");
+        }
     }
 
     #[test]
@@ -477,6 +526,6 @@ mod tests {
         for phase in 0..2 {
             assert_eq!(s.oracle_for_phase(phase, 1), 1.0);
         }
-        assert!(!s.oracle_is_estimate(1));
+        assert!(!s.oracle_is_estimate(1, None));
     }
 }
