@@ -35,7 +35,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs a headless comparison against the running stack (started when none runs) and writes
-    /// results.json, summary.csv, samples.csv, table.md, statistics.md and chart.svg.
+    /// results.json, summary.csv, samples.csv, table.md, statistics.md and chart.svg. With no
+    /// arguments in a terminal it first asks for the strategy, the configurations and the
+    /// requests per configuration.
     Run(RunArgs),
     /// Serves the test-bed page.
     Serve(ServeArgs),

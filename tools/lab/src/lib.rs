@@ -11,7 +11,8 @@
 //! - [`oracle`]: the best possible success when rate limits bind at a fixed rate;
 //! - [`peers`]: HAProxy and nginx configured and started on loopback;
 //! - [`stack`]: finding the running stack, or starting one;
-//! - [`run`]: one comparison, lanes interleaved; [`report`]: table, JSON, CSV, SVG;
+//! - [`run`]: one comparison, lanes interleaved, or several pooled (`--repeats`); [`report`]:
+//!   tables, intervals, JSON, CSV, SVG;
 //! - [`stats`]: confidence intervals of success and of the difference against each peer;
 //! - [`latency`]: the router's added latency (`magnetar-lab latency`);
 //! - [`serve`]: the page's server; [`cli`]: the command line; [`prompt`]: its questions when run
