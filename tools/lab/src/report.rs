@@ -214,12 +214,13 @@ pub fn statistics_table(stats: &Statistics) -> String {
         for c in &stats.comparisons {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 c.lane,
                 c.peer,
                 points(c.difference),
                 interval_text(&c.interval),
-                c.verdict.text()
+                c.verdict.text(),
+                c.requests_to_distinguish.map_or_else(|| "–".to_owned(), |n| format!("≈{n}"))
             );
         }
     }

@@ -15,6 +15,12 @@
 //!   request, but each request's outcome is drawn by the downstreams on its own.
 //! - **Verdict**: `better` when the interval of the difference lies above 0, `worse` when below,
 //!   `not distinguishable` when it contains 0.
+//! - **Requests to tell apart** ([`requests_to_distinguish`]): how many requests per lane a
+//!   difference of the size observed needs before its interval excludes 0, from the normal
+//!   approximation `n = z² (p₁(1−p₁) + p₂(1−p₂)) / d²`: a guide for `--requests` and
+//!   `--repeats`, not a power calculation. Newcombe's interval is a little wider near 100%, so it
+//!   needs somewhat more; and with the true rates that close, about half of the runs of that
+//!   size would still not tell them apart (for 80% of them, about twice as many requests).
 
 use serde::Serialize;
 
@@ -76,6 +82,17 @@ pub fn newcombe_difference(a: &Proportion, b: &Proportion) -> Interval {
     Interval { low: d - below, high: d + above }
 }
 
+/// Requests per lane at which a difference of `a.rate − b.rate` would have a 95% interval that
+/// just excludes 0 (normal approximation, see the module docs); `None` for no difference.
+pub fn requests_to_distinguish(a: &Proportion, b: &Proportion) -> Option<u64> {
+    let d = a.rate - b.rate;
+    if d == 0.0 {
+        return None;
+    }
+    let variance = a.rate * (1.0 - a.rate) + b.rate * (1.0 - b.rate);
+    Some(((Z_95 * Z_95 * variance / (d * d)).ceil() as u64).max(1))
+}
+
 /// What the interval of a difference says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,6 +152,8 @@ pub struct Comparison {
     pub difference: f64,
     pub interval: Interval,
     pub verdict: Verdict,
+    /// Requests per lane a difference this size needs to be told apart ([`requests_to_distinguish`]).
+    pub requests_to_distinguish: Option<u64>,
 }
 
 /// Every lane's intervals and every Magnetar lane against every peer.
@@ -172,6 +191,7 @@ impl Statistics {
                     difference: lane.success.rate - peer.success.rate,
                     interval,
                     verdict: Verdict::of(&interval),
+                    requests_to_distinguish: requests_to_distinguish(&lane.success, &peer.success),
                 });
             }
         }
@@ -227,6 +247,19 @@ mod tests {
             let i = newcombe_difference(&Proportion::new(k1, n1), &Proportion::new(k2, n2));
             assert!(close(i.low, low) && close(i.high, high), "{k1}/{n1} - {k2}/{n2}: {i:?}");
         }
+    }
+
+    #[test]
+    fn requests_to_distinguish_follow_the_normal_approximation() {
+        // 97.5% against 95%: 1.96² × (0.024375 + 0.0475) / 0.025² = 441.8.
+        let n = requests_to_distinguish(&Proportion::new(975, 1000), &Proportion::new(950, 1000));
+        assert_eq!(n, Some(442));
+        // A guide, not the threshold of Newcombe's interval, which is wider near 100%: the same
+        // rates over 442 requests are not told apart yet, over 1,000 they are, over 200 far from.
+        let at = |k1, k2, n| newcombe_difference(&Proportion::new(k1, n), &Proportion::new(k2, n));
+        assert!(at(431, 420, 442).low < 0.0 && at(431, 420, 442).low > -0.001);
+        assert!(at(975, 950, 1000).low > 0.0 && at(195, 190, 200).low < -0.01);
+        assert_eq!(requests_to_distinguish(&Proportion::new(5, 10), &Proportion::new(5, 10)), None);
     }
 
     #[test]
