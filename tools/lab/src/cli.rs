@@ -35,7 +35,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs a headless comparison against the running stack (started when none runs) and writes
-    /// results.json, summary.csv, samples.csv, table.md and chart.svg.
+    /// results.json, summary.csv, samples.csv, table.md, statistics.md and chart.svg. With no
+    /// arguments in a terminal it first asks for the strategy, the configurations and the
+    /// requests per configuration.
     Run(RunArgs),
     /// Serves the test-bed page.
     Serve(ServeArgs),
@@ -64,9 +66,10 @@ pub struct RunArgs {
     /// Router base URL (default: the port in config/workers.json on 127.0.0.1).
     #[arg(long, env = "MAGNETAR_ROUTER")]
     pub router: Option<String>,
-    /// Scenario: prototype, tiers or nonstationary (see `magnetar-lab scenarios`).
-    #[arg(long, default_value = "prototype")]
-    pub scenario: String,
+    /// Scenarios, comma-separated, run one after the other: prototype, t1 (alias tiers), t2, t3,
+    /// nonstationary, slowhost (see `magnetar-lab scenarios`).
+    #[arg(long, default_value = "prototype", value_delimiter = ',')]
+    pub scenario: Vec<String>,
     /// Strategies, comma-separated wire names, `all` (every strategy the router offers) or `none`.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub algos: Vec<String>,
@@ -76,6 +79,10 @@ pub struct RunArgs {
     /// Requests per lane.
     #[arg(long, default_value_t = DEFAULT_REQUESTS)]
     pub requests: usize,
+    /// Whole comparisons to run per scenario, each with fresh routes, peers and tags; their
+    /// counts are pooled for the 95% intervals (`<dir>/repeat-<k>/`, `<dir>/pooled.json`).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
     /// Requests in flight per lane (as fast as the lanes answer; lanes run interleaved, a new
     /// round leaves when every lane answered one) [default: 3, as the page's two strategies].
     #[arg(long, conflicts_with = "rate")]
@@ -156,9 +163,28 @@ fn default_router() -> String {
 }
 
 impl RunArgs {
-    /// The options `run::run` takes.
+    /// The options of each scenario's run, in order.
+    pub fn plan(&self) -> Result<Vec<RunOptions>> {
+        let first = self.options()?;
+        let scenarios: Vec<&String> = self.scenario.iter().filter(|s| !s.is_empty()).collect();
+        scenarios
+            .into_iter()
+            .map(|name| {
+                Scenario::by_name(name)?;
+                Ok(RunOptions { scenario: name.clone(), ..first.clone() })
+            })
+            .collect()
+    }
+
+    /// The options `run::run` takes, for the first scenario.
     pub fn options(&self) -> Result<RunOptions> {
-        Scenario::by_name(&self.scenario)?;
+        let Some(scenario) = self.scenario.iter().find(|s| !s.is_empty()) else {
+            bail!("give a --scenario")
+        };
+        Scenario::by_name(scenario)?;
+        if self.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
         let shape = match (self.rate, self.concurrency) {
             (Some(r), _) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
             (Some(r), _) => LoadShape::Rate(r),
@@ -202,7 +228,7 @@ impl RunArgs {
                 .unwrap_or_else(default_router)
                 .trim_end_matches('/')
                 .to_owned(),
-            scenario: self.scenario.clone(),
+            scenario: scenario.clone(),
             algos,
             peers,
             peer_tuning,
@@ -214,6 +240,7 @@ impl RunArgs {
             fresh_routes: !self.shared_route,
             start_stack: self.start_stack,
             progress: !self.no_progress,
+            repeats: self.repeats,
         })
     }
 }
@@ -234,7 +261,21 @@ where
 pub fn print_run(output: &run::RunOutput) {
     println!("\n{}\n", report::heading(&output.report));
     println!("{}", report::table(&output.report));
+    println!("{}", report::statistics_table(&output.report.statistics));
     println!("results in {}:", output.dir.display());
+    for file in &output.files {
+        println!("  {}", file.display());
+    }
+}
+
+/// Prints repeated runs: each repeat's table, then the pooled intervals.
+pub fn print_repeated(output: &run::RepeatedOutput) {
+    for run in &output.runs {
+        print_run(run);
+    }
+    println!("\n{}\n", report::pooled_heading(&output.pooled));
+    println!("{}", report::statistics_table(&output.pooled.statistics));
+    println!("pooled results in {}:", output.dir.display());
     for file in &output.files {
         println!("  {}", file.display());
     }
@@ -248,12 +289,30 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let options = args.options()?;
-            let output = tokio::select! {
-                output = run::run(&options) => output?,
-                _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
-            };
-            print_run(&output);
+            let plan = args.plan()?;
+            let mut verdicts = Vec::new();
+            for options in &plan {
+                let finished = async {
+                    if options.repeats > 1 {
+                        let output = run::run_repeated(options).await?;
+                        print_repeated(&output);
+                        Ok::<_, anyhow::Error>(output.pooled.statistics)
+                    } else {
+                        let output = run::run(options).await?;
+                        print_run(&output);
+                        Ok(output.report.statistics)
+                    }
+                };
+                let statistics = tokio::select! {
+                    finished = finished => finished?,
+                    _ = tokio::signal::ctrl_c() => bail!("interrupted: stopped everything the lab started"),
+                };
+                verdicts.push((options.scenario.clone(), statistics));
+            }
+            if verdicts.len() > 1 {
+                println!("\nsuccess against each peer, every scenario (points, 95% interval):\n");
+                println!("{}", report::verdicts_table(&verdicts));
+            }
             Ok(())
         }
         Command::Latency(args) => {
@@ -328,7 +387,37 @@ mod tests {
     }
 
     #[test]
+    fn magnetar_is_a_lane_scenarios_run_in_turn_and_repeats_are_kept() {
+        let cli = Cli::try_parse_from([
+            "magnetar-lab",
+            "run",
+            "--router",
+            "http://x",
+            "--algos",
+            "magnetar",
+            "--scenario",
+            "t1,t2,t3,slowhost,tiers",
+            "--repeats",
+            "3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let plan = args.plan().unwrap();
+        let scenarios: Vec<&str> = plan.iter().map(|o| o.scenario.as_str()).collect();
+        assert_eq!(scenarios, ["t1", "t2", "t3", "slowhost", "tiers"]);
+        assert!(plan.iter().all(|o| o.algos == ["magnetar"] && o.repeats == 3));
+        // The router offers every strategy of the core: magnetar is among them.
+        assert!(magnetar_core::strategy::StrategyKind::ALL.iter().any(|k| k.name() == "magnetar"));
+        let o = run_options_from(["magnetar-lab", "run", "--router", "http://x"]).unwrap();
+        assert_eq!((o.scenario.as_str(), o.repeats), ("prototype", 1));
+    }
+
+    #[test]
     fn bad_arguments_are_refused() {
+        assert!(run_options_from(["magnetar-lab", "run", "--repeats", "0"]).is_err());
+        let cli = Cli::try_parse_from(["magnetar-lab", "run", "--scenario", "t1,nope"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert!(args.plan().is_err(), "every scenario is checked before any runs");
         assert!(run_options_from(["magnetar-lab", "run", "--scenario", "x"]).is_err());
         assert!(run_options_from(["magnetar-lab", "run", "--peers", "envoy"]).is_err());
         assert!(

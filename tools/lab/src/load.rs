@@ -45,6 +45,16 @@ pub enum LoadShape {
     Rate(f64),
 }
 
+impl LoadShape {
+    /// Requests per second per lane, when fixed.
+    pub fn rate(&self) -> Option<f64> {
+        match self {
+            LoadShape::Rate(r) => Some(*r),
+            LoadShape::Concurrency(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Display for LoadShape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -78,6 +88,8 @@ pub struct LaneTarget {
     pub addr_names: std::collections::HashMap<String, String>,
     /// Attempt budget of each request (for the oracle).
     pub max_attempts: u32,
+    /// Requests per second of the lane when the load has a fixed rate (for the oracle).
+    pub rate: Option<f64>,
 }
 
 /// A lane cannot go on.
@@ -125,7 +137,7 @@ impl LaneTarget {
             success: false,
             attempts: 0,
             worker: String::new(),
-            oracle: scenario.oracle_for_phase(phase, self.max_attempts),
+            oracle: scenario.oracle_at_rate(phase, self.max_attempts, self.rate),
             error: None,
             tried: None,
         };

@@ -103,6 +103,8 @@ pub struct Summary {
     pub requests: u64,
     pub successes: u64,
     pub success_rate: f64,
+    /// Requests that succeeded on their first attempt (the count behind the rate, for intervals).
+    pub first_attempt_successes: u64,
     pub first_attempt_success_rate: f64,
     pub attempts: u64,
     pub attempts_per_request: f64,
@@ -195,6 +197,8 @@ pub fn summarize(
         requests: core.requests,
         successes: core.successes,
         success_rate: core.success_rate,
+        first_attempt_successes: samples.iter().filter(|s| s.first_attempt_success()).count()
+            as u64,
         first_attempt_success_rate: core.first_attempt_success_rate,
         attempts: core.attempts,
         attempts_per_request: core.attempts_per_request,
@@ -280,6 +284,7 @@ mod tests {
         let s = summarize(&samples, &fleet(), None);
         assert_eq!(s.successes, 3);
         assert_eq!(s.first_attempt_success_rate, 0.25);
+        assert_eq!(s.first_attempt_successes, 1);
         assert_eq!(s.attempts, 12);
         assert_eq!(s.attempts_per_request, 3.0);
         assert_eq!(s.max_attempts, 5);

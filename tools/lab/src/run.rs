@@ -19,9 +19,10 @@ use serde_json::Value;
 use crate::load::{self, LaneError, LaneKind, LaneTarget, LoadShape};
 use crate::metrics::{self, DownstreamCount, Sample};
 use crate::peers::{self, Peer, PeerKind, PeerSettings, PeerTuning};
-use crate::report::{self, LaneReport, RESULTS_SCHEMA, RunReport};
+use crate::report::{self, LaneReport, PooledReport, RESULTS_SCHEMA, RunReport};
 use crate::scenario::Scenario;
 use crate::stack::{FleetInfo, LocalStack};
+use crate::stats::Statistics;
 
 /// Attempt timeout and request deadline when the router does not say (its defaults).
 const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2000;
@@ -61,6 +62,8 @@ pub struct RunOptions {
     pub start_stack: StartStack,
     /// Draw progress bars (stderr).
     pub progress: bool,
+    /// Whole comparisons to run and pool ([`run_repeated`]); 1 = a single run ([`run`]).
+    pub repeats: usize,
 }
 
 /// The outcome of `run`: the report and where its files went.
@@ -108,23 +111,28 @@ async fn read_tag_counts(
     (names.len() == urls.len()).then_some(per_lane)
 }
 
-/// Runs the comparison and writes its files.
-pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
-    let scenario = Scenario::by_name(&opts.scenario)?;
-    scenario.validate()?;
-    if opts.requests == 0 {
-        bail!("--requests must be at least 1");
-    }
-    let client = load_client()?;
-    let root = crate::stack::repo_root();
+/// The stack a run measures: the router's URL and fleet, and the stack the lab started, if it
+/// did (stopped when this is dropped).
+pub struct Stack {
+    pub router: String,
+    pub fleet: FleetInfo,
+    _own: Option<LocalStack>,
+}
 
+/// Finds the running stack for `scenario`, or starts one (see [`StartStack`]).
+pub async fn stack_for(
+    opts: &RunOptions,
+    scenario: &Scenario,
+    client: &reqwest::Client,
+) -> Result<Stack> {
+    let root = crate::stack::repo_root();
     let running = if opts.start_stack == StartStack::Always {
         None
     } else {
-        FleetInfo::fetch(&client, &opts.router).await?
+        FleetInfo::fetch(client, &opts.router).await?
     };
     let fits = running.as_ref().is_some_and(|f| f.downstreams.len() == scenario.fleet_size());
-    let mut _own_stack = None;
+    let mut own = None;
     let (router, fleet) = match running {
         Some(fleet) if fits => (opts.router.clone(), fleet),
         other => {
@@ -149,8 +157,8 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
                 "{why}: starting a local stack with {} downstreams...",
                 scenario.fleet_size()
             );
-            let stack = LocalStack::start(&client, &root, scenario.fleet_size()).await?;
-            let fleet = FleetInfo::fetch(&client, &stack.router_url)
+            let stack = LocalStack::start(client, &root, scenario.fleet_size()).await?;
+            let fleet = FleetInfo::fetch(client, &stack.router_url)
                 .await?
                 .context("the stack the lab started does not answer")?;
             eprintln!(
@@ -159,10 +167,76 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
                 stack.learner_url.as_deref().unwrap_or("(not built: learner algo falls back)")
             );
             let url = stack.router_url.clone();
-            _own_stack = Some(stack);
+            own = Some(stack);
             (url, fleet)
         }
     };
+    Ok(Stack { router, fleet, _own: own })
+}
+
+fn checked_scenario(opts: &RunOptions) -> Result<Scenario> {
+    let scenario = Scenario::by_name(&opts.scenario)?;
+    scenario.validate()?;
+    if opts.requests == 0 {
+        bail!("--requests must be at least 1");
+    }
+    Ok(scenario)
+}
+
+/// Runs the comparison and writes its files.
+pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
+    let scenario = checked_scenario(opts)?;
+    let client = load_client()?;
+    let stack = stack_for(opts, &scenario, &client).await?;
+    run_on(opts, &scenario, &client, &stack).await
+}
+
+/// Runs `opts.repeats` whole comparisons one after the other on one stack, each with fresh
+/// routes, peers and tags, each writing its files into `<dir>/repeat-<k>/`, and pools their
+/// counts per lane into `<dir>/pooled.json` and `<dir>/statistics.md`.
+pub async fn run_repeated(opts: &RunOptions) -> Result<RepeatedOutput> {
+    let scenario = checked_scenario(opts)?;
+    if opts.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let client = load_client()?;
+    let stack = stack_for(opts, &scenario, &client).await?;
+    let dir = match &opts.out_dir {
+        Some(d) => d.clone(),
+        None => opts.out.join(format!("{}-{:x}-pooled", scenario.name, unix_ms())),
+    };
+    let mut runs = Vec::new();
+    for k in 1..=opts.repeats {
+        eprintln!("repeat {k} of {} ({})", opts.repeats, scenario.name);
+        let once = RunOptions { out_dir: Some(dir.join(format!("repeat-{k}"))), ..opts.clone() };
+        runs.push(run_on(&once, &scenario, &client, &stack).await?);
+    }
+    let reports: Vec<&RunReport> = runs.iter().map(|r| &r.report).collect();
+    let mut pooled = report::pool(&reports)?;
+    pooled.runs = runs.iter().map(|r| r.dir.display().to_string()).collect();
+    let files = report::write_pooled(&pooled, &dir)?;
+    Ok(RepeatedOutput { pooled, runs, dir, files })
+}
+
+/// The outcome of [`run_repeated`]: the pooled report, every repeat, and where the pooled files
+/// went.
+pub struct RepeatedOutput {
+    pub pooled: PooledReport,
+    pub runs: Vec<RunOutput>,
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+/// One comparison on `stack`.
+async fn run_on(
+    opts: &RunOptions,
+    scenario: &Scenario,
+    client: &reqwest::Client,
+    stack: &Stack,
+) -> Result<RunOutput> {
+    let (router, fleet) = (stack.router.clone(), &stack.fleet);
+    let scenario = scenario.clone();
+    let client = client.clone();
     scenario.check_fleet(fleet.downstreams.len())?;
     let names = fleet.names();
 
@@ -197,8 +271,6 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     }
 
     let run_id = format!("{:x}", unix_ms());
-    let headers: Vec<String> =
-        (0..scenario.phases.len()).map(|p| scenario.header_for_phase(p, &names)).collect();
     let started_at = unix_ms();
     let peer_settings = PeerSettings {
         downstreams: names
@@ -216,6 +288,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         .iter()
         .map(|a| LaneKind::Magnetar { algo: a.clone() })
         .chain(opts.peers.iter().map(|p| LaneKind::Peer(*p)))
+        .collect();
+    let headers: Vec<String> = (0..scenario.phases.len())
+        .map(|p| scenario.header_for_phase(p, &names, lanes.len()))
         .collect();
     let bars = MultiProgress::with_draw_target(if opts.progress {
         ProgressDrawTarget::stderr()
@@ -270,6 +345,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
                 names: names.clone(),
                 addr_names: peer.as_ref().map(|p| p.addr_names.clone()).unwrap_or_default(),
                 max_attempts,
+                rate: opts.shape.rate(),
             },
             route,
         ));
@@ -342,6 +418,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
     }
     drop(peers);
 
+    let statistics = Statistics::of(&reports.iter().map(LaneReport::counts).collect::<Vec<_>>(), 1);
     let report = RunReport {
         schema: RESULTS_SCHEMA,
         tool: format!("magnetar-lab {}", env!("CARGO_PKG_VERSION")),
@@ -357,6 +434,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunOutput> {
         definitions: report::definitions(&fleet.success_definition),
         peer_tuning: (!opts.peers.is_empty()).then(|| opts.peer_tuning.clone()),
         lanes: reports,
+        statistics,
     };
     let dir = match &opts.out_dir {
         Some(d) => d.clone(),
