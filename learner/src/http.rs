@@ -12,10 +12,6 @@
 //! consumer's health ([`crate::health`]), answering 503 when the consumer is down.
 //! Errors are JSON `{"error_code": N, "message": "..."}`, saying what was wrong with the request.
 
-use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -23,75 +19,16 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rand::rngs::SmallRng;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::auth::BasicAuth;
-use crate::config::Mode;
-use crate::health::ConsumerHealth;
-use crate::kafka::Bridge;
-use crate::metrics::{self, Counters};
+pub use crate::app_state::{AppState, Ingest};
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::metrics;
 use crate::produce;
-use crate::state::{LearnerState, RecommendError};
-
-/// The learned state and the RNG that samples it, behind one lock.
-#[derive(Debug)]
-pub struct Learner {
-    pub state: LearnerState,
-    pub rng: SmallRng,
-}
-
-/// Shared handle to the [`Learner`].
-#[derive(Debug, Clone)]
-pub struct SharedLearner(Arc<Mutex<Learner>>);
-
-impl SharedLearner {
-    pub fn new(state: LearnerState, rng: SmallRng) -> Self {
-        SharedLearner(Arc::new(Mutex::new(Learner { state, rng })))
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Learner> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// What the produce API does with accepted records.
-#[derive(Clone)]
-pub enum Ingest {
-    /// Apply them to this learner (embedded mode).
-    Apply,
-    /// Forward them to Kafka (bridge, combined).
-    Forward(Arc<Bridge>),
-    /// No produce API (kafka mode).
-    Refuse,
-}
-
-/// Everything the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub mode: Mode,
-    pub topic: Arc<str>,
-    /// The cluster id the v3 produce API answers for.
-    pub cluster_id: Arc<str>,
-    /// Credentials the produce APIs require, when configured.
-    pub basic_auth: Option<Arc<BasicAuth>>,
-    /// The Kafka consumer's liveness (consuming modes).
-    pub consumer: Option<Arc<ConsumerHealth>>,
-    pub body_limit_bytes: usize,
-    pub max_batch_records: usize,
-    pub learner: Option<SharedLearner>,
-    pub ingest: Ingest,
-    pub counters: Arc<Counters>,
-    /// Next offset of the embedded topic's single partition.
-    pub next_offset: Arc<AtomicI64>,
-}
-
-/// The learner's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use crate::shared::SharedLearner;
 
 /// Builds the router for `state.mode`: learning endpoints only when the mode learns.
 pub fn app(state: AppState) -> Router {
@@ -110,33 +47,16 @@ pub fn app(state: AppState) -> Router {
     reads.layer(cors).merge(produce).fallback(not_found).with_state(state)
 }
 
-/// A JSON error answer.
-fn error(status: StatusCode, error_code: u32, message: impl Into<String>) -> Response {
-    error_as(status, "application/json", error_code, message)
-}
-
-/// A JSON error answer (`{"error_code", "message"}`) with `content_type`, as the produce APIs
-/// give theirs.
-pub(crate) fn error_as(
-    status: StatusCode,
-    content_type: &'static str,
-    error_code: u32,
-    message: impl Into<String>,
-) -> Response {
-    let body = json!({"error_code": error_code, "message": message.into()});
-    (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
-}
-
 async fn not_found(
     State(state): State<AppState>,
     method: Method,
     uri: axum::http::Uri,
-) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        40400,
-        format!("no endpoint {method} {} in {} mode", uri.path(), state.mode.as_str()),
-    )
+) -> ApiError {
+    ApiError::no_endpoint(format!(
+        "no endpoint {method} {} in {} mode",
+        uri.path(),
+        state.mode.as_str()
+    ))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -156,31 +76,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn stats(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let consumer = state.consumer.as_ref().map(|c| c.report(now));
-    let guard = state.learner.as_ref().map(SharedLearner::lock);
-    let doc = metrics::stats_json(
-        state.mode,
-        &state.counters,
-        guard.as_ref().map(|l| &l.state),
-        consumer.as_ref(),
-        now,
-    );
-    drop(guard);
+    let summary = state.learner.as_ref().map(|l| l.summary(now));
+    let doc = metrics::stats_json(state.mode, &state.counters, summary.as_ref(), consumer.as_ref());
     axum::Json(doc).into_response()
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let consumer = state.consumer.as_ref().map(|c| c.report(now));
-    let guard = state.learner.as_ref().map(SharedLearner::lock);
-    let text = metrics::prometheus(
-        state.mode,
-        &state.counters,
-        guard.as_ref().map(|l| &l.state),
-        consumer.as_ref(),
-        now,
-    );
-    drop(guard);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let summary = state.learner.as_ref().map(|l| l.summary(now));
+    let text =
+        metrics::prometheus(state.mode, &state.counters, summary.as_ref(), consumer.as_ref());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,78 +108,47 @@ fn names(list: &str) -> Vec<String> {
     out
 }
 
-/// A request error of a GET endpoint, answered as JSON.
-#[derive(Debug)]
-struct BadQuery {
-    status: StatusCode,
-    code: u32,
-    message: String,
-}
-
-impl IntoResponse for BadQuery {
-    fn into_response(self) -> Response {
-        error(self.status, self.code, self.message)
-    }
-}
-
-fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQuery, BadQuery> {
-    let Query(q) = query.map_err(|e| BadQuery {
-        status: StatusCode::BAD_REQUEST,
-        code: 40001,
-        message: format!("bad query string: {e}"),
+fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQuery, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", 40001, format!("bad query string: {e}"))
     })?;
     match q.route.as_deref().map(str::trim) {
         Some(r) if !r.is_empty() => Ok(q),
-        _ => Err(BadQuery {
-            status: StatusCode::BAD_REQUEST,
-            code: 40002,
-            message: "missing query parameter route (e.g. route=/service)".into(),
-        }),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            40002,
+            "missing query parameter route (e.g. route=/service)",
+        )),
     }
+}
+
+/// The learner of a mode that learns; a 404 in bridge mode (the routes are not even mounted
+/// there, so this is only reached if that changes).
+fn learner_of(state: &AppState) -> Result<&SharedLearner, ApiError> {
+    state.learner.as_ref().ok_or_else(|| ApiError::no_endpoint("this process does not learn"))
 }
 
 async fn recommendation(
     State(state): State<AppState>,
     query: Result<Query<RouteQuery>, QueryRejection>,
-) -> Response {
-    let q = match route_of(query) {
-        Ok(q) => q,
-        Err(bad) => return bad.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let q = route_of(query)?;
     let route = q.route.as_deref().unwrap_or_default().trim();
     let candidates = q.candidates.as_deref().map(names).filter(|c| !c.is_empty());
     let exclude = q.exclude.as_deref().map(names).unwrap_or_default();
-    let Some(learner) = &state.learner else {
-        return error(StatusCode::NOT_FOUND, 40400, "this process does not learn");
-    };
-    let result = {
-        let mut guard = learner.lock();
-        let Learner { state, rng } = &mut *guard;
-        state.recommend(route, candidates.as_deref(), &exclude, now_ms(), rng)
-    };
-    match result {
-        Ok(rec) => axum::Json(rec).into_response(),
-        Err(e @ RecommendError::UnknownRoute(_)) => {
-            error(StatusCode::NOT_FOUND, 40403, e.to_string())
-        }
-        Err(e @ RecommendError::AllExcluded) => error(StatusCode::NOT_FOUND, 40404, e.to_string()),
-    }
+    let rec = learner_of(&state)?.recommend(route, candidates.as_deref(), &exclude, now_ms())?;
+    Ok(axum::Json(rec).into_response())
 }
 
 async fn params(
     State(state): State<AppState>,
     query: Result<Query<RouteQuery>, QueryRejection>,
-) -> Response {
-    let q = match route_of(query) {
-        Ok(q) => q,
-        Err(bad) => return bad.into_response(),
-    };
-    let Some(learner) = &state.learner else {
-        return error(StatusCode::NOT_FOUND, 40400, "this process does not learn");
-    };
-    let params =
-        learner.lock().state.params(q.route.as_deref().unwrap_or_default().trim(), now_ms());
-    axum::Json(params).into_response()
+) -> Result<Response, ApiError> {
+    let q = route_of(query)?;
+    let route = q.route.as_deref().unwrap_or_default().trim();
+    let params = learner_of(&state)?.params(route, now_ms());
+    Ok(axum::Json(params).into_response())
 }
 
 #[cfg(test)]
@@ -281,8 +157,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::config::Mode;
     use crate::health::ConsumerHealth;
+    use crate::metrics::Counters;
+    use crate::state::LearnerState;
     use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicI64;
     use std::time::Duration;
 
     /// A kafka-mode app (no Kafka behind it) whose consumer health the test drives.

@@ -21,9 +21,11 @@
 //!
 //! Map: [`config`] (flags, environment), [`ingest`] (v2 parsing, error codes), [`v3`] (v3
 //! parsing and answers), [`auth`] (basic auth), [`state`] (what is learned, caps), [`latency`],
-//! [`checkpoint`] (state file), [`metrics`] (`/stats`, `/metrics`), [`health`] (consumer
-//! liveness), [`http`] (`app(state) -> Router`), [`produce`] (the produce handlers), [`kafka`]
-//! (consumer, bridge, topic), [`offsets`] (which offsets may be committed).
+//! [`checkpoint`] (state file and the embedded checkpoint loop), [`metrics`] (`/stats`,
+//! `/metrics`), [`health`] (consumer liveness), [`shared`] (the learned state behind its lock),
+//! [`clock`], [`error`] (HTTP error answers), [`app_state`] (what handlers share), [`http`]
+//! (`app(state) -> Router`), [`produce`] (the produce handlers), [`kafka`] (consumer, bridge,
+//! topic), [`offsets`] (which offsets may be committed).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,9 +37,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
+pub mod app_state;
 pub mod auth;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
+pub mod error;
 pub mod health;
 pub mod http;
 pub mod ingest;
@@ -46,14 +51,17 @@ pub mod latency;
 pub mod metrics;
 pub mod offsets;
 pub mod produce;
+pub mod shared;
 pub mod state;
 pub mod v3;
 
+pub use app_state::{AppState, Ingest};
 pub use config::{LearnerConfig, Mode};
-pub use http::{AppState, app};
+pub use http::app;
+pub use shared::SharedLearner;
 
+use crate::clock::now_ms;
 use crate::health::ConsumerHealth;
-use crate::http::{Ingest, SharedLearner};
 use crate::metrics::Counters;
 use crate::state::LearnerState;
 
@@ -144,7 +152,7 @@ pub async fn run(
         ));
         let health = Arc::new(ConsumerHealth::for_commit_interval(config.commit_interval));
         // Up from here, so /healthz does not flicker 503 before the task's first turn.
-        health.started(http::now_ms());
+        health.started(now_ms());
         let task = kafka::ConsumerTask {
             consumer: Arc::new(kafka::consumer(k, &config.topic, committer.clone())?),
             committer,
@@ -155,26 +163,13 @@ pub async fn run(
         tasks.push(tokio::spawn(task.run(stopped.clone())));
     }
     if let (Some(path), Some(learner), Mode::Embedded) = (&config.state_file, &learner, mode) {
-        let (path, learner, counters) = (path.clone(), learner.clone(), counters.clone());
-        let mut stopped = stopped.clone();
-        let interval = config.commit_interval;
-        tasks.push(tokio::spawn(async move {
-            let mut saved_version = learner.lock().state.version();
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                let last = tokio::select! {
-                    _ = stopped.changed() => true,
-                    _ = tick.tick() => false,
-                };
-                let version = learner.lock().state.version();
-                if version != saved_version && kafka::write_checkpoint(&path, &learner, &counters) {
-                    saved_version = version;
-                }
-                if last {
-                    break;
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(checkpoint::embedded_loop(
+            path.clone(),
+            learner.clone(),
+            counters.clone(),
+            config.commit_interval,
+            stopped.clone(),
+        )));
     }
 
     let state = AppState {

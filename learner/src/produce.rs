@@ -19,31 +19,25 @@ use axum::response::{IntoResponse, Response};
 use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse};
 use tracing::{debug, warn};
 
-use crate::http::{self, AppState, Ingest, now_ms};
+use crate::app_state::{AppState, Ingest};
+use crate::clock::now_ms;
+use crate::error::ApiError;
 use crate::ingest::{self, BatchEntry, RecordError, Stored};
 use crate::state::Applied;
 use crate::v3::{self, Delivery, PayloadSize, V3Record, V3RecordError, V3Result};
 
-/// A request refused as a whole: counted, logged (without secrets) and answered as JSON.
-struct Refusal {
-    status: StatusCode,
-    kind: &'static str,
-    error_code: u32,
-    message: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, kind: &'static str, error_code: u32, message: String) -> Self {
-        Refusal { status, kind, error_code, message }
-    }
-
-    /// Counts and renders it with `content_type`.
-    fn answer(self, state: &AppState, content_type: &'static str) -> Response {
-        state.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
-        state.counters.error(self.kind);
-        debug!(kind = self.kind, code = self.error_code, message = %self.message, "produce request rejected");
-        http::error_as(self.status, content_type, self.error_code, self.message)
-    }
+/// A request refused as a whole: counted, logged (without secrets) and answered as JSON with
+/// `content_type`.
+fn refuse(state: &AppState, refusal: ApiError, content_type: &'static str) -> Response {
+    state.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
+    state.counters.error(refusal.kind());
+    debug!(
+        kind = refusal.kind(),
+        code = refusal.error_code(),
+        message = refusal.message(),
+        "produce request rejected"
+    );
+    refusal.with_content_type(content_type).into_response()
 }
 
 /// Middleware on the produce routes: 401 unless the configured credentials are presented.
@@ -58,17 +52,15 @@ pub async fn require_basic_auth(
         return next.run(request).await;
     }
     let message = "this produce API needs HTTP basic auth with the configured credentials";
-    let mut response = Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", 401, message.into())
-        .answer(&state, v3::CONTENT_TYPE);
-    let challenge = HeaderValue::from_static("Basic realm=\"magnetar\"");
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-    response
+    let refusal = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", 401, message)
+        .with_challenge("Basic realm=\"magnetar\"");
+    refuse(&state, refusal, v3::CONTENT_TYPE)
 }
 
 /// Checked first by both APIs: this mode has a produce API.
-fn check_ingest(state: &AppState, code: u32) -> Result<(), Refusal> {
+fn check_ingest(state: &AppState, code: u32) -> Result<(), ApiError> {
     if matches!(state.ingest, Ingest::Refuse) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_topic",
             code,
@@ -82,9 +74,9 @@ fn check_ingest(state: &AppState, code: u32) -> Result<(), Refusal> {
 }
 
 /// Checked by both APIs: the topic is the one this learner serves.
-fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), Refusal> {
+fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), ApiError> {
     if topic != &*state.topic {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_topic",
             code,
@@ -101,10 +93,10 @@ async fn read_body(
     request: Request,
     too_large_code: u32,
     read_error_code: u32,
-) -> Result<Bytes, Refusal> {
+) -> Result<Bytes, ApiError> {
     let limit = state.body_limit_bytes;
     let too_large = || {
-        Refusal::new(
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             too_large_code,
@@ -124,7 +116,7 @@ async fn read_body(
         if is_limit {
             too_large()
         } else {
-            Refusal::new(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "body_read",
                 read_error_code,
@@ -147,7 +139,7 @@ pub async fn v2(
             let body = serde_json::to_string(&response).unwrap_or_default();
             ([(header::CONTENT_TYPE, CONTENT_TYPE_V2)], body).into_response()
         }
-        Err(refusal) => refusal.answer(&state, CONTENT_TYPE_V2),
+        Err(refusal) => refuse(&state, refusal, CONTENT_TYPE_V2),
     }
 }
 
@@ -156,12 +148,12 @@ async fn v2_records(
     topic: &str,
     headers: &HeaderMap,
     request: Request,
-) -> Result<Vec<ProduceOffset>, Refusal> {
+) -> Result<Vec<ProduceOffset>, ApiError> {
     check_ingest(state, ingest::CODE_UNKNOWN_TOPIC)?;
     check_topic(state, topic, ingest::CODE_UNKNOWN_TOPIC)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if !ingest::accepts_content_type(content_type) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             ingest::CODE_UNSUPPORTED_MEDIA_TYPE,
@@ -174,7 +166,7 @@ async fn v2_records(
     }
     let body = read_body(state, headers, request, ingest::CODE_BODY_TOO_LARGE, 40003).await?;
     let entries = ingest::parse_batch(&body, state.max_batch_records).map_err(|e| {
-        Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.error_code(), e.to_string())
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.error_code(), e.to_string())
     })?;
     let results = store(state, entries).await;
     count_records(state, topic, results.iter().map(|r| r.as_ref().err().map(RecordError::kind)));
@@ -209,14 +201,14 @@ pub async fn v3(
     let json = [(header::CONTENT_TYPE, v3::CONTENT_TYPE)];
     let results = match v3_records(&state, &cluster_id, &topic, &headers, request).await {
         Ok(results) => results,
-        Err(refusal) => return refusal.answer(&state, v3::CONTENT_TYPE),
+        Err(refusal) => return refuse(&state, refusal, v3::CONTENT_TYPE),
     };
     if let [Err(e)] = results.as_slice() {
         // One record posted alone: its failure is the request's.
         let code = e.error_code();
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-        return Refusal::new(status, e.kind(), u32::from(code), e.to_string())
-            .answer(&state, v3::CONTENT_TYPE);
+        let refusal = ApiError::new(status, e.kind(), u32::from(code), e.to_string());
+        return refuse(&state, refusal, v3::CONTENT_TYPE);
     }
     count_records(
         &state,
@@ -239,10 +231,10 @@ async fn v3_records(
     topic: &str,
     headers: &HeaderMap,
     request: Request,
-) -> Result<Vec<Result<Delivery, V3RecordError>>, Refusal> {
+) -> Result<Vec<Result<Delivery, V3RecordError>>, ApiError> {
     check_ingest(state, 404)?;
     if cluster_id != &*state.cluster_id {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_cluster",
             404,
@@ -255,7 +247,7 @@ async fn v3_records(
     check_topic(state, topic, 404)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if !ingest::content_type_is(content_type, &[v3::CONTENT_TYPE]) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             415,
@@ -269,7 +261,7 @@ async fn v3_records(
     let body = read_body(state, headers, request, 413, 400).await?;
     let entries = v3::parse_records(&body, state.max_batch_records).map_err(|e| {
         let status = StatusCode::from_u16(e.error_code()).unwrap_or(StatusCode::BAD_REQUEST);
-        Refusal::new(status, e.kind(), u32::from(e.error_code()), e.to_string())
+        ApiError::new(status, e.kind(), u32::from(e.error_code()), e.to_string())
     })?;
     // The valid records go to the store; each slot keeps what its delivery report needs.
     let mut batch = Vec::with_capacity(entries.len());
@@ -346,34 +338,38 @@ fn count_records(
 /// the learner's policy, counted in `/stats`), exactly as the Kafka path treats it.
 fn apply_here(state: &AppState, entries: Vec<BatchEntry>) -> Vec<Result<Stored, RecordError>> {
     let Some(learner) = &state.learner else { return Vec::new() };
-    let now = now_ms();
-    let mut guard = learner.lock();
-    let mut results = Vec::with_capacity(entries.len());
-    let mut applied = BTreeMap::<&str, u64>::new();
-    for entry in entries {
-        let record = match entry.partition {
+    let checked: Vec<Result<_, RecordError>> = entries
+        .into_iter()
+        .map(|entry| match entry.partition {
             Some(p) if p != ingest::EMBEDDED_PARTITION => Err(RecordError::UnknownPartition(p)),
             _ => entry.record,
+        })
+        .collect();
+    let applied = learner.apply_all(checked.iter().filter_map(|r| r.as_ref().ok()), now_ms());
+    let mut offset = state.next_offset.fetch_add(applied.len() as i64, Ordering::Relaxed);
+    let mut labels = BTreeMap::<&str, u64>::new();
+    for a in &applied {
+        let label = match a {
+            Applied::New { .. } => "new",
+            Applied::Duplicate => "duplicate",
+            Applied::Refused => "capped",
         };
-        results.push(record.map(|record| {
-            let label = match guard.state.apply(&record, now) {
-                Applied::New { .. } => "new",
-                Applied::Duplicate => "duplicate",
-                Applied::Refused => "capped",
-            };
-            *applied.entry(label).or_default() += 1;
-            Stored {
-                partition: ingest::EMBEDDED_PARTITION,
-                offset: state.next_offset.fetch_add(1, Ordering::Relaxed),
-            }
-        }));
+        *labels.entry(label).or_default() += 1;
     }
-    drop(guard);
     debug!(
-        new = applied.get("new").copied().unwrap_or(0),
-        duplicates = applied.get("duplicate").copied().unwrap_or(0),
-        capped = applied.get("capped").copied().unwrap_or(0),
+        new = labels.get("new").copied().unwrap_or(0),
+        duplicates = labels.get("duplicate").copied().unwrap_or(0),
+        capped = labels.get("capped").copied().unwrap_or(0),
         "batch applied"
     );
-    results
+    checked
+        .into_iter()
+        .map(|r| {
+            r.map(|_| {
+                let at = Stored { partition: ingest::EMBEDDED_PARTITION, offset };
+                offset += 1;
+                at
+            })
+        })
+        .collect()
 }

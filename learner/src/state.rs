@@ -359,6 +359,47 @@ impl LearnerState {
         self.recent.len()
     }
 
+    /// The numbers `/stats` and `/metrics` render, as of `now_ms`.
+    pub fn summary(&self, now_ms: u64) -> StateSummary {
+        let routes = self
+            .routes
+            .iter()
+            .map(|(route, r)| RouteSummary {
+                route: route.clone(),
+                records: r.records,
+                downstreams: r
+                    .downstreams
+                    .iter()
+                    .map(|(name, d)| DownstreamSummary {
+                        name: name.clone(),
+                        attempts: d.attempts(),
+                        successes: d.successes(),
+                        outcomes: d.outcomes,
+                        counts: d.posterior.counts_at(now_ms, self.decay),
+                        mean: d.posterior.mean_at(now_ms, self.decay),
+                        p50_ms: d.latency.quantile(0.5),
+                        p99_ms: d.latency.quantile(0.99),
+                        max_ms: d.latency.max_ms(),
+                        latency_sum_ms: d.latency.sum_ms(),
+                        latency_count: d.latency.count(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        StateSummary {
+            version: self.version,
+            records_applied: self.records_applied,
+            duplicates: self.duplicates,
+            observations: self.observations,
+            half_life_ms: self.decay.half_life_ms(),
+            recent_ids: self.recent.len(),
+            limits: self.limits,
+            capped_records: self.capped_records,
+            capped_observations: self.capped_observations,
+            routes,
+        }
+    }
+
     /// The serializable form (for the checkpoint file).
     pub fn to_saved(&self) -> SavedState {
         SavedState {
@@ -387,6 +428,48 @@ impl LearnerState {
             capped_observations: 0,
         }
     }
+}
+
+/// What `/stats` and `/metrics` show of one downstream: computed under the lock
+/// ([`LearnerState::summary`]), rendered after it is released.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownstreamSummary {
+    pub name: String,
+    pub attempts: u64,
+    pub successes: u64,
+    /// Attempts per outcome, in [`Outcome::ALL`] order.
+    pub outcomes: [u64; 6],
+    /// Decayed counts as of the summary's time.
+    pub counts: ArmPosterior,
+    pub mean: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub latency_sum_ms: f64,
+    pub latency_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSummary {
+    pub route: String,
+    pub records: u64,
+    pub downstreams: Vec<DownstreamSummary>,
+}
+
+/// A copy of what the learner knows, small enough to take under the lock: numbers only, no
+/// histogram buckets, no rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSummary {
+    pub version: u64,
+    pub records_applied: u64,
+    pub duplicates: u64,
+    pub observations: u64,
+    pub half_life_ms: u64,
+    pub recent_ids: usize,
+    pub limits: Limits,
+    pub capped_records: u64,
+    pub capped_observations: u64,
+    pub routes: Vec<RouteSummary>,
 }
 
 /// Checkpoint layout of [`LearnerState`].

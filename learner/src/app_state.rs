@@ -1,0 +1,44 @@
+//! What the HTTP handlers share ([`AppState`]), apart from the handlers themselves so that the
+//! read API ([`crate::http`]) and the produce APIs ([`crate::produce`]) both depend on it and
+//! not on each other.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use crate::auth::BasicAuth;
+use crate::config::Mode;
+use crate::health::ConsumerHealth;
+use crate::kafka::Bridge;
+use crate::metrics::Counters;
+use crate::shared::SharedLearner;
+
+/// What the produce API does with accepted records.
+#[derive(Clone)]
+pub enum Ingest {
+    /// Apply them to this learner (embedded mode).
+    Apply,
+    /// Forward them to Kafka (bridge, combined).
+    Forward(Arc<Bridge>),
+    /// No produce API (kafka mode).
+    Refuse,
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub mode: Mode,
+    pub topic: Arc<str>,
+    /// The cluster id the v3 produce API answers for.
+    pub cluster_id: Arc<str>,
+    /// Credentials the produce APIs require, when configured.
+    pub basic_auth: Option<Arc<BasicAuth>>,
+    /// The Kafka consumer's liveness (consuming modes).
+    pub consumer: Option<Arc<ConsumerHealth>>,
+    pub body_limit_bytes: usize,
+    pub max_batch_records: usize,
+    pub learner: Option<SharedLearner>,
+    pub ingest: Ingest,
+    pub counters: Arc<Counters>,
+    /// Next offset of the embedded topic's single partition.
+    pub next_offset: Arc<AtomicI64>,
+}
