@@ -23,8 +23,9 @@
 //! once the table is full, which the counters (`/stats` `caps`, `/metrics`
 //! `magnetar_learner_capped_*_total`) make visible; raise the cap or restart without the state
 //! file to make room. A checkpoint holding more than the caps is loaded whole; the caps then
-//! only stop further growth. Memory: a downstream costs at most about 2.2 KiB (the latency
-//! histogram dominates), so the defaults bound the state at roughly 2.3 GB in the worst case;
+//! only stop further growth. Memory: a downstream costs about 2.7 KiB with latencies of a
+//! few seconds and at most about 4.6 KiB (the latency histogram dominates, see
+//! [`crate::latency`]), so the defaults bound the state at roughly 4.8 GB in the worst case;
 //! size the caps to the fleet.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
