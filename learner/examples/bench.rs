@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 
 const V2_JSON: &str = "application/vnd.kafka.json.v2+json";
 const CLIENTS: usize = 8;
+/// The bearer token the learners under test ask for (the routers' `LEARNER_TOKEN`).
+const TOKEN: &str = "bench-token-0123456789";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -53,7 +55,7 @@ impl Learner {
         let exe = std::env::current_exe().expect("current exe");
         let mut child = Command::new(exe)
             .arg("--serve")
-            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--token", TOKEN])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -220,7 +222,14 @@ fn tansu_bin() -> Option<PathBuf> {
 }
 
 async fn bench() {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let mut auth = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {TOKEN}").parse().expect("header value");
+    auth.insert(reqwest::header::AUTHORIZATION, bearer);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .default_headers(auth)
+        .build()
+        .expect("client");
     println!("learner bench: {CLIENTS} concurrent clients on the same {}-core machine", cores());
     println!();
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use crate::auth::BasicAuth;
+use crate::auth::{Access, BasicAuth};
 use crate::config::Mode;
 use crate::health::ConsumerHealth;
 use crate::kafka::Bridge;
@@ -30,7 +30,9 @@ pub struct AppState {
     pub topic: Arc<str>,
     /// The cluster id the v3 produce API answers for.
     pub cluster_id: Arc<str>,
-    /// Credentials the produce APIs require, when configured.
+    /// Who may call the protected endpoints ([`crate::auth`]).
+    pub access: Arc<Access>,
+    /// Basic-auth credentials the produce APIs also accept, when configured.
     pub basic_auth: Option<Arc<BasicAuth>>,
     /// The Kafka consumer's liveness (consuming modes).
     pub consumer: Option<Arc<ConsumerHealth>>,

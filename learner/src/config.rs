@@ -18,12 +18,14 @@
 //! | `--state-file` | `LEARNER_STATE_FILE` | none (state lives in memory only) |
 //! | `--seed` | `LEARNER_SEED` | none (seeded from the OS) |
 //! | `--cluster-id` | `LEARNER_CLUSTER_ID` | [`DEFAULT_CLUSTER_ID`] (the v3 produce API's cluster) |
-//! | `--rest-basic-auth` | `LEARNER_REST_BASIC_AUTH` | none (`user:password` guards the produce APIs) |
+//! | `--token` | `MAGNETAR_LEARNER_TOKEN` | none; required unless `--open` (bearer token of every protected endpoint, see [`crate::auth`]) |
+//! | `--open` | none | off: serve without credentials, loopback addresses only |
+//! | `--rest-basic-auth` | `LEARNER_REST_BASIC_AUTH` | none (`user:password` also accepted by the produce APIs) |
 //! | `--max-routes` | `LEARNER_MAX_ROUTES` | [`DEFAULT_MAX_ROUTES`] |
 //! | `--max-downstreams-per-route` | `LEARNER_MAX_DOWNSTREAMS` | [`DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE`] |
 //!
-//! `--print-config` (no variable) prints the validated configuration as JSON, the basic-auth
-//! password left out, and exits.
+//! `--print-config` (no variable) prints the validated configuration as JSON, the token and the
+//! basic-auth password left out, and exits.
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -35,7 +37,7 @@ use magnetar_core::posterior::Decay;
 pub use magnetar_core::telemetry::DEFAULT_TOPIC;
 use serde_json::{Value, json};
 
-use crate::auth::BasicAuth;
+use crate::auth::{Access, BasicAuth, BearerToken};
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8090";
 pub const DEFAULT_GROUP: &str = "magnetar-learner";
@@ -142,7 +144,14 @@ pub struct Args {
     /// Cluster id of the v3 produce API: POST /v3/clusters/{cluster_id}/topics/{topic}/records.
     #[arg(long, env = "LEARNER_CLUSTER_ID", default_value = DEFAULT_CLUSTER_ID)]
     pub cluster_id: String,
-    /// user:password required (HTTP basic auth) on the produce APIs; GET endpoints stay open.
+    /// Bearer token required on the produce APIs, /recommendation, /params and /stats
+    /// (Authorization: Bearer <token>); /healthz and /metrics stay public. Required unless --open.
+    #[arg(long, env = "MAGNETAR_LEARNER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Serve every endpoint without credentials; only on a loopback --http-addr.
+    #[arg(long, conflicts_with_all = ["token", "rest_basic_auth"])]
+    pub open: bool,
+    /// user:password (HTTP basic auth) also accepted by the produce APIs, besides the token.
     #[arg(long, env = "LEARNER_REST_BASIC_AUTH", hide_env_values = true)]
     pub rest_basic_auth: Option<String>,
     /// Most routes kept in the learned state; records of further routes are counted, not learned.
@@ -183,6 +192,7 @@ pub struct LearnerConfig {
     pub state_file: Option<PathBuf>,
     pub seed: Option<u64>,
     pub cluster_id: String,
+    pub access: Access,
     pub basic_auth: Option<BasicAuth>,
     pub max_routes: usize,
     pub max_downstreams_per_route: usize,
@@ -198,6 +208,11 @@ pub enum ConfigError {
     /// Says what is wrong without echoing the value (it holds a password).
     #[error("invalid {field}: {reason}")]
     Secret { field: &'static str, reason: &'static str },
+    #[error(
+        "--token (MAGNETAR_LEARNER_TOKEN) is required: the learner refuses ingest and reads \
+         without credentials; pass --open to serve without them on loopback"
+    )]
+    NoCredentials,
 }
 
 fn invalid(field: &'static str, value: impl ToString, reason: &'static str) -> ConfigError {
@@ -262,6 +277,20 @@ impl TryFrom<Args> for LearnerConfig {
                 reason,
             })?),
         };
+        let access = match (args.token.as_deref(), args.open) {
+            (Some(token), _) => Access::Token(BearerToken::parse(token).map_err(|reason| {
+                ConfigError::Secret { field: "--token (MAGNETAR_LEARNER_TOKEN)", reason }
+            })?),
+            (None, true) if http_addr.ip().is_loopback() => Access::Open,
+            (None, true) => {
+                return Err(invalid(
+                    "--http-addr (LEARNER_HTTP_ADDR)",
+                    &args.http_addr,
+                    "must be a loopback address with --open",
+                ));
+            }
+            (None, false) => return Err(ConfigError::NoCredentials),
+        };
         if args.max_routes == 0 {
             return Err(invalid("--max-routes (LEARNER_MAX_ROUTES)", 0, "must be at least 1"));
         }
@@ -315,6 +344,7 @@ impl TryFrom<Args> for LearnerConfig {
             state_file: args.state_file,
             seed: args.seed,
             cluster_id,
+            access,
             basic_auth,
             max_routes: args.max_routes,
             max_downstreams_per_route: args.max_downstreams_per_route,
@@ -361,7 +391,8 @@ impl LearnerConfig {
         Ok(LearnerConfig::try_from(Args::try_parse_from(args)?)?)
     }
 
-    /// The configuration as JSON for `--print-config`: the basic-auth password is left out.
+    /// The configuration as JSON for `--print-config`: the token and the basic-auth password
+    /// are left out.
     pub fn summary(&self) -> Value {
         json!({
             "mode": self.mode.as_str(),
@@ -380,6 +411,7 @@ impl LearnerConfig {
             "commit_interval_ms": self.commit_interval.as_millis() as u64,
             "state_file": self.state_file,
             "seed": self.seed,
+            "access": if self.access.is_open() { "open" } else { "token" },
             "rest_basic_auth": self.basic_auth.as_ref().map(|a| json!({"user": a.user()})),
             "max_routes": self.max_routes,
             "max_downstreams_per_route": self.max_downstreams_per_route,
@@ -387,9 +419,10 @@ impl LearnerConfig {
     }
 }
 
-impl Default for LearnerConfig {
-    /// Embedded mode with every default.
-    fn default() -> Self {
+impl LearnerConfig {
+    /// Embedded mode with every default and `access` (the command line has no default access:
+    /// it asks for `--token` or `--open`).
+    pub fn with_access(access: Access) -> Self {
         let addr = DEFAULT_HTTP_ADDR.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8090)));
         LearnerConfig {
             mode: Mode::Embedded,
@@ -404,6 +437,7 @@ impl Default for LearnerConfig {
             state_file: None,
             seed: None,
             cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
+            access,
             basic_auth: None,
             max_routes: DEFAULT_MAX_ROUTES,
             max_downstreams_per_route: DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
@@ -415,15 +449,51 @@ impl Default for LearnerConfig {
 mod tests {
     use super::*;
 
+    const TOKEN: &str = "test-token-0123456789";
+
+    fn token() -> Access {
+        Access::Token(BearerToken::parse(TOKEN).unwrap())
+    }
+
+    /// Parses `args` with a token (the command line needs credentials).
     fn parse(args: &[&str]) -> Result<LearnerConfig, ConfigError> {
-        let argv = std::iter::once("magnetar-learner").chain(args.iter().copied());
+        let argv = ["magnetar-learner", "--token", TOKEN].into_iter().chain(args.iter().copied());
         LearnerConfig::try_from(Args::try_parse_from(argv).unwrap())
+    }
+
+    fn parse_bare(args: &[&str]) -> Result<LearnerConfig, ConfigError> {
+        let argv = std::iter::once("magnetar-learner").chain(args.iter().copied());
+        LearnerConfig::try_from(Args::try_parse_from(argv).map_err(|e| invalid("argv", e, "clap"))?)
+    }
+
+    #[test]
+    fn credentials_are_required_unless_open_on_loopback() {
+        let err = parse_bare(&[]).unwrap_err();
+        assert_eq!(err, ConfigError::NoCredentials);
+        let message = err.to_string();
+        assert!(message.contains("--token (MAGNETAR_LEARNER_TOKEN)") && message.contains("--open"));
+        let open = parse_bare(&["--open"]).unwrap();
+        assert_eq!(open, LearnerConfig::with_access(Access::Open));
+        assert_eq!(open.summary()["access"], "open");
+        let err = parse_bare(&["--open", "--http-addr", ":8090"]).unwrap_err();
+        assert!(err.to_string().contains("loopback address with --open"), "{err}");
+        assert!(parse_bare(&["--open", "--http-addr", "[::1]:0"]).is_ok());
+        // --open and credentials contradict each other.
+        assert!(parse_bare(&["--open", "--token", TOKEN]).is_err());
+        assert!(parse_bare(&["--open", "--rest-basic-auth", "u:p"]).is_err());
+        // A short token is refused without being echoed.
+        let err = parse_bare(&["--token", "hunter2"]).unwrap_err();
+        assert!(err.to_string().contains("--token") && !err.to_string().contains("hunter2"));
+        let config = parse(&[]).unwrap();
+        let summary = config.summary().to_string();
+        assert!(summary.contains("\"token\"") && !summary.contains(TOKEN), "{summary}");
+        assert!(!format!("{config:?}").contains(TOKEN));
     }
 
     #[test]
     fn defaults_are_embedded_on_8090() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config, LearnerConfig::default());
+        assert_eq!(config, LearnerConfig::with_access(token()));
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8090");
         assert_eq!(config.topic, "magnetar-telemetry");
         assert_eq!(config.decay.half_life_ms(), 60_000);
@@ -486,7 +556,7 @@ mod tests {
         let summary = config.summary().to_string();
         assert!(summary.contains("\"router\"") && !summary.contains("s3cr"), "{summary}");
         assert!(!format!("{config:?}").contains("s3cr"));
-        assert_eq!(LearnerConfig::default().cluster_id, DEFAULT_CLUSTER_ID);
+        assert_eq!(LearnerConfig::with_access(token()).cluster_id, DEFAULT_CLUSTER_ID);
 
         let err = parse(&["--rest-basic-auth", "hunter2"]).unwrap_err();
         let message = err.to_string();

@@ -6,8 +6,11 @@
 //! - `GET /params?route=`: decayed counts per downstream, for the router to import;
 //! - `GET /stats`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
-//! GET endpoints allow any origin (CORS), so the test-bed page on another port can read them,
-//! and never ask for credentials; `--rest-basic-auth` guards only the produce APIs.
+//! Credentials ([`crate::auth`]): every endpoint but `/healthz` and `/metrics` asks for
+//! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer realm="magnetar"`); the
+//! produce APIs also take `--rest-basic-auth`; `--open` asks for nothing. GET endpoints allow
+//! any origin (CORS, `Authorization` among the allowed headers), so the test-bed page on another
+//! port can read them.
 //! `/healthz` answers 200 `{"status": "ok", "mode": ...}`, and in the consuming modes adds the
 //! consumer's health ([`crate::health`]), answering 503 when the consumer is down.
 //! Errors are JSON `{"error_code": N, "message": "..."}`, saying what was wrong with the request.
@@ -32,19 +35,43 @@ use crate::shared::SharedLearner;
 
 /// Builds the router for `state.mode`: learning endpoints only when the mode learns.
 pub fn app(state: AppState) -> Router {
-    let mut reads = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/stats", get(stats))
-        .route("/metrics", get(prometheus));
+    let public = Router::new().route("/healthz", get(healthz)).route("/metrics", get(prometheus));
+    let mut reads = Router::new().route("/stats", get(stats));
     if state.learner.is_some() {
         reads = reads.route("/recommendation", get(recommendation)).route("/params", get(params));
     }
-    let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET]);
+    let reads = reads
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .merge(public);
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET])
+        .allow_headers([header::AUTHORIZATION]);
     let produce = Router::new()
         .route("/topics/{topic}", post(produce::v2))
         .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(produce::v3))
-        .route_layer(middleware::from_fn_with_state(state.clone(), produce::require_basic_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), produce::require_credentials));
     reads.layer(cors).merge(produce).fallback(not_found).with_state(state)
+}
+
+/// Middleware on `/recommendation`, `/params` and `/stats`: 401 without the bearer token.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let presented = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if state.access.may_read(presented) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        40100,
+        "this endpoint needs Authorization: Bearer <token>",
+    )
+    .with_challenge("Bearer realm=\"magnetar\"")
+    .into_response()
 }
 
 async fn not_found(
@@ -173,6 +200,7 @@ mod tests {
             mode: Mode::Kafka,
             topic: "t".into(),
             cluster_id: "c".into(),
+            access: Arc::new(crate::auth::Access::Open),
             basic_auth: None,
             consumer: Some(health),
             body_limit_bytes: 1024,

@@ -35,7 +35,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 pub mod app_state;
 pub mod auth;
@@ -76,6 +76,8 @@ pub enum LearnerError {
     Serve(#[from] std::io::Error),
     #[error("{mode} mode needs --kafka-brokers")]
     NoKafka { mode: &'static str },
+    #[error("an open learner (--open) listens on loopback only, not on {0}")]
+    OpenNotLoopback(std::net::SocketAddr),
 }
 
 /// Loads the state file when configured and present, else starts empty.
@@ -112,6 +114,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LearnerError> {
     let mode = config.mode;
+    let addr = listener.local_addr()?;
+    if config.access.is_open() && !addr.ip().is_loopback() {
+        return Err(LearnerError::OpenNotLoopback(addr));
+    }
     let counters = Arc::new(Counters::default());
     let learner = if mode.learns() {
         let rng = match config.seed {
@@ -176,6 +182,7 @@ pub async fn run(
         mode,
         topic: config.topic.clone().into(),
         cluster_id: config.cluster_id.clone().into(),
+        access: Arc::new(config.access.clone()),
         basic_auth: config.basic_auth.clone().map(Arc::new),
         consumer: consumer_health,
         body_limit_bytes: config.body_limit_bytes,
@@ -185,15 +192,21 @@ pub async fn run(
         counters,
         next_offset: Arc::new(AtomicI64::new(0)),
     };
-    let addr = listener.local_addr()?;
     info!(
         %addr,
         mode = mode.as_str(),
         topic = %config.topic,
         cluster_id = %config.cluster_id,
+        access = if config.access.is_open() { "open" } else { "token" },
         basic_auth = config.basic_auth.is_some(),
         "learner listening"
     );
+    if config.access.is_open() {
+        warn!(
+            %addr,
+            "learner is open: ingest, /recommendation, /params and /stats answer without credentials (loopback only)"
+        );
+    }
     let stop_on_signal = stop.clone();
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {

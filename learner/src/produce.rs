@@ -1,9 +1,9 @@
 //! The produce APIs of the HTTP face: Kafka REST v2 `POST /topics/{topic}` and Confluent v3
 //! `POST /v3/clusters/{cluster_id}/topics/{topic}/records` ([`crate::v3`]), both applied here
-//! (embedded) or forwarded to Kafka (bridge, combined), both behind optional basic auth
+//! (embedded) or forwarded to Kafka (bridge, combined), both behind the learner's credentials
 //! ([`crate::auth`]).
 //!
-//! Whole-request errors, in the order they are checked: 401 credentials (when configured), 404
+//! Whole-request errors, in the order they are checked: 401 credentials (unless `--open`), 404
 //! unknown cluster (v3) or topic, or no produce API in this mode, 415 content type, 413 body
 //! size; then the body's own errors (v2: 422 with a five-digit `error_code`, see
 //! [`crate::ingest`]; v3: see [`crate::v3`]). Each is counted in `rejected.by_kind`.
@@ -40,20 +40,27 @@ fn refuse(state: &AppState, refusal: ApiError, content_type: &'static str) -> Re
     refusal.with_content_type(content_type).into_response()
 }
 
-/// Middleware on the produce routes: 401 unless the configured credentials are presented.
-pub async fn require_basic_auth(
+/// Middleware on the produce routes: 401 unless the bearer token (or the configured basic-auth
+/// credentials) is presented; nothing is asked in `--open` mode.
+pub async fn require_credentials(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(auth) = &state.basic_auth else { return next.run(request).await };
     let presented = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    if auth.verify(presented) {
+    if state.access.may_produce(state.basic_auth.as_deref(), presented) {
         return next.run(request).await;
     }
-    let message = "this produce API needs HTTP basic auth with the configured credentials";
+    let (message, challenge) = if state.basic_auth.is_some() {
+        (
+            "this produce API needs Authorization: Bearer <token> or HTTP basic auth with the configured credentials",
+            "Basic realm=\"magnetar\"",
+        )
+    } else {
+        ("this produce API needs Authorization: Bearer <token>", "Bearer realm=\"magnetar\"")
+    };
     let refusal = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", 401, message)
-        .with_challenge("Basic realm=\"magnetar\"");
+        .with_challenge(challenge);
     refuse(&state, refusal, v3::CONTENT_TYPE)
 }
 

@@ -11,12 +11,13 @@ use std::time::Duration;
 use common::*;
 use magnetar_core::Outcome;
 use magnetar_learner::LearnerConfig;
+use magnetar_learner::auth::Access;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn malformed_telemetry_gets_documented_4xx_and_the_learner_keeps_serving() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let topic_url = format!("{}/topics/magnetar-telemetry", learner.url);
     let good =
         serde_json::to_vec(&batch(&[record("ok-1", "/service", &[("a", Outcome::Success)])]))
@@ -131,9 +132,68 @@ async fn malformed_telemetry_gets_documented_4xx_and_the_learner_keeps_serving()
 }
 
 #[tokio::test]
+async fn records_without_credentials_are_refused_and_do_not_move_the_recommendation() {
+    let learner = InProcess::start(config()).await;
+    let topic_url = format!("{}/topics/magnetar-telemetry", learner.url);
+    let honest: Vec<_> = (0..300)
+        .map(|i| {
+            let (ok, bad) = (("ds-1", Outcome::Success), ("ds-2", Outcome::ServerError));
+            record(&format!("h-{i}"), "/service", &[if i % 2 == 0 { ok } else { bad }])
+        })
+        .collect();
+    for chunk in honest.chunks(100) {
+        let body = serde_json::to_vec(&batch(chunk)).unwrap();
+        assert_eq!(post(&client(), &topic_url, V2_JSON, body).await.0, 200);
+    }
+    let recommend = format!("{}/recommendation?route=/service", learner.url);
+    let picks = |client: reqwest::Client| {
+        let recommend = recommend.clone();
+        async move {
+            let mut ds1 = 0;
+            for _ in 0..200 {
+                let (status, rec) = get_json(&client, &recommend).await;
+                assert_eq!(status, 200, "{rec}");
+                ds1 += usize::from(rec["worker"] == "ds-1");
+            }
+            ds1
+        }
+    };
+    assert_eq!(picks(client()).await, 200);
+    // 1,500 fake records saying the opposite, without credentials.
+    let bare = reqwest::Client::new();
+    for b in 0..15 {
+        let fake: Vec<_> = (0..100)
+            .map(|i| {
+                let (ok, bad) = (("ds-2", Outcome::Success), ("ds-1", Outcome::ServerError));
+                record(&format!("f-{b}-{i}"), "/service", &[ok, bad][i % 2..=i % 2])
+            })
+            .collect();
+        let body = serde_json::to_vec(&batch(&fake)).unwrap();
+        let (status, _, answer) = post(&bare, &topic_url, V2_JSON, body).await;
+        assert_eq!((status, answer["error_code"].clone()), (401, json!(401)), "{answer}");
+    }
+    // Reads without the token are refused too; with it the recommendation has not moved.
+    let (status, body) = get_json(&bare, &recommend).await;
+    assert_eq!((status, body["error_code"].clone()), (401, json!(40100)), "{body}");
+    assert_eq!(picks(client()).await, 200);
+    let (_, stats) = get_json(&client(), &format!("{}/stats", learner.url)).await;
+    assert_eq!(stats["records_applied"], 300, "{stats}");
+    assert_eq!(stats["rejected"]["by_kind"]["unauthorized"], 15, "{stats}");
+    learner.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_learner_binds_loopback_only() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let open = LearnerConfig { access: Access::Open, ..config() };
+    let err = magnetar_learner::run(listener, open, async {}).await.unwrap_err();
+    assert!(err.to_string().contains("loopback only"), "{err}");
+}
+
+#[tokio::test]
 async fn replayed_records_are_acknowledged_but_counted_once() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let topic_url = format!("{}/topics/magnetar-telemetry", learner.url);
     let body =
         serde_json::to_vec(&batch(&[record("same", "/r", &[("a", Outcome::Success)])])).unwrap();
@@ -198,7 +258,7 @@ async fn route_requests(
 #[tokio::test]
 async fn recommendation_converges_to_the_best_downstream() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let mut fleet = FlakyFleet::standard(42);
     let mut first = Vec::new();
     route_requests(&client, &learner.url, &mut fleet, 300, &mut first).await;
@@ -245,7 +305,7 @@ async fn recommendation_converges_to_the_best_downstream() {
 #[tokio::test]
 async fn recommendation_and_params_errors_are_clear() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let u = &learner.url;
     let (status, body) = get_json(&client, &format!("{u}/recommendation?candidates=a")).await;
     assert_eq!(status, 400);
@@ -276,7 +336,7 @@ async fn recommendation_and_params_errors_are_clear() {
 #[tokio::test]
 async fn get_endpoints_allow_any_origin() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     for path in ["/stats", "/params?route=/service", "/healthz"] {
         let response = client
             .get(format!("{}{path}", learner.url))
@@ -309,7 +369,7 @@ async fn the_state_file_survives_a_restart() {
         commit_interval: Duration::from_millis(50),
         ..config()
     };
-    let client = reqwest::Client::new();
+    let client = client();
     let learner = InProcess::start(config.clone()).await;
     let records: Vec<_> =
         (0..5).map(|i| record(&format!("s-{i}"), "/s", &[("a", Outcome::Success)])).collect();
