@@ -21,14 +21,18 @@
 //! | `--token` | `MAGNETAR_LEARNER_TOKEN` | none; required unless `--open` (bearer token of every protected endpoint, see [`crate::auth`]) |
 //! | `--open` | none | off: serve without credentials, loopback addresses only |
 //! | `--rest-basic-auth` | `LEARNER_REST_BASIC_AUTH` | none (`user:password` also accepted by the produce APIs) |
+//! | `--fleet` | `LEARNER_FLEET` | none (any downstream name); see [`parse_fleet`] |
+//! | `--reset-state` | none | off: start empty even if the state file exists (it is replaced at the next checkpoint) |
 //! | `--max-routes` | `LEARNER_MAX_ROUTES` | [`DEFAULT_MAX_ROUTES`] |
 //! | `--max-downstreams-per-route` | `LEARNER_MAX_DOWNSTREAMS` | [`DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE`] |
 //!
 //! `--print-config` (no variable) prints the validated configuration as JSON, the token and the
 //! basic-auth password left out, and exits.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -154,6 +158,14 @@ pub struct Args {
     /// user:password (HTTP basic auth) also accepted by the produce APIs, besides the token.
     #[arg(long, env = "LEARNER_REST_BASIC_AUTH", hide_env_values = true)]
     pub rest_basic_auth: Option<String>,
+    /// The downstreams that exist: a JSON list of names or of {"name": ...} objects (the
+    /// router's FLEET), an object with such a "downstreams" list (config/workers.json), or a
+    /// path to a file holding one. Attempts on other names are counted, not learned.
+    #[arg(long, env = "LEARNER_FLEET")]
+    pub fleet: Option<String>,
+    /// Start with an empty state even if --state-file exists (say, one that does not load).
+    #[arg(long)]
+    pub reset_state: bool,
     /// Most routes kept in the learned state; records of further routes are counted, not learned.
     #[arg(long, env = "LEARNER_MAX_ROUTES", default_value_t = DEFAULT_MAX_ROUTES)]
     pub max_routes: usize,
@@ -190,6 +202,10 @@ pub struct LearnerConfig {
     pub dedupe_window: usize,
     pub commit_interval: Duration,
     pub state_file: Option<PathBuf>,
+    /// Start empty, ignoring the state file.
+    pub reset_state: bool,
+    /// The downstream names that may be learned, when configured.
+    pub fleet: Option<Arc<BTreeSet<String>>>,
     pub seed: Option<u64>,
     pub cluster_id: String,
     pub access: Access,
@@ -213,6 +229,8 @@ pub enum ConfigError {
          without credentials; pass --open to serve without them on loopback"
     )]
     NoCredentials,
+    #[error("invalid {field}: {reason}")]
+    Fleet { field: &'static str, reason: String },
 }
 
 fn invalid(field: &'static str, value: impl ToString, reason: &'static str) -> ConfigError {
@@ -291,6 +309,12 @@ impl TryFrom<Args> for LearnerConfig {
             }
             (None, false) => return Err(ConfigError::NoCredentials),
         };
+        let fleet = match args.fleet.as_deref() {
+            None => None,
+            Some(value) => Some(Arc::new(parse_fleet(value).map_err(|reason| {
+                ConfigError::Fleet { field: "--fleet (LEARNER_FLEET)", reason }
+            })?)),
+        };
         if args.max_routes == 0 {
             return Err(invalid("--max-routes (LEARNER_MAX_ROUTES)", 0, "must be at least 1"));
         }
@@ -342,6 +366,8 @@ impl TryFrom<Args> for LearnerConfig {
             dedupe_window: args.dedupe_window,
             commit_interval: Duration::from_millis(args.commit_interval_ms),
             state_file: args.state_file,
+            reset_state: args.reset_state,
+            fleet,
             seed: args.seed,
             cluster_id,
             access,
@@ -381,6 +407,51 @@ pub fn parse_http_addr(value: &str) -> Result<SocketAddr, &'static str> {
         .ok_or("names a host that does not resolve")
 }
 
+/// Parses `--fleet`: JSON (a list of names or of objects with a `name`, or an object whose
+/// `downstreams` is such a list), or else a path to a file holding that JSON. Names are
+/// non-empty, at most [`crate::validate::MAX_NAME_LEN`] bytes, and not repeated.
+pub fn parse_fleet(value: &str) -> Result<BTreeSet<String>, String> {
+    let trimmed = value.trim();
+    let text = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        trimmed.to_owned()
+    } else {
+        std::fs::read_to_string(trimmed).map_err(|e| format!("cannot read {trimmed:?}: {e}"))?
+    };
+    let json: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let list = match &json {
+        Value::Array(items) => items,
+        Value::Object(o) => match o.get("downstreams") {
+            Some(Value::Array(items)) => items,
+            _ => return Err("an object must have a \"downstreams\" list".into()),
+        },
+        _ => return Err("must be a JSON list of downstream names".into()),
+    };
+    let mut names = BTreeSet::new();
+    for (i, item) in list.iter().enumerate() {
+        let name = match item {
+            Value::String(s) => s.as_str(),
+            Value::Object(o) => match o.get("name") {
+                Some(Value::String(s)) => s.as_str(),
+                _ => return Err(format!("[{i}].name: must be a string")),
+            },
+            _ => return Err(format!("[{i}]: must be a name or an object with a name")),
+        };
+        if name.is_empty() || name.len() > crate::validate::MAX_NAME_LEN {
+            return Err(format!(
+                "[{i}]: a name is 1 to {} bytes long",
+                crate::validate::MAX_NAME_LEN
+            ));
+        }
+        if !names.insert(name.to_owned()) {
+            return Err(format!("[{i}]: {name:?} is listed twice"));
+        }
+    }
+    if names.is_empty() {
+        return Err("lists no downstream".into());
+    }
+    Ok(names)
+}
+
 impl LearnerConfig {
     /// Parses flags (the first item is the program name) and the environment.
     pub fn try_parse_from<I, T>(args: I) -> Result<Self, Box<dyn std::error::Error + Send + Sync>>
@@ -410,6 +481,8 @@ impl LearnerConfig {
             "dedupe_window": self.dedupe_window,
             "commit_interval_ms": self.commit_interval.as_millis() as u64,
             "state_file": self.state_file,
+            "reset_state": self.reset_state,
+            "fleet": self.fleet.as_deref(),
             "seed": self.seed,
             "access": if self.access.is_open() { "open" } else { "token" },
             "rest_basic_auth": self.basic_auth.as_ref().map(|a| json!({"user": a.user()})),
@@ -435,6 +508,8 @@ impl LearnerConfig {
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             commit_interval: Duration::from_millis(DEFAULT_COMMIT_INTERVAL_MS),
             state_file: None,
+            reset_state: false,
+            fleet: None,
             seed: None,
             cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
             access,
@@ -568,6 +643,90 @@ mod tests {
         );
         let err = parse(&["--max-downstreams-per-route", "0"]).unwrap_err();
         assert!(err.to_string().contains("LEARNER_MAX_DOWNSTREAMS"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// What the configuration parser computed: the values given when each is in range, else
+        /// an error naming the flag and its variable.
+        #[test]
+        fn numbers_and_tokens_parse_to_what_was_given_or_name_the_flag(
+            half_life in 0u64..200_000,
+            max_routes in 0usize..5_000,
+            body_limit in 0usize..4_096,
+            token in "[!-~]{0,24}",
+        ) {
+            let (h, r, b) = (half_life.to_string(), max_routes.to_string(), body_limit.to_string());
+            let token_arg = format!("--token={token}");
+            let argv = [
+                "magnetar-learner", &token_arg, "--half-life-ms", &h,
+                "--max-routes", &r, "--body-limit-bytes", &b,
+            ];
+            let parsed = LearnerConfig::try_from(Args::try_parse_from(argv).unwrap());
+            let expected_error = if body_limit < 64 {
+                Some("--body-limit-bytes (LEARNER_BODY_LIMIT_BYTES)")
+            } else if half_life == 0 {
+                Some("--half-life-ms (LEARNER_HALF_LIFE_MS)")
+            } else if token.len() < BearerToken::MIN_LEN {
+                Some("--token (MAGNETAR_LEARNER_TOKEN)")
+            } else if max_routes == 0 {
+                Some("--max-routes (LEARNER_MAX_ROUTES)")
+            } else {
+                None
+            };
+            match (parsed, expected_error) {
+                (Ok(config), None) => {
+                    proptest::prop_assert_eq!(config.decay.half_life_ms(), half_life);
+                    proptest::prop_assert_eq!(config.max_routes, max_routes);
+                    proptest::prop_assert_eq!(config.body_limit_bytes, body_limit);
+                    proptest::prop_assert_eq!(
+                        config.access,
+                        Access::Token(BearerToken::parse(&token).unwrap())
+                    );
+                }
+                (Err(e), Some(flag)) => {
+                    let message = e.to_string();
+                    proptest::prop_assert!(message.contains(flag), "{}", message);
+                    proptest::prop_assert!(
+                        token.len() < 3 || !message.contains(&token), "{}", message
+                    );
+                }
+                (other, want) => proptest::prop_assert!(false, "{:?} but expected {:?}", other, want),
+            }
+        }
+
+        /// `--fleet` gives back the names listed, in any of its accepted shapes.
+        #[test]
+        fn fleets_parse_to_their_names(names in proptest::collection::btree_set("[a-z0-9-]{1,20}", 1..8)) {
+            let list: Vec<&String> = names.iter().collect();
+            let objects: Vec<Value> = names.iter().map(|n| json!({"name": n, "url": "http://x"})).collect();
+            for value in [
+                json!(list).to_string(),
+                json!(objects).to_string(),
+                json!({"downstreams": objects}).to_string(),
+            ] {
+                proptest::prop_assert_eq!(&parse_fleet(&value).unwrap(), &names);
+            }
+        }
+    }
+
+    #[test]
+    fn fleet_errors_name_the_item() {
+        for (value, says) in [
+            ("[]", "lists no downstream"),
+            ("[\"a\", \"a\"]", "[1]: \"a\" is listed twice"),
+            ("[{\"url\": \"x\"}]", "[0].name"),
+            ("[\"\"]", "[0]: a name is 1 to 128"),
+            ("{\"router\": {}}", "downstreams"),
+            ("/nonexistent/fleet.json", "cannot read"),
+        ] {
+            let err = parse_fleet(value).unwrap_err();
+            assert!(err.contains(says), "{value}: {err}");
+        }
+        let err = parse(&["--fleet", "[1]"]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid --fleet (LEARNER_FLEET): [0]"), "{err}");
+        let workers = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/workers.json");
+        let config = parse(&["--fleet", workers]).unwrap();
+        assert!(config.fleet.unwrap().contains("downstream-3"));
     }
 
     #[test]

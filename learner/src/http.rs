@@ -32,6 +32,7 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::produce;
 use crate::shared::SharedLearner;
+use crate::validate::{MAX_NAME_LEN, MAX_ROUTE_LEN};
 
 /// Builds the router for `state.mode`: learning endpoints only when the mode learns.
 pub fn app(state: AppState) -> Router {
@@ -139,16 +140,32 @@ fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQue
     let Query(q) = query.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_query", 40001, format!("bad query string: {e}"))
     })?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", 40002, message);
     match q.route.as_deref().map(str::trim) {
-        Some(r) if !r.is_empty() => Ok(q),
-        _ => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            40002,
-            "missing query parameter route (e.g. route=/service)",
-        )),
+        Some(r) if r.len() > MAX_ROUTE_LEN => {
+            return Err(bad(format!("route: at most {MAX_ROUTE_LEN} bytes, got {}", r.len())));
+        }
+        Some(r) if !r.is_empty() => {}
+        _ => return Err(bad("missing query parameter route (e.g. route=/service)".into())),
     }
+    for (field, list) in [("candidates", &q.candidates), ("exclude", &q.exclude)] {
+        let Some(list) = list else { continue };
+        let count = list.split(',').count();
+        if count > MAX_QUERY_NAMES {
+            return Err(bad(format!("{field}: at most {MAX_QUERY_NAMES} names, got {count}")));
+        }
+        if let Some(long) = list.split(',').find(|n| n.trim().len() > MAX_NAME_LEN) {
+            return Err(bad(format!(
+                "{field}: a name is at most {MAX_NAME_LEN} bytes, got {}",
+                long.trim().len()
+            )));
+        }
+    }
+    Ok(q)
 }
+
+/// Most names in `candidates` or `exclude` (a route's downstreams are capped the same way).
+pub const MAX_QUERY_NAMES: usize = crate::config::DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE;
 
 /// The learner of a mode that learns; a 404 in bridge mode (the routes are not even mounted
 /// there, so this is only reached if that changes).

@@ -121,28 +121,22 @@ fn to_us(ms: f64) -> u64 {
     ((ms * 1000.0).round() as u64).min(MAX_US)
 }
 
-/// The checkpoint form.
+/// The checkpoint form: `recorded` values, or the earlier histogram's `counts` per 8 % bucket
+/// from 0.05 ms. A plain struct (not an untagged enum) so that a bad field is named when a state
+/// file does not load.
 #[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum Saved {
-    Recorded {
-        /// `[microseconds, count]` for every value with a count.
-        recorded: Vec<(u64, u64)>,
-        total: u64,
-        min_ms: f64,
-        max_ms: f64,
-        sum_ms: f64,
-    },
-    /// The earlier histogram: counts per 8 % bucket from 0.05 ms.
-    Buckets {
-        counts: Vec<u64>,
-        total: u64,
-        min_ms: f64,
-        max_ms: f64,
-        /// Absent from checkpoints written before it existed: it then counts from the load on.
-        #[serde(default)]
-        sum_ms: f64,
-    },
+struct Saved {
+    /// `[microseconds, count]` for every value with a count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recorded: Option<Vec<(u64, u64)>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    counts: Option<Vec<u64>>,
+    total: u64,
+    min_ms: f64,
+    max_ms: f64,
+    /// Absent from checkpoints written before it existed: it then counts from the load on.
+    #[serde(default)]
+    sum_ms: f64,
 }
 
 /// Lower edge of bucket 1 and the ratio between bucket edges of the earlier histogram.
@@ -163,8 +157,9 @@ impl Serialize for LatencyHistogram {
             .iter_recorded()
             .map(|v| (v.value_iterated_to(), v.count_at_value()))
             .collect();
-        Saved::Recorded {
-            recorded,
+        Saved {
+            recorded: Some(recorded),
+            counts: None,
             total: self.total,
             min_ms: self.min_ms,
             max_ms: self.max_ms,
@@ -177,20 +172,14 @@ impl Serialize for LatencyHistogram {
 impl<'de> Deserialize<'de> for LatencyHistogram {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut hist = empty_histogram();
-        let (total, min_ms, max_ms, sum_ms) = match Saved::deserialize(deserializer)? {
-            Saved::Recorded { recorded, total, min_ms, max_ms, sum_ms } => {
-                for (us, n) in recorded {
-                    record_n(&mut hist, us.min(MAX_US), n);
-                }
-                (total, min_ms, max_ms, sum_ms)
-            }
-            Saved::Buckets { counts, total, min_ms, max_ms, sum_ms } => {
-                for (i, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-                    record_n(&mut hist, to_us(legacy_midpoint(i)), n);
-                }
-                (total, min_ms, max_ms, sum_ms)
-            }
-        };
+        let Saved { recorded, counts, total, min_ms, max_ms, sum_ms } =
+            Saved::deserialize(deserializer)?;
+        for (us, n) in recorded.unwrap_or_default() {
+            record_n(&mut hist, us.min(MAX_US), n);
+        }
+        for (i, n) in counts.unwrap_or_default().into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            record_n(&mut hist, to_us(legacy_midpoint(i)), n);
+        }
         Ok(LatencyHistogram { hist, total, min_ms, max_ms, sum_ms })
     }
 }

@@ -54,6 +54,7 @@ pub mod produce;
 pub mod shared;
 pub mod state;
 pub mod v3;
+pub mod validate;
 
 pub use app_state::{AppState, Ingest};
 pub use config::{LearnerConfig, Mode};
@@ -83,6 +84,10 @@ pub enum LearnerError {
 /// Loads the state file when configured and present, else starts empty.
 pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerError> {
     let saved = match &config.state_file {
+        Some(path) if config.reset_state => {
+            warn!(path = %path.display(), "--reset-state: starting empty; the state file is replaced at the next checkpoint");
+            None
+        }
         Some(path) => checkpoint::load(path)?,
         None => None,
     };
@@ -102,7 +107,7 @@ pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerErro
         }
         None => LearnerState::new(config.decay, config.dedupe_window),
     };
-    Ok(state.with_limits(limits))
+    Ok(state.with_limits(limits).with_fleet(config.fleet.clone()))
 }
 
 /// Runs the learner on `listener` in `config.mode` until `shutdown` resolves, then stops the

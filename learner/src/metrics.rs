@@ -172,6 +172,7 @@ pub fn stats_json(
             "routes": state.routes.len(),
             "records_refused": state.capped_records,
             "observations_refused": state.capped_observations,
+            "observations_unknown_downstream": state.unknown_observations,
         });
         doc["routes"] = json!(routes);
     }
@@ -309,6 +310,11 @@ fn learned_metrics(registry: &mut Registry, state: &StateSummary) {
             "magnetar_learner_capped_observations",
             "attempts on new downstreams skipped because their route has --max-downstreams-per-route",
             state.capped_observations,
+        ),
+        (
+            "magnetar_learner_unknown_downstream_observations",
+            "attempts on downstreams outside the configured --fleet, not learned",
+            state.unknown_observations,
         ),
     ];
     for (name, help, value) in learned {

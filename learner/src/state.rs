@@ -28,7 +28,8 @@
 //! [`crate::latency`]), so the defaults bound the state at roughly 4.8 GB in the worst case;
 //! size the caps to the fleet.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
 
 use magnetar_core::Outcome;
 use magnetar_core::posterior::{Decay, DecayedBeta};
@@ -192,6 +193,9 @@ pub struct LearnerState {
     observations: u64,
     capped_records: u64,
     capped_observations: u64,
+    /// The downstreams that exist, when a fleet is configured.
+    fleet: Option<Arc<BTreeSet<String>>>,
+    unknown_observations: u64,
 }
 
 impl LearnerState {
@@ -207,7 +211,16 @@ impl LearnerState {
             observations: 0,
             capped_records: 0,
             capped_observations: 0,
+            fleet: None,
+            unknown_observations: 0,
         }
+    }
+
+    /// The same state learning only about the downstreams of `fleet`: an attempt on any other
+    /// is counted ([`unknown_observations`](Self::unknown_observations)) and not stored.
+    pub fn with_fleet(mut self, fleet: Option<Arc<BTreeSet<String>>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// The same state with other caps on routes and downstreams.
@@ -220,22 +233,27 @@ impl LearnerState {
     pub fn apply(&mut self, record: &TelemetryRecord, now_ms: u64) -> Applied {
         let route_is_new = !self.routes.contains_key(&record.route);
         if route_is_new && self.routes.len() >= self.limits.max_routes {
-            self.capped_records += 1;
+            self.capped_records = self.capped_records.saturating_add(1);
             return Applied::Refused;
         }
         if !record.request_id.is_empty() && !self.recent.insert(&record.request_id) {
-            self.duplicates += 1;
+            self.duplicates = self.duplicates.saturating_add(1);
             return Applied::Duplicate;
         }
         let (decay, max_downstreams) = (self.decay, self.limits.max_downstreams_per_route);
         let route = self.routes.entry(record.route.clone()).or_default();
-        route.records += 1;
+        route.records = route.records.saturating_add(1);
         let end_ms = record.finished_ms.max(record.started_ms).min(now_ms);
         let mut elapsed_ms = 0.0;
-        let mut capped = 0;
+        let (mut capped, mut unknown) = (0, 0);
         for attempt in &record.attempts {
             if attempt.latency_ms.is_finite() && attempt.latency_ms > 0.0 {
+                // Validated latencies are at most a day each: this sum stays finite.
                 elapsed_ms += attempt.latency_ms;
+            }
+            if self.fleet.as_ref().is_some_and(|f| !f.contains(&attempt.downstream)) {
+                unknown += 1;
+                continue;
             }
             let at_ms = (record.started_ms as f64 + elapsed_ms).min(end_ms as f64) as u64;
             let full = route.downstreams.len() >= max_downstreams;
@@ -249,15 +267,16 @@ impl LearnerState {
             };
             downstream.posterior.observe(attempt.outcome.reward(), at_ms, decay);
             if let Some(i) = Outcome::ALL.iter().position(|o| *o == attempt.outcome) {
-                downstream.outcomes[i] += 1;
+                downstream.outcomes[i] = downstream.outcomes[i].saturating_add(1);
             }
             downstream.latency.record(attempt.latency_ms);
         }
-        let observations = record.attempts.len() - capped;
-        self.records_applied += 1;
-        self.observations += observations as u64;
-        self.capped_observations += capped as u64;
-        self.version += 1;
+        let observations = record.attempts.len() - capped - unknown;
+        self.records_applied = self.records_applied.saturating_add(1);
+        self.observations = self.observations.saturating_add(observations as u64);
+        self.capped_observations = self.capped_observations.saturating_add(capped as u64);
+        self.unknown_observations = self.unknown_observations.saturating_add(unknown as u64);
+        self.version = self.version.saturating_add(1);
         Applied::New { observations, capped }
     }
 
@@ -356,6 +375,11 @@ impl LearnerState {
         self.capped_observations
     }
 
+    /// Attempts skipped since start because their downstream is not in the configured fleet.
+    pub fn unknown_observations(&self) -> u64 {
+        self.unknown_observations
+    }
+
     pub fn recent_ids(&self) -> usize {
         self.recent.len()
     }
@@ -397,6 +421,7 @@ impl LearnerState {
             limits: self.limits,
             capped_records: self.capped_records,
             capped_observations: self.capped_observations,
+            unknown_observations: self.unknown_observations,
             routes,
         }
     }
@@ -427,6 +452,8 @@ impl LearnerState {
             observations: saved.observations,
             capped_records: 0,
             capped_observations: 0,
+            fleet: None,
+            unknown_observations: 0,
         }
     }
 }
@@ -470,6 +497,7 @@ pub struct StateSummary {
     pub limits: Limits,
     pub capped_records: u64,
     pub capped_observations: u64,
+    pub unknown_observations: u64,
     pub routes: Vec<RouteSummary>,
 }
 
@@ -606,6 +634,19 @@ mod tests {
         let back = LearnerState::from_saved(s.to_saved(), s.decay(), 100).with_limits(limits);
         assert_eq!((back.routes().len(), back.capped_records()), (2, 0));
         assert_eq!(back.limits(), limits);
+    }
+
+    #[test]
+    fn downstreams_outside_the_fleet_are_counted_not_stored() {
+        let fleet: BTreeSet<String> = ["a".to_owned()].into();
+        let mut s = state().with_fleet(Some(Arc::new(fleet)));
+        let r =
+            record("f1", vec![attempt("evil", Outcome::Success), attempt("a", Outcome::Success)]);
+        assert_eq!(s.apply(&r, NOW), Applied::New { observations: 1, capped: 0 });
+        let route = &s.routes()["/service"];
+        assert_eq!(route.downstreams.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!((s.unknown_observations(), s.observations()), (1, 1));
+        assert_eq!(s.summary(NOW).unknown_observations, 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
+use magnetar_core::Outcome;
 use serde_json::Value;
 
 /// Runs the binary with only `env` (and `args`) and returns its output.
@@ -128,7 +129,8 @@ async fn an_open_learner_says_so_and_serves_without_credentials() {
     );
     let base = format!("http://{}", addr.unwrap());
     let bare = reqwest::Client::new();
-    let body = serde_json::to_vec(&batch(&[record("o-1", "/o", &[])])).unwrap();
+    let body =
+        serde_json::to_vec(&batch(&[record("o-1", "/o", &[("a", Outcome::Success)])])).unwrap();
     let (status, _, _) =
         post(&bare, &format!("{base}/topics/magnetar-telemetry"), V2_JSON, body).await;
     assert_eq!(status, 200);
@@ -161,7 +163,8 @@ async fn a_go_style_port_from_the_environment_serves() {
     let (status, _) = get_json(&client, &format!("{base}/healthz")).await;
     assert_eq!(status, 200);
     // The topic from LEARNER_KAFKA_TOPIC is the one the embedded produce API serves.
-    let body = serde_json::to_vec(&batch(&[record("e-1", "/e", &[])])).unwrap();
+    let body =
+        serde_json::to_vec(&batch(&[record("e-1", "/e", &[("a", Outcome::Success)])])).unwrap();
     let (status, _, _) = post(&client, &format!("{base}/topics/env-topic"), V2_JSON, body).await;
     assert_eq!(status, 200);
     process.signal("TERM");

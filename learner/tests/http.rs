@@ -191,6 +191,98 @@ async fn an_open_learner_binds_loopback_only() {
 }
 
 #[tokio::test]
+async fn out_of_bounds_telemetry_is_refused_naming_the_field_and_the_state_file_reloads() {
+    let dir = std::env::temp_dir().join(format!("learner-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.json");
+    let _ = std::fs::remove_file(&path);
+    let fleet: std::collections::BTreeSet<String> = ["a".to_owned(), "b".to_owned()].into();
+    let config = LearnerConfig {
+        state_file: Some(path.clone()),
+        commit_interval: Duration::from_millis(50),
+        fleet: Some(std::sync::Arc::new(fleet)),
+        ..config()
+    };
+    let learner = InProcess::start(config.clone()).await;
+    let client = client();
+    let topic_url = format!("{}/topics/magnetar-telemetry", learner.url);
+    let v3_url =
+        format!("{}/v3/clusters/magnetar-local/topics/magnetar-telemetry/records", learner.url);
+    let base = serde_json::to_value(record("x", "/b", &[("a", Outcome::Success)])).unwrap();
+    let spoiled = |field: &str, value: Value| {
+        let mut r = base.clone();
+        match field.split_once('.') {
+            Some((_, f)) => r["attempts"][0][f] = value,
+            None => r[field] = value,
+        }
+        r
+    };
+    let cases = [
+        ("attempts.latency_ms", json!(1e308), "attempts[0].latency_ms: must be a finite number"),
+        ("attempts.latency_ms", json!(-3.0), "attempts[0].latency_ms: must be a finite number"),
+        ("attempts.latency_ms", json!(90_000_000.0), "attempts[0].latency_ms"),
+        ("attempts.status", json!(700), "attempts[0].status: must be an HTTP status"),
+        ("attempts.downstream", json!("d".repeat(129)), "attempts[0].downstream: at most 128"),
+        ("final_status", json!(42), "final_status"),
+        ("request_id", json!(""), "request_id: must not be empty"),
+        ("route", json!("/".repeat(300)), "route: at most 256 bytes"),
+        ("attempts", json!([]), "attempts: must not be empty"),
+        ("started_ms", json!(u64::MAX), "started_ms: at most"),
+    ];
+    for (field, value, says) in cases {
+        let bad = spoiled(field, value);
+        let v3 = json!({"value": {"type": "JSON", "data": bad.clone()}});
+        let body = serde_json::to_vec(&json!({"records": [{"value": bad}]})).unwrap();
+        let (status, _, answer) = post(&client, &topic_url, V2_JSON, body).await;
+        assert_eq!((status, answer["error_code"].clone()), (422, json!(42205)), "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("records[0].value: {says}")), "{field}: {message}");
+        let (status, _, text) =
+            post_raw(&client, &v3_url, "application/json", None, serde_json::to_vec(&v3).unwrap())
+                .await;
+        assert_eq!(status, 422, "{field}: {text}");
+    }
+    // Not even JSON can say more than f64: 1e999 is refused as well.
+    let body = format!(
+        r#"{{"records": [{{"value": {}}}]}}"#,
+        serde_json::to_string(&base).unwrap().replace("3.0", "1e999")
+    );
+    let (status, _, answer) = post(&client, &topic_url, V2_JSON, body.into_bytes()).await;
+    assert_eq!((status, answer["error_code"].clone()), (422, json!(42201)), "{answer}");
+    // In bounds and learned; a downstream outside the fleet is counted, not stored.
+    let good = record("ok", "/b", &[("evil", Outcome::Success), ("b", Outcome::Success)]);
+    let (status, _, _) =
+        post(&client, &topic_url, V2_JSON, serde_json::to_vec(&batch(&[good])).unwrap()).await;
+    assert_eq!(status, 200);
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(stats["records_applied"], 1, "{stats}");
+    assert_eq!(stats["caps"]["observations_unknown_downstream"], 1, "{stats}");
+    let downstreams = stats["routes"]["/b"]["downstreams"].as_object().unwrap();
+    assert_eq!(downstreams.keys().collect::<Vec<_>>(), ["b"], "{stats}");
+    learner.stop().await;
+
+    // The state file reads back: a learner restarted from it comes back with what it learned.
+    let learner = InProcess::start(config.clone()).await;
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(stats["records_applied"], 1, "{stats}");
+    learner.stop().await;
+
+    // A state file that does not load names the field; --reset-state starts empty.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"records_applied\":1", "\"records_applied\":null", 1))
+        .unwrap();
+    let err = magnetar_learner::initial_state(&config).unwrap_err().to_string();
+    assert!(err.contains("records_applied: invalid type: null"), "{err}");
+    assert!(err.contains("--reset-state"), "{err}");
+    let reset = LearnerConfig { reset_state: true, ..config };
+    let learner = InProcess::start(reset).await;
+    let (_, stats) = get_json(&client, &format!("{}/stats", learner.url)).await;
+    assert_eq!(stats["records_applied"], 0, "{stats}");
+    learner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn replayed_records_are_acknowledged_but_counted_once() {
     let learner = InProcess::start(config()).await;
     let client = client();
@@ -328,6 +420,15 @@ async fn recommendation_and_params_errors_are_clear() {
     assert_eq!(body["version"], 0);
     let (status, _) = get_json(&client, &format!("{u}/params")).await;
     assert_eq!(status, 400);
+    let long = "/".repeat(300);
+    let (status, body) = get_json(&client, &format!("{u}/params?route={long}")).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().starts_with("route: at most 256"), "{body}");
+    let many = vec!["a"; 1025].join(",");
+    let (status, body) =
+        get_json(&client, &format!("{u}/recommendation?route=/x&candidates={many}")).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().starts_with("candidates: at most 1024"), "{body}");
     let (status, body) = get_json(&client, &format!("{u}/nowhere")).await;
     assert_eq!((status, body["error_code"].clone()), (404, json!(40400)));
     learner.stop().await;

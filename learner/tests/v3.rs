@@ -60,7 +60,8 @@ async fn one_record_is_stored_and_answered_like_confluent() {
     assert_eq!(stats["records_applied"], 2, "{stats}");
     assert_eq!(stats["records_accepted"], 2, "{stats}");
     // v2 and v3 share the embedded topic's offsets.
-    let v2 = serde_json::to_vec(&batch(&[record("v2-1", "/service", &[])])).unwrap();
+    let v2 = serde_json::to_vec(&batch(&[record("v2-1", "/service", &[("a", Outcome::Success)])]))
+        .unwrap();
     let (_, _, body) =
         post(&client, &format!("{}/topics/magnetar-telemetry", learner.url), V2_JSON, v2).await;
     assert_eq!(body["offsets"][0]["offset"], 2, "{body}");
@@ -80,7 +81,7 @@ async fn a_stream_gets_one_result_per_record_in_order() {
     body.extend(router_body("s-2", "/s"));
     body.extend_from_slice(br#" {"value": {"type": "BINARY", "data": "e30="}}"#);
     body.extend_from_slice(br#"{"partition_id": 4, "value": {"type": "JSON", "data": "#);
-    body.extend(serde_json::to_vec(&record("s-3", "/s", &[])).unwrap());
+    body.extend(serde_json::to_vec(&record("s-3", "/s", &[("a", Outcome::Success)])).unwrap());
     body.extend_from_slice(b"}}\n{\"value\": ");
     let (status, _, text) = post_raw(&client, &url, JSON, None, body).await;
     assert_eq!(status, 200, "{text}");
@@ -183,7 +184,8 @@ async fn produce_takes_the_token_or_basic_auth_and_reads_take_the_token() {
     let base = &learner.url;
     let v3 = v3_url(base, "magnetar-local", "magnetar-telemetry");
     let v2 = format!("{base}/topics/magnetar-telemetry");
-    let v2_body = serde_json::to_vec(&batch(&[record("b-1", "/s", &[])])).unwrap();
+    let v2_body =
+        serde_json::to_vec(&batch(&[record("b-1", "/s", &[("a", Outcome::Success)])])).unwrap();
     let denied = [None, Some(("router", "wrong")), Some(("other", "s3cret")), Some(("router", ""))];
     for auth in denied {
         for (url, content_type, body) in
