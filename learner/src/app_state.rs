@@ -37,6 +37,8 @@ pub struct AppState {
     /// The Kafka consumer's liveness (consuming modes).
     pub consumer: Option<Arc<ConsumerHealth>>,
     pub body_limit_bytes: usize,
+    /// Route/downstream series shown by one `/metrics` page or `/stats` document.
+    pub metrics_max_series: usize,
     pub max_batch_records: usize,
     pub learner: Option<SharedLearner>,
     pub ingest: Ingest,

@@ -23,6 +23,12 @@
 //! | `--rest-basic-auth` | `LEARNER_REST_BASIC_AUTH` | none (`user:password` also accepted by the produce APIs) |
 //! | `--fleet` | `LEARNER_FLEET` | none (any downstream name); see [`parse_fleet`] |
 //! | `--reset-state` | none | off: start empty even if the state file exists (it is replaced at the next checkpoint) |
+//! | `--header-read-timeout-ms` | `LEARNER_HEADER_READ_TIMEOUT_MS` | [`DEFAULT_HEADER_READ_TIMEOUT_MS`] |
+//! | `--request-timeout-ms` | `LEARNER_REQUEST_TIMEOUT_MS` | [`DEFAULT_REQUEST_TIMEOUT_MS`] (408 after it) |
+//! | `--max-concurrent-requests` | `LEARNER_MAX_CONCURRENT_REQUESTS` | [`DEFAULT_MAX_CONCURRENT_REQUESTS`] (503 + `Retry-After` above) |
+//! | `--max-connections` | `LEARNER_MAX_CONNECTIONS` | [`DEFAULT_MAX_CONNECTIONS`] |
+//! | `--shutdown-timeout-ms` | `LEARNER_SHUTDOWN_TIMEOUT_MS` | [`DEFAULT_SHUTDOWN_TIMEOUT_MS`] |
+//! | `--metrics-max-series` | `LEARNER_METRICS_MAX_SERIES` | [`DEFAULT_METRICS_MAX_SERIES`] route/downstream series in `/metrics` and `/stats` |
 //! | `--max-routes` | `LEARNER_MAX_ROUTES` | [`DEFAULT_MAX_ROUTES`] |
 //! | `--max-downstreams-per-route` | `LEARNER_MAX_DOWNSTREAMS` | [`DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE`] |
 //!
@@ -42,6 +48,11 @@ pub use magnetar_core::telemetry::DEFAULT_TOPIC;
 use serde_json::{Value, json};
 
 use crate::auth::{Access, BasicAuth, BearerToken};
+pub use crate::serve::{
+    DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, ServerLimits,
+};
+pub use crate::state::{DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE, DEFAULT_MAX_ROUTES};
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8090";
 pub const DEFAULT_GROUP: &str = "magnetar-learner";
@@ -53,10 +64,9 @@ pub const DEFAULT_DEDUPE_WINDOW: usize = 65_536;
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1_000;
 /// The cluster id the v3 produce API answers for (`/v3/clusters/{cluster_id}/...`).
 pub const DEFAULT_CLUSTER_ID: &str = "magnetar-local";
-/// Routes the learner keeps state for; records of further routes are counted and dropped.
-pub const DEFAULT_MAX_ROUTES: usize = 1024;
-/// Downstreams kept per route; attempts on further downstreams are counted and dropped.
-pub const DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE: usize = 1024;
+/// Route/downstream series in one `/metrics` page or `/stats` document; further ones are
+/// counted (`magnetar_learner_metrics_series_omitted_total`), not shown.
+pub const DEFAULT_METRICS_MAX_SERIES: usize = 10_000;
 
 /// Where telemetry comes from and which endpoints this process serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -166,6 +176,24 @@ pub struct Args {
     /// Start with an empty state even if --state-file exists (say, one that does not load).
     #[arg(long)]
     pub reset_state: bool,
+    /// A connection that has not sent a whole request head within this time is closed (ms).
+    #[arg(long, env = "LEARNER_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: u64,
+    /// A request not answered within this time, its body included, gets 408 (ms).
+    #[arg(long, env = "LEARNER_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS)]
+    pub request_timeout_ms: u64,
+    /// Requests in flight at once; further ones get 503 with Retry-After.
+    #[arg(long, env = "LEARNER_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+    /// Open connections at once; further ones are closed on accept.
+    #[arg(long, env = "LEARNER_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// How long shutdown waits for open connections before dropping them (ms).
+    #[arg(long, env = "LEARNER_SHUTDOWN_TIMEOUT_MS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_MS)]
+    pub shutdown_timeout_ms: u64,
+    /// Route/downstream series shown in one /metrics page or /stats document.
+    #[arg(long, env = "LEARNER_METRICS_MAX_SERIES", default_value_t = DEFAULT_METRICS_MAX_SERIES)]
+    pub metrics_max_series: usize,
     /// Most routes kept in the learned state; records of further routes are counted, not learned.
     #[arg(long, env = "LEARNER_MAX_ROUTES", default_value_t = DEFAULT_MAX_ROUTES)]
     pub max_routes: usize,
@@ -210,6 +238,8 @@ pub struct LearnerConfig {
     pub cluster_id: String,
     pub access: Access,
     pub basic_auth: Option<BasicAuth>,
+    pub server: ServerLimits,
+    pub metrics_max_series: usize,
     pub max_routes: usize,
     pub max_downstreams_per_route: usize,
 }
@@ -315,6 +345,28 @@ impl TryFrom<Args> for LearnerConfig {
                 ConfigError::Fleet { field: "--fleet (LEARNER_FLEET)", reason }
             })?)),
         };
+        let at_least_one = [
+            (
+                "--header-read-timeout-ms (LEARNER_HEADER_READ_TIMEOUT_MS)",
+                args.header_read_timeout_ms,
+            ),
+            ("--request-timeout-ms (LEARNER_REQUEST_TIMEOUT_MS)", args.request_timeout_ms),
+            (
+                "--max-concurrent-requests (LEARNER_MAX_CONCURRENT_REQUESTS)",
+                args.max_concurrent_requests as u64,
+            ),
+            ("--max-connections (LEARNER_MAX_CONNECTIONS)", args.max_connections as u64),
+        ];
+        if let Some((field, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(invalid(field, 0, "must be at least 1"));
+        }
+        let server = ServerLimits {
+            header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_concurrent_requests: args.max_concurrent_requests,
+            max_connections: args.max_connections,
+            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        };
         if args.max_routes == 0 {
             return Err(invalid("--max-routes (LEARNER_MAX_ROUTES)", 0, "must be at least 1"));
         }
@@ -372,6 +424,8 @@ impl TryFrom<Args> for LearnerConfig {
             cluster_id,
             access,
             basic_auth,
+            server,
+            metrics_max_series: args.metrics_max_series,
             max_routes: args.max_routes,
             max_downstreams_per_route: args.max_downstreams_per_route,
         })
@@ -488,6 +542,12 @@ impl LearnerConfig {
             "rest_basic_auth": self.basic_auth.as_ref().map(|a| json!({"user": a.user()})),
             "max_routes": self.max_routes,
             "max_downstreams_per_route": self.max_downstreams_per_route,
+            "header_read_timeout_ms": self.server.header_read_timeout.as_millis() as u64,
+            "request_timeout_ms": self.server.request_timeout.as_millis() as u64,
+            "max_concurrent_requests": self.server.max_concurrent_requests,
+            "max_connections": self.server.max_connections,
+            "shutdown_timeout_ms": self.server.shutdown_timeout.as_millis() as u64,
+            "metrics_max_series": self.metrics_max_series,
         })
     }
 }
@@ -514,6 +574,8 @@ impl LearnerConfig {
             cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
             access,
             basic_auth: None,
+            server: ServerLimits::default(),
+            metrics_max_series: DEFAULT_METRICS_MAX_SERIES,
             max_routes: DEFAULT_MAX_ROUTES,
             max_downstreams_per_route: DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
         }

@@ -101,10 +101,20 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+fn count_omitted(state: &AppState, summary: Option<&crate::state::StateSummary>) {
+    if let Some(s) = summary.filter(|s| s.omitted_series > 0) {
+        state
+            .counters
+            .series_omitted
+            .fetch_add(s.omitted_series, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn stats(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let consumer = state.consumer.as_ref().map(|c| c.report(now));
-    let summary = state.learner.as_ref().map(|l| l.summary(now));
+    let summary = state.learner.as_ref().map(|l| l.summary(now, state.metrics_max_series));
+    count_omitted(&state, summary.as_ref());
     let doc = metrics::stats_json(state.mode, &state.counters, summary.as_ref(), consumer.as_ref());
     axum::Json(doc).into_response()
 }
@@ -112,7 +122,8 @@ async fn stats(State(state): State<AppState>) -> Response {
 async fn prometheus(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let consumer = state.consumer.as_ref().map(|c| c.report(now));
-    let summary = state.learner.as_ref().map(|l| l.summary(now));
+    let summary = state.learner.as_ref().map(|l| l.summary(now, state.metrics_max_series));
+    count_omitted(&state, summary.as_ref());
     let text =
         metrics::prometheus(state.mode, &state.counters, summary.as_ref(), consumer.as_ref());
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
@@ -221,6 +232,7 @@ mod tests {
             basic_auth: None,
             consumer: Some(health),
             body_limit_bytes: 1024,
+            metrics_max_series: 100,
             max_batch_records: 10,
             learner: Some(SharedLearner::new(
                 LearnerState::new(magnetar_core::posterior::Decay::default(), 10),

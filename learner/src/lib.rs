@@ -51,6 +51,7 @@ pub mod latency;
 pub mod metrics;
 pub mod offsets;
 pub mod produce;
+pub mod serve;
 pub mod shared;
 pub mod state;
 pub mod v3;
@@ -191,6 +192,7 @@ pub async fn run(
         basic_auth: config.basic_auth.clone().map(Arc::new),
         consumer: consumer_health,
         body_limit_bytes: config.body_limit_bytes,
+        metrics_max_series: config.metrics_max_series,
         max_batch_records: config.max_batch_records,
         learner,
         ingest,
@@ -212,14 +214,13 @@ pub async fn run(
             "learner is open: ingest, /recommendation, /params and /stats answer without credentials (loopback only)"
         );
     }
-    let stop_on_signal = stop.clone();
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("shutting down");
-            let _ = stop_on_signal.send(true);
-        })
-        .await;
+    serve::serve(listener, app(state), config.server, async move {
+        shutdown.await;
+        info!("shutting down");
+    })
+    .await;
+    // Only now, with every connection drained: the consumer's last commit and the final
+    // checkpoint then hold every batch that was answered.
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
@@ -228,5 +229,5 @@ pub async fn run(
         bridge.flush(std::time::Duration::from_secs(5));
     }
     info!("learner stopped");
-    served.map_err(LearnerError::from)
+    Ok(())
 }

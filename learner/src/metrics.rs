@@ -53,6 +53,9 @@ pub struct Counters {
     pub kafka_errors: AtomicU64,
     pub checkpoints: AtomicU64,
     pub checkpoint_failures: AtomicU64,
+    /// Route/downstream series left out of `/metrics` pages and `/stats` documents by
+    /// `--metrics-max-series`, summed over every page and document rendered.
+    pub series_omitted: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     positions: Mutex<KafkaPositions>,
 }
@@ -173,6 +176,7 @@ pub fn stats_json(
             "records_refused": state.capped_records,
             "observations_refused": state.capped_observations,
             "observations_unknown_downstream": state.unknown_observations,
+            "series_omitted": state.omitted_series,
         });
         doc["routes"] = json!(routes);
     }
@@ -268,6 +272,11 @@ pub fn prometheus(
             "magnetar_learner_checkpoint_failures",
             "state files that could not be written (offset commits held back)",
             &counters.checkpoint_failures,
+        ),
+        (
+            "magnetar_learner_metrics_series_omitted",
+            "route/downstream series left out of /metrics and /stats by --metrics-max-series",
+            &counters.series_omitted,
         ),
     ];
     for (name, help, value) in simple {

@@ -72,9 +72,10 @@ impl SharedLearner {
         self.lock().state.version()
     }
 
-    /// The numbers `/stats` and `/metrics` show, as of `now_ms`.
-    pub fn summary(&self, now_ms: u64) -> StateSummary {
-        self.lock().state.summary(now_ms)
+    /// The numbers `/stats` and `/metrics` show, as of `now_ms`, at most `max_series`
+    /// route/downstream series of them.
+    pub fn summary(&self, now_ms: u64, max_series: usize) -> StateSummary {
+        self.lock().state.summary(now_ms, max_series)
     }
 
     /// The checkpoint's content (serialized by the caller, outside the lock).

@@ -123,6 +123,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// Routes the learner keeps state for; records of further routes are counted and dropped.
+pub const DEFAULT_MAX_ROUTES: usize = 1024;
+/// Downstreams kept per route; attempts on further downstreams are counted and dropped.
+pub const DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE: usize = 1024;
+
 /// How much state telemetry may create (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -133,8 +138,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_routes: crate::config::DEFAULT_MAX_ROUTES,
-            max_downstreams_per_route: crate::config::DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
+            max_routes: DEFAULT_MAX_ROUTES,
+            max_downstreams_per_route: DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
         }
     }
 }
@@ -384,17 +389,31 @@ impl LearnerState {
         self.recent.len()
     }
 
-    /// The numbers `/stats` and `/metrics` render, as of `now_ms`.
-    pub fn summary(&self, now_ms: u64) -> StateSummary {
+    /// The numbers `/stats` and `/metrics` render, as of `now_ms`, with at most `max_series`
+    /// route/downstream series (in route and name order; the others are counted in
+    /// [`StateSummary::omitted_series`]), so neither the copy made under the lock nor the page
+    /// rendered from it grows past that.
+    pub fn summary(&self, now_ms: u64, max_series: usize) -> StateSummary {
+        let mut budget = max_series;
+        let mut omitted = 0u64;
         let routes = self
             .routes
             .iter()
-            .map(|(route, r)| RouteSummary {
+            .map(|(route, r)| {
+                let shown = r.downstreams.len().min(budget);
+                budget -= shown;
+                omitted += (r.downstreams.len() - shown) as u64;
+                (route, r, shown)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(route, r, shown)| RouteSummary {
                 route: route.clone(),
                 records: r.records,
                 downstreams: r
                     .downstreams
                     .iter()
+                    .take(shown)
                     .map(|(name, d)| DownstreamSummary {
                         name: name.clone(),
                         attempts: d.attempts(),
@@ -422,6 +441,7 @@ impl LearnerState {
             capped_records: self.capped_records,
             capped_observations: self.capped_observations,
             unknown_observations: self.unknown_observations,
+            omitted_series: omitted,
             routes,
         }
     }
@@ -498,6 +518,8 @@ pub struct StateSummary {
     pub capped_records: u64,
     pub capped_observations: u64,
     pub unknown_observations: u64,
+    /// Route/downstream series left out of this summary by its cap.
+    pub omitted_series: u64,
     pub routes: Vec<RouteSummary>,
 }
 
@@ -646,7 +668,22 @@ mod tests {
         let route = &s.routes()["/service"];
         assert_eq!(route.downstreams.keys().collect::<Vec<_>>(), ["a"]);
         assert_eq!((s.unknown_observations(), s.observations()), (1, 1));
-        assert_eq!(s.summary(NOW).unknown_observations, 1);
+        assert_eq!(s.summary(NOW, 10).unknown_observations, 1);
+    }
+
+    #[test]
+    fn summaries_show_at_most_max_series() {
+        let mut s = state();
+        for (i, route) in ["/a", "/b"].iter().enumerate() {
+            let attempts = (0..3).map(|d| attempt(&format!("d{d}"), Outcome::Success)).collect();
+            let mut r = record(&format!("s{i}"), attempts);
+            r.route = (*route).into();
+            s.apply(&r, NOW);
+        }
+        let summary = s.summary(NOW, 4);
+        let shown: Vec<usize> = summary.routes.iter().map(|r| r.downstreams.len()).collect();
+        assert_eq!((shown, summary.omitted_series), (vec![3, 1], 2));
+        assert_eq!(s.summary(NOW, 100).omitted_series, 0);
     }
 
     #[test]
