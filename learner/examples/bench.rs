@@ -241,6 +241,20 @@ async fn bench() {
     println!("REST ingest (embedded), 100-record batches:              {batched:>9.0} records/s");
     drop(learner);
 
+    // The same with a state file (embedded mode's durability: see the learner's journal).
+    let dir = std::env::temp_dir().join(format!("learner-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let state = dir.join("state.json");
+    let state = state.to_str().expect("utf-8 path");
+    let learner = Learner::start(&["--mode", "embedded", "--state-file", state]);
+    let single = post_all(&client, &learner.url, "/single", 20_000, 1, 10).await;
+    let batched = post_all(&client, &learner.url, "/batched", 200_000, 100, 10).await;
+    println!("REST ingest (embedded, --state-file), 1-record batches:  {single:>9.0} records/s");
+    println!("REST ingest (embedded, --state-file), 100-record batches:{batched:>9.0} records/s");
+    drop(learner);
+    let _ = std::fs::remove_dir_all(&dir);
+
     // Latency and memory at 10 and 1,000 downstreams.
     for downstreams in [10usize, 1_000] {
         let learner = Learner::start(&["--mode", "embedded"]);

@@ -3,11 +3,11 @@
 //! not on each other.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 
 use crate::auth::{Access, BasicAuth};
 use crate::config::Mode;
 use crate::health::ConsumerHealth;
+use crate::journal::Journal;
 use crate::kafka::Bridge;
 use crate::metrics::Counters;
 use crate::shared::SharedLearner;
@@ -43,6 +43,7 @@ pub struct AppState {
     pub learner: Option<SharedLearner>,
     pub ingest: Ingest,
     pub counters: Arc<Counters>,
-    /// Next offset of the embedded topic's single partition.
-    pub next_offset: Arc<AtomicI64>,
+    /// Embedded mode with a state file: the state log every batch goes through before it is
+    /// answered ([`crate::journal`]).
+    pub journal: Option<Arc<Journal>>,
 }

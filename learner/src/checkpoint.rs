@@ -10,9 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::warn;
 
 use crate::metrics::Counters;
@@ -102,32 +100,6 @@ pub fn write_checkpoint(path: &Path, learner: &SharedLearner, counters: &Counter
             counters.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
             warn!(error = %e, "checkpoint failed");
             false
-        }
-    }
-}
-
-/// Embedded mode's periodic checkpoint: every `interval`, and once more when `stopped` turns,
-/// writes the state file if records were applied since the last one that was written.
-pub async fn embedded_loop(
-    path: PathBuf,
-    learner: SharedLearner,
-    counters: std::sync::Arc<Counters>,
-    interval: Duration,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut saved_version = learner.version();
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        let last = tokio::select! {
-            _ = stopped.changed() => true,
-            _ = tick.tick() => false,
-        };
-        let version = learner.version();
-        if version != saved_version && write_checkpoint(&path, &learner, &counters) {
-            saved_version = version;
-        }
-        if last {
-            break;
         }
     }
 }

@@ -219,7 +219,6 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicI64;
     use std::time::Duration;
 
     /// A kafka-mode app (no Kafka behind it) whose consumer health the test drives.
@@ -240,7 +239,7 @@ mod tests {
             )),
             ingest: Ingest::Refuse,
             counters: Arc::new(Counters::default()),
-            next_offset: Arc::new(AtomicI64::new(0)),
+            journal: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

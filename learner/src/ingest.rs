@@ -52,6 +52,10 @@ pub enum RecordError {
     UnknownPartition(i32),
     #[error("kafka did not take the record: {0}")]
     Kafka(String),
+    /// Embedded mode with a state file: the record could not be made durable (the state log
+    /// could not be written, or the learner is stopping). Not learned; post it again.
+    #[error("the record was not stored: {0}")]
+    NotStored(String),
 }
 
 impl RecordError {
@@ -61,7 +65,7 @@ impl RecordError {
             RecordError::Invalid(_) => 42205,
             RecordError::UnsupportedSchema { .. } => 42206,
             RecordError::UnknownPartition(_) => CODE_UNKNOWN_PARTITION,
-            RecordError::Kafka(_) => CODE_KAFKA,
+            RecordError::Kafka(_) | RecordError::NotStored(_) => CODE_KAFKA,
         }
     }
 
@@ -73,6 +77,7 @@ impl RecordError {
             RecordError::UnsupportedSchema { .. } => "unsupported_schema",
             RecordError::UnknownPartition(_) => "unknown_partition",
             RecordError::Kafka(_) => "kafka",
+            RecordError::NotStored(_) => "not_stored",
         }
     }
 }

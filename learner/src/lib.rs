@@ -29,7 +29,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -46,6 +45,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod journal;
 pub mod kafka;
 pub mod latency;
 pub mod metrics;
@@ -174,15 +174,29 @@ pub async fn run(
         consumer_health = Some(health);
         tasks.push(tokio::spawn(task.run(stopped.clone())));
     }
-    if let (Some(path), Some(learner), Mode::Embedded) = (&config.state_file, &learner, mode) {
-        tasks.push(tokio::spawn(checkpoint::embedded_loop(
-            path.clone(),
-            learner.clone(),
-            counters.clone(),
-            config.commit_interval,
-            stopped.clone(),
-        )));
-    }
+    let journal = match (&config.state_file, &learner, mode) {
+        (Some(path), Some(learner), Mode::Embedded) => {
+            let io = |source| checkpoint::CheckpointError::Io { path: path.clone(), source };
+            if config.reset_state {
+                journal::discard(path).map_err(io)?;
+            }
+            let covered = learner.next_offset();
+            let replayed = journal::replay(path, learner).map_err(io)?;
+            if replayed > 0 {
+                info!(replayed, "state log replayed");
+            }
+            let journal = journal::Journal::start(
+                path.clone(),
+                learner.clone(),
+                counters.clone(),
+                config.commit_interval,
+                covered,
+            )
+            .map_err(io)?;
+            Some(Arc::new(journal))
+        }
+        _ => None,
+    };
 
     let state = AppState {
         mode,
@@ -197,7 +211,7 @@ pub async fn run(
         learner,
         ingest,
         counters,
-        next_offset: Arc::new(AtomicI64::new(0)),
+        journal: journal.clone(),
     };
     info!(
         %addr,
@@ -222,6 +236,10 @@ pub async fn run(
     // Only now, with every connection drained: the consumer's last commit and the final
     // checkpoint then hold every batch that was answered.
     let _ = stop.send(true);
+    if let Some(journal) = journal {
+        // Writes what is queued and takes the final checkpoint.
+        let _ = tokio::task::spawn_blocking(move || journal.stop()).await;
+    }
     for task in tasks {
         let _ = task.await;
     }

@@ -56,6 +56,10 @@ pub struct Counters {
     /// Route/downstream series left out of `/metrics` pages and `/stats` documents by
     /// `--metrics-max-series`, summed over every page and document rendered.
     pub series_omitted: AtomicU64,
+    /// Syncs of the embedded state log (one per group of batches).
+    pub journal_syncs: AtomicU64,
+    /// State log writes or syncs that failed (their batches answered as not stored).
+    pub journal_failures: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     positions: Mutex<KafkaPositions>,
 }
@@ -198,6 +202,8 @@ pub fn stats_json(
     doc["checkpoints"] = json!({
         "written": get(&counters.checkpoints),
         "failed": get(&counters.checkpoint_failures),
+        "state_log_syncs": get(&counters.journal_syncs),
+        "state_log_failures": get(&counters.journal_failures),
     });
     doc
 }
@@ -272,6 +278,16 @@ pub fn prometheus(
             "magnetar_learner_checkpoint_failures",
             "state files that could not be written (offset commits held back)",
             &counters.checkpoint_failures,
+        ),
+        (
+            "magnetar_learner_state_log_syncs",
+            "syncs of the embedded state log, one per group of batches",
+            &counters.journal_syncs,
+        ),
+        (
+            "magnetar_learner_state_log_failures",
+            "state log writes that failed (their batches answered as not stored)",
+            &counters.journal_failures,
         ),
         (
             "magnetar_learner_metrics_series_omitted",

@@ -16,7 +16,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse};
+use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse, TelemetryRecord};
 use tracing::{debug, warn};
 
 use crate::app_state::{AppState, Ingest};
@@ -305,7 +305,7 @@ async fn v3_records(
 /// Applies or forwards the entries: one result per entry, in order.
 async fn store(state: &AppState, entries: Vec<BatchEntry>) -> Vec<Result<Stored, RecordError>> {
     match &state.ingest {
-        Ingest::Apply => apply_here(state, entries),
+        Ingest::Apply => apply_here(state, entries).await,
         Ingest::Forward(bridge) => {
             let results = bridge.forward(entries).await;
             let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
@@ -340,20 +340,47 @@ fn count_records(
     }
 }
 
-/// Embedded mode: applies every valid entry to this learner, offsets from one partition.
+/// Embedded mode: applies every valid entry to this learner, offsets from one partition; with
+/// a state file, only once the state log holds them ([`crate::journal`]).
 /// A record over the state's caps is acknowledged like any other (it is in the log; the caps are
 /// the learner's policy, counted in `/stats`), exactly as the Kafka path treats it.
-fn apply_here(state: &AppState, entries: Vec<BatchEntry>) -> Vec<Result<Stored, RecordError>> {
+async fn apply_here(
+    state: &AppState,
+    entries: Vec<BatchEntry>,
+) -> Vec<Result<Stored, RecordError>> {
     let Some(learner) = &state.learner else { return Vec::new() };
-    let checked: Vec<Result<_, RecordError>> = entries
+    let checked: Vec<Result<TelemetryRecord, RecordError>> = entries
         .into_iter()
         .map(|entry| match entry.partition {
             Some(p) if p != ingest::EMBEDDED_PARTITION => Err(RecordError::UnknownPartition(p)),
             _ => entry.record,
         })
         .collect();
-    let applied = learner.apply_all(checked.iter().filter_map(|r| r.as_ref().ok()), now_ms());
-    let mut offset = state.next_offset.fetch_add(applied.len() as i64, Ordering::Relaxed);
+    let (first, applied) = match &state.journal {
+        None => {
+            let valid: Vec<&TelemetryRecord> =
+                checked.iter().filter_map(|r| r.as_ref().ok()).collect();
+            learner.apply_all(valid.into_iter(), now_ms())
+        }
+        Some(journal) => {
+            let valid: Vec<TelemetryRecord> =
+                checked.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            if valid.is_empty() {
+                (0, Vec::new())
+            } else {
+                match journal.append(valid).await {
+                    Some(done) => done,
+                    None => {
+                        let why = "the learner could not make it durable (stopping, or its state log failed)";
+                        return checked
+                            .into_iter()
+                            .map(|r| r.and(Err(RecordError::NotStored(why.into()))))
+                            .collect();
+                    }
+                }
+            }
+        }
+    };
     let mut labels = BTreeMap::<&str, u64>::new();
     for a in &applied {
         let label = match a {
@@ -369,6 +396,7 @@ fn apply_here(state: &AppState, entries: Vec<BatchEntry>) -> Vec<Result<Stored, 
         capped = labels.get("capped").copied().unwrap_or(0),
         "batch applied"
     );
+    let mut offset = first;
     checked
         .into_iter()
         .map(|r| {

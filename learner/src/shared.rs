@@ -57,14 +57,39 @@ impl SharedLearner {
         self.lock().state.apply(record, now_ms)
     }
 
-    /// Learns from every record in order under one lock; one answer per record.
+    /// Learns from every record in order under one lock, giving them consecutive offsets of
+    /// the embedded topic; returns the first offset and one answer per record.
     pub fn apply_all<'a>(
         &self,
-        records: impl IntoIterator<Item = &'a TelemetryRecord>,
+        records: impl ExactSizeIterator<Item = &'a TelemetryRecord>,
+        now_ms: u64,
+    ) -> (i64, Vec<Applied>) {
+        let mut guard = self.lock();
+        let first = guard.state.take_offsets(records.len());
+        (first, records.map(|r| guard.state.apply(r, now_ms)).collect())
+    }
+
+    /// Learns from records the state log holds at `offset`s (replay at start, or a batch the
+    /// journal made durable); offsets already covered are skipped.
+    pub fn apply_logged<'a>(
+        &self,
+        records: impl IntoIterator<Item = (i64, &'a TelemetryRecord)>,
         now_ms: u64,
     ) -> Vec<Applied> {
         let mut guard = self.lock();
-        records.into_iter().map(|r| guard.state.apply(r, now_ms)).collect()
+        let mut out = Vec::new();
+        for (offset, record) in records {
+            if offset >= guard.state.next_offset() {
+                out.push(guard.state.apply(record, now_ms));
+                guard.state.offset_seen(offset);
+            }
+        }
+        out
+    }
+
+    /// The next offset of the embedded topic.
+    pub fn next_offset(&self) -> i64 {
+        self.lock().state.next_offset()
     }
 
     /// Increases with every applied record.

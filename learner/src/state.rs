@@ -201,6 +201,8 @@ pub struct LearnerState {
     /// The downstreams that exist, when a fleet is configured.
     fleet: Option<Arc<BTreeSet<String>>>,
     unknown_observations: u64,
+    /// Next offset of the embedded topic's partition (kept in the checkpoint).
+    next_offset: i64,
 }
 
 impl LearnerState {
@@ -218,7 +220,25 @@ impl LearnerState {
             capped_observations: 0,
             fleet: None,
             unknown_observations: 0,
+            next_offset: 0,
         }
+    }
+
+    /// Reserves `n` offsets of the embedded topic; returns the first.
+    pub fn take_offsets(&mut self, n: usize) -> i64 {
+        let first = self.next_offset;
+        self.next_offset = self.next_offset.saturating_add(n as i64);
+        first
+    }
+
+    /// The next offset of the embedded topic.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Moves the next offset past `offset` (replaying the state log).
+    pub fn offset_seen(&mut self, offset: i64) {
+        self.next_offset = self.next_offset.max(offset.saturating_add(1));
     }
 
     /// The same state learning only about the downstreams of `fleet`: an attempt on any other
@@ -456,6 +476,7 @@ impl LearnerState {
             observations: self.observations,
             routes: self.routes.clone(),
             recent_ids: self.recent.order.iter().copied().collect(),
+            next_offset: self.next_offset,
         }
     }
 
@@ -474,6 +495,7 @@ impl LearnerState {
             capped_observations: 0,
             fleet: None,
             unknown_observations: 0,
+            next_offset: saved.next_offset,
         }
     }
 }
@@ -533,6 +555,9 @@ pub struct SavedState {
     pub observations: u64,
     pub routes: BTreeMap<String, RouteState>,
     pub recent_ids: Vec<u64>,
+    /// Next offset of the embedded topic; absent from checkpoints written before it existed.
+    #[serde(default)]
+    pub next_offset: i64,
 }
 
 impl SavedState {

@@ -65,7 +65,7 @@ impl V3RecordError {
             V3RecordError::Syntax(_) | V3RecordError::Envelope(_) => 400,
             V3RecordError::Format(_) | V3RecordError::Telemetry(_) => 422,
             V3RecordError::Store(RecordError::UnknownPartition(_)) => 404,
-            V3RecordError::Store(RecordError::Kafka(_)) => 500,
+            V3RecordError::Store(RecordError::Kafka(_) | RecordError::NotStored(_)) => 500,
             V3RecordError::Store(RecordError::InvalidJson(_)) => 400,
             V3RecordError::Store(_) => 422,
         }

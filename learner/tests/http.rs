@@ -505,3 +505,66 @@ async fn the_state_file_survives_a_restart() {
     learner.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// SIGKILL right after a 200: the batch is in the state log, and the restarted learner has it,
+/// with the embedded topic's offsets going on where they were.
+#[tokio::test]
+async fn an_embedded_learner_killed_right_after_a_200_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("learner-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let state_arg = state.to_str().unwrap().to_owned();
+    // No checkpoint in the test's lifetime: only the state log can hold the batch.
+    let args = [
+        "--http-addr",
+        "127.0.0.1:0",
+        "--token",
+        TOKEN,
+        "--state-file",
+        &state_arg,
+        "--commit-interval-ms",
+        "600000",
+    ];
+    let client = client();
+    let (mut first, addr) =
+        ChildProcess::spawn("learner-kill", &learner_bin(), &args, Some("learner listening"));
+    let base = format!("http://{}", addr.unwrap());
+    let records: Vec<_> =
+        (0..100).map(|i| record(&format!("k-{i}"), "/k", &[("a", Outcome::Success)])).collect();
+    let body = serde_json::to_vec(&batch(&records)).unwrap();
+    let (status, _, answer) =
+        post(&client, &format!("{base}/topics/magnetar-telemetry"), V2_JSON, body).await;
+    assert_eq!(status, 200, "{answer}");
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10));
+    assert!(!state.exists(), "a checkpoint was written: the test would not show the log");
+
+    let (second, addr) =
+        ChildProcess::spawn("learner-kill-2", &learner_bin(), &args, Some("learner listening"));
+    let base = format!("http://{}", addr.unwrap());
+    let (_, stats) = get_json(&client, &format!("{base}/stats")).await;
+    assert_eq!(stats["records_applied"], 100, "{stats}\n{}", second.log_text());
+    // Offsets survive the restart; the same batch again is a duplicate, not new learning.
+    let body = serde_json::to_vec(&batch(&records[..1])).unwrap();
+    let (status, _, answer) =
+        post(&client, &format!("{base}/topics/magnetar-telemetry"), V2_JSON, body).await;
+    assert_eq!((status, answer["offsets"][0]["offset"].clone()), (200, json!(100)), "{answer}");
+    let (_, stats) = get_json(&client, &format!("{base}/stats")).await;
+    assert_eq!(
+        (stats["records_applied"].clone(), stats["duplicates"].clone()),
+        (json!(100), json!(1))
+    );
+    // A graceful stop checkpoints, and the next start comes back from the checkpoint alone.
+    second.signal("TERM");
+    let mut second = second;
+    assert!(second.wait_exit(Duration::from_secs(20)).success(), "{}", second.log_text());
+    assert!(state.exists());
+    let (third, addr) =
+        ChildProcess::spawn("learner-kill-3", &learner_bin(), &args, Some("learner listening"));
+    let base = format!("http://{}", addr.unwrap());
+    let (_, stats) = get_json(&client, &format!("{base}/stats")).await;
+    assert_eq!(stats["records_applied"], 100, "{stats}\n{}", third.log_text());
+    drop(third);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
