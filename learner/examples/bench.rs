@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 
 const V2_JSON: &str = "application/vnd.kafka.json.v2+json";
 const CLIENTS: usize = 8;
+/// The bearer token the learners under test ask for (the routers' `LEARNER_TOKEN`).
+const TOKEN: &str = "bench-token-0123456789";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -53,7 +55,7 @@ impl Learner {
         let exe = std::env::current_exe().expect("current exe");
         let mut child = Command::new(exe)
             .arg("--serve")
-            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--token", TOKEN])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -220,7 +222,14 @@ fn tansu_bin() -> Option<PathBuf> {
 }
 
 async fn bench() {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let mut auth = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {TOKEN}").parse().expect("header value");
+    auth.insert(reqwest::header::AUTHORIZATION, bearer);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .default_headers(auth)
+        .build()
+        .expect("client");
     println!("learner bench: {CLIENTS} concurrent clients on the same {}-core machine", cores());
     println!();
 
@@ -231,6 +240,20 @@ async fn bench() {
     println!("REST ingest (embedded), 1-record batches (router style): {single:>9.0} records/s");
     println!("REST ingest (embedded), 100-record batches:              {batched:>9.0} records/s");
     drop(learner);
+
+    // The same with a state file (embedded mode's durability: see the learner's journal).
+    let dir = std::env::temp_dir().join(format!("learner-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let state = dir.join("state.json");
+    let state = state.to_str().expect("utf-8 path");
+    let learner = Learner::start(&["--mode", "embedded", "--state-file", state]);
+    let single = post_all(&client, &learner.url, "/single", 20_000, 1, 10).await;
+    let batched = post_all(&client, &learner.url, "/batched", 200_000, 100, 10).await;
+    println!("REST ingest (embedded, --state-file), 1-record batches:  {single:>9.0} records/s");
+    println!("REST ingest (embedded, --state-file), 100-record batches:{batched:>9.0} records/s");
+    drop(learner);
+    let _ = std::fs::remove_dir_all(&dir);
 
     // Latency and memory at 10 and 1,000 downstreams.
     for downstreams in [10usize, 1_000] {

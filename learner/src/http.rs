@@ -6,15 +6,14 @@
 //! - `GET /params?route=`: decayed counts per downstream, for the router to import;
 //! - `GET /stats`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
-//! GET endpoints allow any origin (CORS), so the test-bed page on another port can read them,
-//! and never ask for credentials; `--rest-basic-auth` guards only the produce APIs.
+//! Credentials ([`crate::auth`]): every endpoint but `/healthz` and `/metrics` asks for
+//! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer realm="magnetar"`); the
+//! produce APIs also take `--rest-basic-auth`; `--open` asks for nothing. GET endpoints allow
+//! any origin (CORS, `Authorization` among the allowed headers), so the test-bed page on another
+//! port can read them.
 //! `/healthz` answers 200 `{"status": "ok", "mode": ...}`, and in the consuming modes adds the
 //! consumer's health ([`crate::health`]), answering 503 when the consumer is down.
 //! Errors are JSON `{"error_code": N, "message": "..."}`, saying what was wrong with the request.
-
-use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -23,120 +22,69 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rand::rngs::SmallRng;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::auth::BasicAuth;
-use crate::config::Mode;
-use crate::health::ConsumerHealth;
-use crate::kafka::Bridge;
-use crate::metrics::{self, Counters};
+pub use crate::app_state::{AppState, Ingest};
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::metrics;
 use crate::produce;
-use crate::state::{LearnerState, RecommendError};
-
-/// The learned state and the RNG that samples it, behind one lock.
-#[derive(Debug)]
-pub struct Learner {
-    pub state: LearnerState,
-    pub rng: SmallRng,
-}
-
-/// Shared handle to the [`Learner`].
-#[derive(Debug, Clone)]
-pub struct SharedLearner(Arc<Mutex<Learner>>);
-
-impl SharedLearner {
-    pub fn new(state: LearnerState, rng: SmallRng) -> Self {
-        SharedLearner(Arc::new(Mutex::new(Learner { state, rng })))
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Learner> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// What the produce API does with accepted records.
-#[derive(Clone)]
-pub enum Ingest {
-    /// Apply them to this learner (embedded mode).
-    Apply,
-    /// Forward them to Kafka (bridge, combined).
-    Forward(Arc<Bridge>),
-    /// No produce API (kafka mode).
-    Refuse,
-}
-
-/// Everything the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub mode: Mode,
-    pub topic: Arc<str>,
-    /// The cluster id the v3 produce API answers for.
-    pub cluster_id: Arc<str>,
-    /// Credentials the produce APIs require, when configured.
-    pub basic_auth: Option<Arc<BasicAuth>>,
-    /// The Kafka consumer's liveness (consuming modes).
-    pub consumer: Option<Arc<ConsumerHealth>>,
-    pub body_limit_bytes: usize,
-    pub max_batch_records: usize,
-    pub learner: Option<SharedLearner>,
-    pub ingest: Ingest,
-    pub counters: Arc<Counters>,
-    /// Next offset of the embedded topic's single partition.
-    pub next_offset: Arc<AtomicI64>,
-}
-
-/// The learner's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use crate::shared::SharedLearner;
+use crate::validate::{MAX_NAME_LEN, MAX_ROUTE_LEN};
 
 /// Builds the router for `state.mode`: learning endpoints only when the mode learns.
 pub fn app(state: AppState) -> Router {
-    let mut reads = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/stats", get(stats))
-        .route("/metrics", get(prometheus));
+    let public = Router::new().route("/healthz", get(healthz)).route("/metrics", get(prometheus));
+    let mut reads = Router::new().route("/stats", get(stats));
     if state.learner.is_some() {
         reads = reads.route("/recommendation", get(recommendation)).route("/params", get(params));
     }
-    let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET]);
+    let reads = reads
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .merge(public);
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET])
+        .allow_headers([header::AUTHORIZATION]);
     let produce = Router::new()
         .route("/topics/{topic}", post(produce::v2))
         .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(produce::v3))
-        .route_layer(middleware::from_fn_with_state(state.clone(), produce::require_basic_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), produce::require_credentials));
     reads.layer(cors).merge(produce).fallback(not_found).with_state(state)
 }
 
-/// A JSON error answer.
-fn error(status: StatusCode, error_code: u32, message: impl Into<String>) -> Response {
-    error_as(status, "application/json", error_code, message)
-}
-
-/// A JSON error answer (`{"error_code", "message"}`) with `content_type`, as the produce APIs
-/// give theirs.
-pub(crate) fn error_as(
-    status: StatusCode,
-    content_type: &'static str,
-    error_code: u32,
-    message: impl Into<String>,
+/// Middleware on `/recommendation`, `/params` and `/stats`: 401 without the bearer token.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
 ) -> Response {
-    let body = json!({"error_code": error_code, "message": message.into()});
-    (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
+    let presented = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if state.access.may_read(presented) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        40100,
+        "this endpoint needs Authorization: Bearer <token>",
+    )
+    .with_challenge("Bearer realm=\"magnetar\"")
+    .into_response()
 }
 
 async fn not_found(
     State(state): State<AppState>,
     method: Method,
     uri: axum::http::Uri,
-) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        40400,
-        format!("no endpoint {method} {} in {} mode", uri.path(), state.mode.as_str()),
-    )
+) -> ApiError {
+    ApiError::no_endpoint(format!(
+        "no endpoint {method} {} in {} mode",
+        uri.path(),
+        state.mode.as_str()
+    ))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -153,34 +101,32 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+fn count_omitted(state: &AppState, summary: Option<&crate::state::StateSummary>) {
+    if let Some(s) = summary.filter(|s| s.omitted_series > 0) {
+        state
+            .counters
+            .series_omitted
+            .fetch_add(s.omitted_series, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn stats(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let consumer = state.consumer.as_ref().map(|c| c.report(now));
-    let guard = state.learner.as_ref().map(SharedLearner::lock);
-    let doc = metrics::stats_json(
-        state.mode,
-        &state.counters,
-        guard.as_ref().map(|l| &l.state),
-        consumer.as_ref(),
-        now,
-    );
-    drop(guard);
+    let summary = state.learner.as_ref().map(|l| l.summary(now, state.metrics_max_series));
+    count_omitted(&state, summary.as_ref());
+    let doc = metrics::stats_json(state.mode, &state.counters, summary.as_ref(), consumer.as_ref());
     axum::Json(doc).into_response()
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let consumer = state.consumer.as_ref().map(|c| c.report(now));
-    let guard = state.learner.as_ref().map(SharedLearner::lock);
-    let text = metrics::prometheus(
-        state.mode,
-        &state.counters,
-        guard.as_ref().map(|l| &l.state),
-        consumer.as_ref(),
-        now,
-    );
-    drop(guard);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let summary = state.learner.as_ref().map(|l| l.summary(now, state.metrics_max_series));
+    count_omitted(&state, summary.as_ref());
+    let text =
+        metrics::prometheus(state.mode, &state.counters, summary.as_ref(), consumer.as_ref());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,78 +147,63 @@ fn names(list: &str) -> Vec<String> {
     out
 }
 
-/// A request error of a GET endpoint, answered as JSON.
-#[derive(Debug)]
-struct BadQuery {
-    status: StatusCode,
-    code: u32,
-    message: String,
-}
-
-impl IntoResponse for BadQuery {
-    fn into_response(self) -> Response {
-        error(self.status, self.code, self.message)
-    }
-}
-
-fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQuery, BadQuery> {
-    let Query(q) = query.map_err(|e| BadQuery {
-        status: StatusCode::BAD_REQUEST,
-        code: 40001,
-        message: format!("bad query string: {e}"),
+fn route_of(query: Result<Query<RouteQuery>, QueryRejection>) -> Result<RouteQuery, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", 40001, format!("bad query string: {e}"))
     })?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", 40002, message);
     match q.route.as_deref().map(str::trim) {
-        Some(r) if !r.is_empty() => Ok(q),
-        _ => Err(BadQuery {
-            status: StatusCode::BAD_REQUEST,
-            code: 40002,
-            message: "missing query parameter route (e.g. route=/service)".into(),
-        }),
+        Some(r) if r.len() > MAX_ROUTE_LEN => {
+            return Err(bad(format!("route: at most {MAX_ROUTE_LEN} bytes, got {}", r.len())));
+        }
+        Some(r) if !r.is_empty() => {}
+        _ => return Err(bad("missing query parameter route (e.g. route=/service)".into())),
     }
+    for (field, list) in [("candidates", &q.candidates), ("exclude", &q.exclude)] {
+        let Some(list) = list else { continue };
+        let count = list.split(',').count();
+        if count > MAX_QUERY_NAMES {
+            return Err(bad(format!("{field}: at most {MAX_QUERY_NAMES} names, got {count}")));
+        }
+        if let Some(long) = list.split(',').find(|n| n.trim().len() > MAX_NAME_LEN) {
+            return Err(bad(format!(
+                "{field}: a name is at most {MAX_NAME_LEN} bytes, got {}",
+                long.trim().len()
+            )));
+        }
+    }
+    Ok(q)
+}
+
+/// Most names in `candidates` or `exclude` (a route's downstreams are capped the same way).
+pub const MAX_QUERY_NAMES: usize = crate::config::DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE;
+
+/// The learner of a mode that learns; a 404 in bridge mode (the routes are not even mounted
+/// there, so this is only reached if that changes).
+fn learner_of(state: &AppState) -> Result<&SharedLearner, ApiError> {
+    state.learner.as_ref().ok_or_else(|| ApiError::no_endpoint("this process does not learn"))
 }
 
 async fn recommendation(
     State(state): State<AppState>,
     query: Result<Query<RouteQuery>, QueryRejection>,
-) -> Response {
-    let q = match route_of(query) {
-        Ok(q) => q,
-        Err(bad) => return bad.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let q = route_of(query)?;
     let route = q.route.as_deref().unwrap_or_default().trim();
     let candidates = q.candidates.as_deref().map(names).filter(|c| !c.is_empty());
     let exclude = q.exclude.as_deref().map(names).unwrap_or_default();
-    let Some(learner) = &state.learner else {
-        return error(StatusCode::NOT_FOUND, 40400, "this process does not learn");
-    };
-    let result = {
-        let mut guard = learner.lock();
-        let Learner { state, rng } = &mut *guard;
-        state.recommend(route, candidates.as_deref(), &exclude, now_ms(), rng)
-    };
-    match result {
-        Ok(rec) => axum::Json(rec).into_response(),
-        Err(e @ RecommendError::UnknownRoute(_)) => {
-            error(StatusCode::NOT_FOUND, 40403, e.to_string())
-        }
-        Err(e @ RecommendError::AllExcluded) => error(StatusCode::NOT_FOUND, 40404, e.to_string()),
-    }
+    let rec = learner_of(&state)?.recommend(route, candidates.as_deref(), &exclude, now_ms())?;
+    Ok(axum::Json(rec).into_response())
 }
 
 async fn params(
     State(state): State<AppState>,
     query: Result<Query<RouteQuery>, QueryRejection>,
-) -> Response {
-    let q = match route_of(query) {
-        Ok(q) => q,
-        Err(bad) => return bad.into_response(),
-    };
-    let Some(learner) = &state.learner else {
-        return error(StatusCode::NOT_FOUND, 40400, "this process does not learn");
-    };
-    let params =
-        learner.lock().state.params(q.route.as_deref().unwrap_or_default().trim(), now_ms());
-    axum::Json(params).into_response()
+) -> Result<Response, ApiError> {
+    let q = route_of(query)?;
+    let route = q.route.as_deref().unwrap_or_default().trim();
+    let params = learner_of(&state)?.params(route, now_ms());
+    Ok(axum::Json(params).into_response())
 }
 
 #[cfg(test)]
@@ -281,8 +212,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::config::Mode;
     use crate::health::ConsumerHealth;
+    use crate::metrics::Counters;
+    use crate::state::LearnerState;
     use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::sync::Arc;
     use std::time::Duration;
 
     /// A kafka-mode app (no Kafka behind it) whose consumer health the test drives.
@@ -291,9 +227,11 @@ mod tests {
             mode: Mode::Kafka,
             topic: "t".into(),
             cluster_id: "c".into(),
+            access: Arc::new(crate::auth::Access::Open),
             basic_auth: None,
             consumer: Some(health),
             body_limit_bytes: 1024,
+            metrics_max_series: 100,
             max_batch_records: 10,
             learner: Some(SharedLearner::new(
                 LearnerState::new(magnetar_core::posterior::Decay::default(), 10),
@@ -301,7 +239,7 @@ mod tests {
             )),
             ingest: Ingest::Refuse,
             counters: Arc::new(Counters::default()),
-            next_offset: Arc::new(AtomicI64::new(0)),
+            journal: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

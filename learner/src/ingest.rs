@@ -4,7 +4,9 @@
 //!
 //! A batch is checked as a whole before anything is applied: invalid JSON, a body that is not
 //! `{"records": [...]}`, an empty or oversized batch, or a record whose value is not a
-//! [`TelemetryRecord`] rejects the batch with a [`BatchError`] (HTTP 422, with a Confluent-style
+//! [`TelemetryRecord`] within the bounds of [`crate::validate`] (finite latencies up to a day,
+//! statuses 100 to 599, short non-empty names, a request id, at least one attempt) rejects the
+//! batch with a [`BatchError`] (HTTP 422, with a Confluent-style
 //! `error_code` and a message naming the record and field). A record of a schema version this
 //! learner does not know, or for a partition that does not exist, only gets a per-record
 //! [`RecordError`] in the answer's `offsets`; the rest of the batch is accepted.
@@ -50,6 +52,10 @@ pub enum RecordError {
     UnknownPartition(i32),
     #[error("kafka did not take the record: {0}")]
     Kafka(String),
+    /// Embedded mode with a state file: the record could not be made durable (the state log
+    /// could not be written, or the learner is stopping). Not learned; post it again.
+    #[error("the record was not stored: {0}")]
+    NotStored(String),
 }
 
 impl RecordError {
@@ -59,7 +65,7 @@ impl RecordError {
             RecordError::Invalid(_) => 42205,
             RecordError::UnsupportedSchema { .. } => 42206,
             RecordError::UnknownPartition(_) => CODE_UNKNOWN_PARTITION,
-            RecordError::Kafka(_) => CODE_KAFKA,
+            RecordError::Kafka(_) | RecordError::NotStored(_) => CODE_KAFKA,
         }
     }
 
@@ -71,6 +77,7 @@ impl RecordError {
             RecordError::UnsupportedSchema { .. } => "unsupported_schema",
             RecordError::UnknownPartition(_) => "unknown_partition",
             RecordError::Kafka(_) => "kafka",
+            RecordError::NotStored(_) => "not_stored",
         }
     }
 }
@@ -184,7 +191,10 @@ pub(crate) fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, Reco
             return Err(RecordError::Invalid("schema: must be a non-negative integer".into()));
         }
     }
-    serde_path_to_error::deserialize(value).map_err(|e| RecordError::Invalid(describe(&e)))
+    let record: TelemetryRecord =
+        serde_path_to_error::deserialize(value).map_err(|e| RecordError::Invalid(describe(&e)))?;
+    crate::validate::check(&record).map_err(RecordError::Invalid)?;
+    Ok(record)
 }
 
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
@@ -336,7 +346,78 @@ pub(crate) mod tests {
         })
     }
 
+    /// A record whose bounded fields come from the arguments (latency, status, request id
+    /// length, attempt count), everything else as the router writes it.
+    pub(crate) fn shaped(
+        latency_ms: f64,
+        status: u16,
+        id_len: usize,
+        attempts: usize,
+    ) -> TelemetryRecord {
+        let mut r = record(&"i".repeat(id_len));
+        let one = r.attempts[0].clone();
+        r.attempts = (0..attempts)
+            .map(|i| AttemptTelemetry {
+                downstream: format!("downstream-{i}"),
+                status: Some(status),
+                latency_ms,
+                ..one.clone()
+            })
+            .collect();
+        r
+    }
+
+    /// Latencies around the bounds. Valid ones are whole microseconds, as routers send them
+    /// (serde_json without its `float_roundtrip` feature may read a 17-digit float back one
+    /// ulp off, which would make the equality below about JSON rather than about the parser).
+    pub(crate) fn latency() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            (0u64..=86_400_000_000).prop_map(|us| us as f64 / 1000.0),
+            -1e6..0.0f64,
+            crate::validate::MAX_LATENCY_MS..1e308f64,
+            Just(0.0),
+            Just(crate::validate::MAX_LATENCY_MS),
+        ]
+    }
+
     proptest! {
+        /// What the v2 parser computed: the posted records exactly when every bound holds, else
+        /// a 42205 naming a field that is out of bounds.
+        #[test]
+        fn v2_batches_parse_to_the_posted_records_or_name_a_bad_field(
+            shapes in proptest::collection::vec(
+                (latency(), 0u16..1000, 0usize..200, 0usize..40), 1..6),
+        ) {
+            let records: Vec<TelemetryRecord> =
+                shapes.iter().map(|&(l, s, i, a)| shaped(l, s, i, a)).collect();
+            let valid = |&(l, s, i, a): &(f64, u16, usize, usize)| {
+                (0.0..=crate::validate::MAX_LATENCY_MS).contains(&l)
+                    && (100..=599).contains(&s)
+                    && (1..=128).contains(&i)
+                    && (1..=32).contains(&a)
+            };
+            let bytes = body(json!({"records": records.iter().map(|r| json!({"value": r})).collect::<Vec<_>>()}));
+            match parse_batch(&bytes, 100) {
+                Ok(entries) => {
+                    prop_assert!(shapes.iter().all(valid));
+                    let parsed: Vec<_> = entries.into_iter().map(|e| e.record.unwrap()).collect();
+                    prop_assert_eq!(parsed, records);
+                }
+                Err(e) => {
+                    let index = shapes.iter().position(|s| !valid(s));
+                    prop_assert!(index.is_some(), "refused a valid batch: {}", e);
+                    prop_assert_eq!(e.error_code(), 42205);
+                    let message = e.to_string();
+                    let prefix = format!("records[{}].value: ", index.unwrap_or_default());
+                    prop_assert!(message.starts_with(&prefix), "{}", message);
+                    let named = ["latency_ms", "status", "request_id", "attempts"]
+                        .iter()
+                        .any(|f| message.contains(f));
+                    prop_assert!(named, "{}", message);
+                }
+            }
+        }
+
         #[test]
         fn parser_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_batch(&bytes, 100);

@@ -60,13 +60,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::checkpoint;
+use crate::checkpoint::write_checkpoint;
+use crate::clock::now_ms;
 use crate::config::KafkaConfig;
 use crate::health::ConsumerHealth;
-use crate::http::{SharedLearner, now_ms};
 use crate::ingest::{self, BatchEntry, RecordError, Stored};
 use crate::metrics::Counters;
 use crate::offsets::CommitLedger;
+use crate::shared::SharedLearner;
 
 /// How long the learner keeps trying to reach the brokers when it creates the topic.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
@@ -426,7 +427,7 @@ impl ConsumerTask {
     fn apply(&self, payload: Option<&[u8]>, partition: i32, offset: i64) {
         match ingest::parse_record(payload.unwrap_or_default()) {
             Ok(record) => {
-                self.committer.learner.lock().state.apply(&record, now_ms());
+                self.committer.learner.apply(&record, now_ms());
             }
             Err(e) => {
                 let counters = &self.committer.counters;
@@ -434,26 +435,6 @@ impl ConsumerTask {
                 counters.rejected_records.fetch_add(1, Ordering::Relaxed);
                 warn!(partition, offset, error = %e, "skipping a message that is not telemetry");
             }
-        }
-    }
-}
-
-/// Writes the state file; false (logged, counted) when it could not.
-pub fn write_checkpoint(
-    path: &std::path::Path,
-    learner: &SharedLearner,
-    counters: &Counters,
-) -> bool {
-    let saved = learner.lock().state.to_saved();
-    match checkpoint::save(path, &saved) {
-        Ok(()) => {
-            counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-            true
-        }
-        Err(e) => {
-            counters.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %e, "checkpoint failed");
-            false
         }
     }
 }

@@ -21,39 +21,49 @@
 //!
 //! Map: [`config`] (flags, environment), [`ingest`] (v2 parsing, error codes), [`v3`] (v3
 //! parsing and answers), [`auth`] (basic auth), [`state`] (what is learned, caps), [`latency`],
-//! [`checkpoint`] (state file), [`metrics`] (`/stats`, `/metrics`), [`health`] (consumer
-//! liveness), [`http`] (`app(state) -> Router`), [`produce`] (the produce handlers), [`kafka`]
-//! (consumer, bridge, topic), [`offsets`] (which offsets may be committed).
+//! [`checkpoint`] (state file and the embedded checkpoint loop), [`metrics`] (`/stats`,
+//! `/metrics`), [`health`] (consumer liveness), [`shared`] (the learned state behind its lock),
+//! [`clock`], [`error`] (HTTP error answers), [`app_state`] (what handlers share), [`http`]
+//! (`app(state) -> Router`), [`produce`] (the produce handlers), [`kafka`] (consumer, bridge,
+//! topic), [`offsets`] (which offsets may be committed).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
+pub mod app_state;
 pub mod auth;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
+pub mod error;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod journal;
 pub mod kafka;
 pub mod latency;
 pub mod metrics;
 pub mod offsets;
 pub mod produce;
+pub mod serve;
+pub mod shared;
 pub mod state;
 pub mod v3;
+pub mod validate;
 
+pub use app_state::{AppState, Ingest};
 pub use config::{LearnerConfig, Mode};
-pub use http::{AppState, app};
+pub use http::app;
+pub use shared::SharedLearner;
 
+use crate::clock::now_ms;
 use crate::health::ConsumerHealth;
-use crate::http::{Ingest, SharedLearner};
 use crate::metrics::Counters;
 use crate::state::LearnerState;
 
@@ -68,11 +78,17 @@ pub enum LearnerError {
     Serve(#[from] std::io::Error),
     #[error("{mode} mode needs --kafka-brokers")]
     NoKafka { mode: &'static str },
+    #[error("an open learner (--open) listens on loopback only, not on {0}")]
+    OpenNotLoopback(std::net::SocketAddr),
 }
 
 /// Loads the state file when configured and present, else starts empty.
 pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerError> {
     let saved = match &config.state_file {
+        Some(path) if config.reset_state => {
+            warn!(path = %path.display(), "--reset-state: starting empty; the state file is replaced at the next checkpoint");
+            None
+        }
         Some(path) => checkpoint::load(path)?,
         None => None,
     };
@@ -92,7 +108,7 @@ pub fn initial_state(config: &LearnerConfig) -> Result<LearnerState, LearnerErro
         }
         None => LearnerState::new(config.decay, config.dedupe_window),
     };
-    Ok(state.with_limits(limits))
+    Ok(state.with_limits(limits).with_fleet(config.fleet.clone()))
 }
 
 /// Runs the learner on `listener` in `config.mode` until `shutdown` resolves, then stops the
@@ -104,6 +120,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LearnerError> {
     let mode = config.mode;
+    let addr = listener.local_addr()?;
+    if config.access.is_open() && !addr.ip().is_loopback() {
+        return Err(LearnerError::OpenNotLoopback(addr));
+    }
     let counters = Arc::new(Counters::default());
     let learner = if mode.learns() {
         let rng = match config.seed {
@@ -144,7 +164,7 @@ pub async fn run(
         ));
         let health = Arc::new(ConsumerHealth::for_commit_interval(config.commit_interval));
         // Up from here, so /healthz does not flicker 503 before the task's first turn.
-        health.started(http::now_ms());
+        health.started(now_ms());
         let task = kafka::ConsumerTask {
             consumer: Arc::new(kafka::consumer(k, &config.topic, committer.clone())?),
             committer,
@@ -154,60 +174,72 @@ pub async fn run(
         consumer_health = Some(health);
         tasks.push(tokio::spawn(task.run(stopped.clone())));
     }
-    if let (Some(path), Some(learner), Mode::Embedded) = (&config.state_file, &learner, mode) {
-        let (path, learner, counters) = (path.clone(), learner.clone(), counters.clone());
-        let mut stopped = stopped.clone();
-        let interval = config.commit_interval;
-        tasks.push(tokio::spawn(async move {
-            let mut saved_version = learner.lock().state.version();
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                let last = tokio::select! {
-                    _ = stopped.changed() => true,
-                    _ = tick.tick() => false,
-                };
-                let version = learner.lock().state.version();
-                if version != saved_version && kafka::write_checkpoint(&path, &learner, &counters) {
-                    saved_version = version;
-                }
-                if last {
-                    break;
-                }
+    let journal = match (&config.state_file, &learner, mode) {
+        (Some(path), Some(learner), Mode::Embedded) => {
+            let io = |source| checkpoint::CheckpointError::Io { path: path.clone(), source };
+            if config.reset_state {
+                journal::discard(path).map_err(io)?;
             }
-        }));
-    }
+            let covered = learner.next_offset();
+            let replayed = journal::replay(path, learner).map_err(io)?;
+            if replayed > 0 {
+                info!(replayed, "state log replayed");
+            }
+            let journal = journal::Journal::start(
+                path.clone(),
+                learner.clone(),
+                counters.clone(),
+                config.commit_interval,
+                covered,
+            )
+            .map_err(io)?;
+            Some(Arc::new(journal))
+        }
+        _ => None,
+    };
 
     let state = AppState {
         mode,
         topic: config.topic.clone().into(),
         cluster_id: config.cluster_id.clone().into(),
+        access: Arc::new(config.access.clone()),
         basic_auth: config.basic_auth.clone().map(Arc::new),
         consumer: consumer_health,
         body_limit_bytes: config.body_limit_bytes,
+        metrics_max_series: config.metrics_max_series,
         max_batch_records: config.max_batch_records,
         learner,
         ingest,
         counters,
-        next_offset: Arc::new(AtomicI64::new(0)),
+        journal: journal.clone(),
     };
-    let addr = listener.local_addr()?;
     info!(
         %addr,
         mode = mode.as_str(),
         topic = %config.topic,
         cluster_id = %config.cluster_id,
+        access = if config.access.is_open() { "open" } else { "token" },
         basic_auth = config.basic_auth.is_some(),
         "learner listening"
     );
-    let stop_on_signal = stop.clone();
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("shutting down");
-            let _ = stop_on_signal.send(true);
-        })
-        .await;
+    if config.access.is_open() {
+        warn!(
+            %addr,
+            "learner is open: ingest, /recommendation, /params and /stats answer without credentials (loopback only)"
+        );
+    }
+    serve::serve(listener, app(state), config.server, async move {
+        shutdown.await;
+        info!("shutting down");
+    })
+    .await;
+    // Only now, with every connection drained: the consumer's last commit and the final
+    // checkpoint then hold every batch that was answered.
     let _ = stop.send(true);
+    if let Some(journal) = journal {
+        // Writes what is queued and takes the final checkpoint.
+        let _ = tokio::task::spawn_blocking(move || journal.stop()).await;
+    }
     for task in tasks {
         let _ = task.await;
     }
@@ -215,5 +247,5 @@ pub async fn run(
         bridge.flush(std::time::Duration::from_secs(5));
     }
     info!("learner stopped");
-    served.map_err(LearnerError::from)
+    Ok(())
 }

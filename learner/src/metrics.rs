@@ -1,20 +1,35 @@
 //! Process counters (ingest, bridge, consumer) and their rendering as `/stats` JSON and
-//! Prometheus text (`/metrics`, exposition format 0.0.4).
+//! Prometheus text (`/metrics`, exposition format 0.0.4, by the `prometheus-client` crate).
 //!
-//! Learned quantities (records applied, posteriors, latencies) come from the
-//! [`LearnerState`]; the counters here are what happened at this process's edges and restart
-//! from zero with it.
+//! Learned quantities (records applied, posteriors, latencies) come from a [`StateSummary`]
+//! taken under the state's lock; both documents are rendered from it after the lock is
+//! released. The counters here are what happened at this process's edges and restart from
+//! zero with it.
+//!
+//! Every scrape builds a [`Registry`] from the current values (the counters live in atomics the
+//! handlers already share, the learned numbers in the summary), so nothing here keeps a second
+//! copy of the state. `prometheus-client` has no summary type (its `MetricType` knows counter,
+//! gauge, histogram, info and unknown), so `magnetar_learner_latency_ms`, a summary since the
+//! first release, is appended in the same text format by [`latency_summary`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::config::Mode;
 use crate::health::ConsumerReport;
-use crate::state::LearnerState;
+use crate::state::StateSummary;
+
+/// `Content-Type` of `/metrics`.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Counters shared by the HTTP handlers and the Kafka tasks.
 #[derive(Debug, Default)]
@@ -38,6 +53,13 @@ pub struct Counters {
     pub kafka_errors: AtomicU64,
     pub checkpoints: AtomicU64,
     pub checkpoint_failures: AtomicU64,
+    /// Route/downstream series left out of `/metrics` pages and `/stats` documents by
+    /// `--metrics-max-series`, summed over every page and document rendered.
+    pub series_omitted: AtomicU64,
+    /// Syncs of the embedded state log (one per group of batches).
+    pub journal_syncs: AtomicU64,
+    /// State log writes or syncs that failed (their batches answered as not stored).
+    pub journal_failures: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     positions: Mutex<KafkaPositions>,
 }
@@ -93,9 +115,8 @@ fn round(x: f64, digits: i32) -> f64 {
 pub fn stats_json(
     mode: Mode,
     counters: &Counters,
-    state: Option<&LearnerState>,
+    state: Option<&StateSummary>,
     consumer: Option<&ConsumerReport>,
-    now_ms: u64,
 ) -> Value {
     let mut doc = json!({
         "mode": mode.as_str(),
@@ -109,59 +130,57 @@ pub fn stats_json(
     });
     if let Some(state) = state {
         let routes: BTreeMap<&String, Value> = state
-            .routes()
+            .routes
             .iter()
-            .map(|(route, r)| {
+            .map(|r| {
                 let downstreams: BTreeMap<&String, Value> = r
                     .downstreams
                     .iter()
-                    .map(|(name, d)| {
-                        let attempts = d.attempts();
-                        let successes = d.successes();
+                    .map(|d| {
                         let outcomes: BTreeMap<&str, u64> = magnetar_core::Outcome::ALL
                             .iter()
                             .zip(d.outcomes)
                             .filter(|(_, n)| *n > 0)
                             .map(|(o, n)| (o.as_str(), n))
                             .collect();
-                        let counts = d.posterior.counts_at(now_ms, state.decay());
                         let value = json!({
-                            "attempts": attempts,
-                            "successes": successes,
-                            "failures": attempts - successes,
-                            "success_rate": (attempts > 0)
-                                .then(|| round(successes as f64 / attempts as f64, 4)),
+                            "attempts": d.attempts,
+                            "successes": d.successes,
+                            "failures": d.attempts.saturating_sub(d.successes),
+                            "success_rate": (d.attempts > 0)
+                                .then(|| round(d.successes as f64 / d.attempts as f64, 4)),
                             "outcomes": outcomes,
                             "posterior": {
-                                "successes": round(counts.successes, 3),
-                                "failures": round(counts.failures, 3),
-                                "mean": round(d.posterior.mean_at(now_ms, state.decay()), 4),
+                                "successes": round(d.counts.successes, 3),
+                                "failures": round(d.counts.failures, 3),
+                                "mean": round(d.mean, 4),
                             },
                             "latency_ms": {
-                                "p50": d.latency.quantile(0.5).map(|x| round(x, 2)),
-                                "p99": d.latency.quantile(0.99).map(|x| round(x, 2)),
-                                "max": d.latency.max_ms().map(|x| round(x, 2)),
+                                "p50": d.p50_ms.map(|x| round(x, 2)),
+                                "p99": d.p99_ms.map(|x| round(x, 2)),
+                                "max": d.max_ms.map(|x| round(x, 2)),
                             },
                         });
-                        (name, value)
+                        (&d.name, value)
                     })
                     .collect();
-                (route, json!({"records": r.records, "downstreams": downstreams}))
+                (&r.route, json!({"records": r.records, "downstreams": downstreams}))
             })
             .collect();
-        doc["version"] = json!(state.version());
-        doc["records_applied"] = json!(state.records_applied());
-        doc["duplicates"] = json!(state.duplicates());
-        doc["observations"] = json!(state.observations());
-        doc["half_life_ms"] = json!(state.decay().half_life_ms());
-        doc["dedupe_window_used"] = json!(state.recent_ids());
-        let limits = state.limits();
+        doc["version"] = json!(state.version);
+        doc["records_applied"] = json!(state.records_applied);
+        doc["duplicates"] = json!(state.duplicates);
+        doc["observations"] = json!(state.observations);
+        doc["half_life_ms"] = json!(state.half_life_ms);
+        doc["dedupe_window_used"] = json!(state.recent_ids);
         doc["caps"] = json!({
-            "max_routes": limits.max_routes,
-            "max_downstreams_per_route": limits.max_downstreams_per_route,
-            "routes": state.routes().len(),
-            "records_refused": state.capped_records(),
-            "observations_refused": state.capped_observations(),
+            "max_routes": state.limits.max_routes,
+            "max_downstreams_per_route": state.limits.max_downstreams_per_route,
+            "routes": state.routes.len(),
+            "records_refused": state.capped_records,
+            "observations_refused": state.capped_observations,
+            "observations_unknown_downstream": state.unknown_observations,
+            "series_omitted": state.omitted_series,
         });
         doc["routes"] = json!(routes);
     }
@@ -183,8 +202,178 @@ pub fn stats_json(
     doc["checkpoints"] = json!({
         "written": get(&counters.checkpoints),
         "failed": get(&counters.checkpoint_failures),
+        "state_log_syncs": get(&counters.journal_syncs),
+        "state_log_failures": get(&counters.journal_failures),
     });
     doc
+}
+
+/// Label pairs of a series, in the order they are written.
+type Labels = Vec<(&'static str, String)>;
+
+/// Registers a counter named `name` (the crate appends `_total`) holding `value`.
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+/// Registers a gauge holding `value`.
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+fn float_gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    let g: Gauge<f64, AtomicU64> = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+/// The `/metrics` page.
+pub fn prometheus(
+    mode: Mode,
+    counters: &Counters,
+    state: Option<&StateSummary>,
+    consumer: Option<&ConsumerReport>,
+) -> String {
+    let mut registry = Registry::default();
+    let simple = [
+        ("magnetar_learner_batches", "produce requests accepted", &counters.batches),
+        (
+            "magnetar_learner_records_accepted",
+            "records accepted by the produce API",
+            &counters.records_accepted,
+        ),
+        (
+            "magnetar_learner_records_forwarded",
+            "records the bridge had acknowledged by Kafka",
+            &counters.records_forwarded,
+        ),
+        (
+            "magnetar_learner_rejected_batches",
+            "produce requests refused as a whole",
+            &counters.rejected_batches,
+        ),
+        (
+            "magnetar_learner_rejected_records",
+            "records refused one by one",
+            &counters.rejected_records,
+        ),
+        ("magnetar_learner_kafka_consumed", "Kafka messages received", &counters.kafka_consumed),
+        (
+            "magnetar_learner_kafka_commits",
+            "offset commits the broker acknowledged",
+            &counters.kafka_commits,
+        ),
+        (
+            "magnetar_learner_kafka_commit_failures",
+            "offset commits that failed (retried at the next commit interval)",
+            &counters.commit_failures,
+        ),
+        ("magnetar_learner_kafka_errors", "Kafka client errors", &counters.kafka_errors),
+        ("magnetar_learner_checkpoints", "state files written", &counters.checkpoints),
+        (
+            "magnetar_learner_checkpoint_failures",
+            "state files that could not be written (offset commits held back)",
+            &counters.checkpoint_failures,
+        ),
+        (
+            "magnetar_learner_state_log_syncs",
+            "syncs of the embedded state log, one per group of batches",
+            &counters.journal_syncs,
+        ),
+        (
+            "magnetar_learner_state_log_failures",
+            "state log writes that failed (their batches answered as not stored)",
+            &counters.journal_failures,
+        ),
+        (
+            "magnetar_learner_metrics_series_omitted",
+            "route/downstream series left out of /metrics and /stats by --metrics-max-series",
+            &counters.series_omitted,
+        ),
+    ];
+    for (name, help, value) in simple {
+        counter(&mut registry, name, help, get(value));
+    }
+    let errors = Family::<Labels, Counter>::default();
+    for (kind, n) in counters.errors() {
+        errors.get_or_create(&vec![("kind", kind.to_owned())]).inc_by(n);
+    }
+    registry.register("magnetar_learner_ingest_errors", "ingest errors by kind", errors);
+    let info = Family::<Labels, Gauge>::default();
+    info.get_or_create(&vec![("mode", mode.as_str().to_owned())]).set(1);
+    registry.register("magnetar_learner_info", "mode of this process", info);
+    if let Some(consumer) = consumer {
+        consumer_metrics(&mut registry, consumer);
+    }
+    if let Some(state) = state {
+        learned_metrics(&mut registry, state);
+    }
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &registry);
+    if let Some(state) = state {
+        latency_summary(&mut out, state);
+    }
+    out
+}
+
+fn learned_metrics(registry: &mut Registry, state: &StateSummary) {
+    let learned = [
+        ("magnetar_learner_records_applied", "records learned from", state.records_applied),
+        ("magnetar_learner_duplicates", "records dropped as replays", state.duplicates),
+        ("magnetar_learner_observations", "attempts learned from", state.observations),
+        (
+            "magnetar_learner_capped_records",
+            "records of new routes refused because --max-routes routes are known",
+            state.capped_records,
+        ),
+        (
+            "magnetar_learner_capped_observations",
+            "attempts on new downstreams skipped because their route has --max-downstreams-per-route",
+            state.capped_observations,
+        ),
+        (
+            "magnetar_learner_unknown_downstream_observations",
+            "attempts on downstreams outside the configured --fleet, not learned",
+            state.unknown_observations,
+        ),
+    ];
+    for (name, help, value) in learned {
+        counter(registry, name, help, value);
+    }
+    let limits = state.limits;
+    let gauges = [
+        ("magnetar_learner_routes", "routes in the learned state", state.routes.len() as u64),
+        ("magnetar_learner_max_routes", "cap on routes", limits.max_routes as u64),
+        (
+            "magnetar_learner_max_downstreams_per_route",
+            "cap on downstreams per route",
+            limits.max_downstreams_per_route as u64,
+        ),
+        ("magnetar_learner_state_version", "learned state version", state.version),
+    ];
+    for (name, help, value) in gauges {
+        gauge(registry, name, help, value);
+    }
+    let means = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let attempts = Family::<Labels, Counter>::default();
+    for r in &state.routes {
+        for d in &r.downstreams {
+            let series = vec![("route", r.route.clone()), ("downstream", d.name.clone())];
+            means.get_or_create(&series).set(d.mean);
+            for (o, n) in magnetar_core::Outcome::ALL.iter().zip(d.outcomes) {
+                let mut labels = series.clone();
+                labels.push(("outcome", o.as_str().to_owned()));
+                attempts.get_or_create(&labels).inc_by(n);
+            }
+        }
+    }
+    registry.register("magnetar_learner_posterior_mean", "decayed Beta posterior mean", means);
+    registry.register("magnetar_learner_attempts", "attempts by outcome", attempts);
 }
 
 /// Escapes a Prometheus label value.
@@ -192,12 +381,8 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A sample value in the exposition format (`+Inf`, `-Inf`, `NaN` spelled as Prometheus does).
+/// A sample value in the exposition format (`+Inf`, `-Inf`, `NaN` spelled as Prometheus does;
+/// integral values without a fraction, as this summary has always written them).
 fn float(x: f64) -> String {
     if x.is_nan() {
         "NaN".into()
@@ -208,192 +393,34 @@ fn float(x: f64) -> String {
     }
 }
 
-/// The `/metrics` page.
-pub fn prometheus(
-    mode: Mode,
-    counters: &Counters,
-    state: Option<&LearnerState>,
-    consumer: Option<&ConsumerReport>,
-    now_ms: u64,
-) -> String {
-    let mut out = String::new();
-    let simple = [
-        ("magnetar_learner_batches_total", "produce requests accepted", get(&counters.batches)),
-        (
-            "magnetar_learner_records_accepted_total",
-            "records accepted by the produce API",
-            get(&counters.records_accepted),
-        ),
-        (
-            "magnetar_learner_records_forwarded_total",
-            "records the bridge had acknowledged by Kafka",
-            get(&counters.records_forwarded),
-        ),
-        (
-            "magnetar_learner_rejected_batches_total",
-            "produce requests refused as a whole",
-            get(&counters.rejected_batches),
-        ),
-        (
-            "magnetar_learner_rejected_records_total",
-            "records refused one by one",
-            get(&counters.rejected_records),
-        ),
-        (
-            "magnetar_learner_kafka_consumed_total",
-            "Kafka messages received",
-            get(&counters.kafka_consumed),
-        ),
-        (
-            "magnetar_learner_kafka_commits_total",
-            "offset commits the broker acknowledged",
-            get(&counters.kafka_commits),
-        ),
-        (
-            "magnetar_learner_kafka_commit_failures_total",
-            "offset commits that failed (retried at the next commit interval)",
-            get(&counters.commit_failures),
-        ),
-        ("magnetar_learner_kafka_errors_total", "Kafka client errors", get(&counters.kafka_errors)),
-        ("magnetar_learner_checkpoints_total", "state files written", get(&counters.checkpoints)),
-        (
-            "magnetar_learner_checkpoint_failures_total",
-            "state files that could not be written (offset commits held back)",
-            get(&counters.checkpoint_failures),
-        ),
-    ];
-    for (name, help, value) in simple {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {value}");
-    }
-    family(&mut out, "magnetar_learner_ingest_errors_total", "counter", "ingest errors by kind");
-    for (kind, n) in counters.errors() {
-        let _ = writeln!(out, "magnetar_learner_ingest_errors_total{{kind=\"{kind}\"}} {n}");
-    }
-    family(&mut out, "magnetar_learner_info", "gauge", "mode of this process");
-    let _ = writeln!(out, "magnetar_learner_info{{mode=\"{}\"}} 1", mode.as_str());
-    if let Some(consumer) = consumer {
-        consumer_metrics(&mut out, consumer);
-    }
-    let Some(state) = state else { return out };
-    let limits = state.limits();
-    let learned = [
-        (
-            "magnetar_learner_records_applied_total",
-            "counter",
-            "records learned from",
-            state.records_applied(),
-        ),
-        (
-            "magnetar_learner_duplicates_total",
-            "counter",
-            "records dropped as replays",
-            state.duplicates(),
-        ),
-        (
-            "magnetar_learner_observations_total",
-            "counter",
-            "attempts learned from",
-            state.observations(),
-        ),
-        (
-            "magnetar_learner_capped_records_total",
-            "counter",
-            "records of new routes refused because --max-routes routes are known",
-            state.capped_records(),
-        ),
-        (
-            "magnetar_learner_capped_observations_total",
-            "counter",
-            "attempts on new downstreams skipped because their route has --max-downstreams-per-route",
-            state.capped_observations(),
-        ),
-        (
-            "magnetar_learner_routes",
-            "gauge",
-            "routes in the learned state",
-            state.routes().len() as u64,
-        ),
-        ("magnetar_learner_max_routes", "gauge", "cap on routes", limits.max_routes as u64),
-        (
-            "magnetar_learner_max_downstreams_per_route",
-            "gauge",
-            "cap on downstreams per route",
-            limits.max_downstreams_per_route as u64,
-        ),
-        ("magnetar_learner_state_version", "gauge", "learned state version", state.version()),
-    ];
-    for (name, kind, help, value) in learned {
-        family(&mut out, name, kind, help);
-        let _ = writeln!(out, "{name} {value}");
-    }
-    family(&mut out, "magnetar_learner_posterior_mean", "gauge", "decayed Beta posterior mean");
-    for (route, r) in state.routes() {
-        for (name, d) in &r.downstreams {
-            let mean = d.posterior.mean_at(now_ms, state.decay());
-            let _ = writeln!(
-                out,
-                "magnetar_learner_posterior_mean{{route=\"{}\",downstream=\"{}\"}} {mean}",
-                label(route),
-                label(name)
-            );
-        }
-    }
-    family(&mut out, "magnetar_learner_attempts_total", "counter", "attempts by outcome");
-    for (route, r) in state.routes() {
-        for (name, d) in &r.downstreams {
-            for (o, n) in magnetar_core::Outcome::ALL.iter().zip(d.outcomes) {
-                let _ = writeln!(
-                    out,
-                    "magnetar_learner_attempts_total{{route=\"{}\",downstream=\"{}\",outcome=\"{o}\"}} {n}",
-                    label(route),
-                    label(name)
-                );
-            }
-        }
-    }
-    family(
-        &mut out,
-        "magnetar_learner_latency_ms",
-        "summary",
-        "attempt latency in milliseconds (since the state began)",
-    );
-    for (route, r) in state.routes() {
-        for (name, d) in &r.downstreams {
-            let labels = format!("route=\"{}\",downstream=\"{}\"", label(route), label(name));
-            for q in [0.5, 0.99] {
-                if let Some(v) = d.latency.quantile(q) {
-                    let _ = writeln!(
-                        out,
-                        "magnetar_learner_latency_ms{{{labels},quantile=\"{q}\"}} {}",
-                        float(v)
-                    );
+/// `magnetar_learner_latency_ms` as a Prometheus summary (quantiles, `_sum`, `_count`), which
+/// `prometheus-client` cannot express (see the module docs).
+fn latency_summary(out: &mut String, state: &StateSummary) {
+    let name = "magnetar_learner_latency_ms";
+    let _ = writeln!(out, "# HELP {name} attempt latency in milliseconds (since the state began)");
+    let _ = writeln!(out, "# TYPE {name} summary");
+    for r in &state.routes {
+        for d in &r.downstreams {
+            let labels = format!("route=\"{}\",downstream=\"{}\"", label(&r.route), label(&d.name));
+            for (q, v) in [(0.5, d.p50_ms), (0.99, d.p99_ms)] {
+                if let Some(v) = v {
+                    let _ = writeln!(out, "{name}{{{labels},quantile=\"{q}\"}} {}", float(v));
                 }
             }
-            let _ = writeln!(
-                out,
-                "magnetar_learner_latency_ms_sum{{{labels}}} {}",
-                float(d.latency.sum_ms())
-            );
-            let _ = writeln!(
-                out,
-                "magnetar_learner_latency_ms_count{{{labels}}} {}",
-                d.latency.count()
-            );
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", float(d.latency_sum_ms));
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", d.latency_count);
         }
     }
-    out
 }
 
 /// The consumer's liveness as gauges (ages in seconds; absent until the event happened).
-fn consumer_metrics(out: &mut String, consumer: &ConsumerReport) {
-    family(
-        out,
+fn consumer_metrics(registry: &mut Registry, consumer: &ConsumerReport) {
+    gauge(
+        registry,
         "magnetar_learner_kafka_consumer_up",
-        "gauge",
         "1 unless /healthz reports the consumer down",
+        u64::from(consumer.is_up()),
     );
-    let _ = writeln!(out, "magnetar_learner_kafka_consumer_up {}", u8::from(consumer.is_up()));
     let ages = [
         (
             "magnetar_learner_kafka_last_poll_age_seconds",
@@ -408,8 +435,7 @@ fn consumer_metrics(out: &mut String, consumer: &ConsumerReport) {
     ];
     for (name, help, age) in ages {
         if let Some(ms) = age {
-            family(out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {}", ms as f64 / 1000.0);
+            float_gauge(registry, name, help, ms as f64 / 1000.0);
         }
     }
 }
@@ -430,10 +456,10 @@ mod tests {
         counters.error("invalid_json");
         counters.consumed(1, 40);
         counters.consumed(1, 41);
-        let text = prometheus(Mode::Bridge, &counters, None, None, 0);
+        let text = prometheus(Mode::Bridge, &counters, None, None);
         assert!(text.contains("magnetar_learner_ingest_errors_total{kind=\"invalid_json\"} 2"));
         assert!(text.contains("magnetar_learner_info{mode=\"bridge\"} 1"));
-        let stats = stats_json(Mode::Kafka, &counters, None, None, 0);
+        let stats = stats_json(Mode::Kafka, &counters, None, None);
         assert_eq!(stats["rejected"]["by_kind"]["invalid_json"], 2);
         assert_eq!(stats["kafka"]["resumed_from"]["1"], 40);
     }

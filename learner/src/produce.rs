@@ -1,9 +1,9 @@
 //! The produce APIs of the HTTP face: Kafka REST v2 `POST /topics/{topic}` and Confluent v3
 //! `POST /v3/clusters/{cluster_id}/topics/{topic}/records` ([`crate::v3`]), both applied here
-//! (embedded) or forwarded to Kafka (bridge, combined), both behind optional basic auth
+//! (embedded) or forwarded to Kafka (bridge, combined), both behind the learner's credentials
 //! ([`crate::auth`]).
 //!
-//! Whole-request errors, in the order they are checked: 401 credentials (when configured), 404
+//! Whole-request errors, in the order they are checked: 401 credentials (unless `--open`), 404
 //! unknown cluster (v3) or topic, or no produce API in this mode, 415 content type, 413 body
 //! size; then the body's own errors (v2: 422 with a five-digit `error_code`, see
 //! [`crate::ingest`]; v3: see [`crate::v3`]). Each is counted in `rejected.by_kind`.
@@ -16,59 +16,58 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse};
+use magnetar_core::telemetry::{CONTENT_TYPE_V2, ProduceOffset, ProduceResponse, TelemetryRecord};
 use tracing::{debug, warn};
 
-use crate::http::{self, AppState, Ingest, now_ms};
+use crate::app_state::{AppState, Ingest};
+use crate::clock::now_ms;
+use crate::error::ApiError;
 use crate::ingest::{self, BatchEntry, RecordError, Stored};
 use crate::state::Applied;
 use crate::v3::{self, Delivery, PayloadSize, V3Record, V3RecordError, V3Result};
 
-/// A request refused as a whole: counted, logged (without secrets) and answered as JSON.
-struct Refusal {
-    status: StatusCode,
-    kind: &'static str,
-    error_code: u32,
-    message: String,
+/// A request refused as a whole: counted, logged (without secrets) and answered as JSON with
+/// `content_type`.
+fn refuse(state: &AppState, refusal: ApiError, content_type: &'static str) -> Response {
+    state.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
+    state.counters.error(refusal.kind());
+    debug!(
+        kind = refusal.kind(),
+        code = refusal.error_code(),
+        message = refusal.message(),
+        "produce request rejected"
+    );
+    refusal.with_content_type(content_type).into_response()
 }
 
-impl Refusal {
-    fn new(status: StatusCode, kind: &'static str, error_code: u32, message: String) -> Self {
-        Refusal { status, kind, error_code, message }
-    }
-
-    /// Counts and renders it with `content_type`.
-    fn answer(self, state: &AppState, content_type: &'static str) -> Response {
-        state.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
-        state.counters.error(self.kind);
-        debug!(kind = self.kind, code = self.error_code, message = %self.message, "produce request rejected");
-        http::error_as(self.status, content_type, self.error_code, self.message)
-    }
-}
-
-/// Middleware on the produce routes: 401 unless the configured credentials are presented.
-pub async fn require_basic_auth(
+/// Middleware on the produce routes: 401 unless the bearer token (or the configured basic-auth
+/// credentials) is presented; nothing is asked in `--open` mode.
+pub async fn require_credentials(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(auth) = &state.basic_auth else { return next.run(request).await };
     let presented = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    if auth.verify(presented) {
+    if state.access.may_produce(state.basic_auth.as_deref(), presented) {
         return next.run(request).await;
     }
-    let message = "this produce API needs HTTP basic auth with the configured credentials";
-    let mut response = Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", 401, message.into())
-        .answer(&state, v3::CONTENT_TYPE);
-    let challenge = HeaderValue::from_static("Basic realm=\"magnetar\"");
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-    response
+    let (message, challenge) = if state.basic_auth.is_some() {
+        (
+            "this produce API needs Authorization: Bearer <token> or HTTP basic auth with the configured credentials",
+            "Basic realm=\"magnetar\"",
+        )
+    } else {
+        ("this produce API needs Authorization: Bearer <token>", "Bearer realm=\"magnetar\"")
+    };
+    let refusal = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", 401, message)
+        .with_challenge(challenge);
+    refuse(&state, refusal, v3::CONTENT_TYPE)
 }
 
 /// Checked first by both APIs: this mode has a produce API.
-fn check_ingest(state: &AppState, code: u32) -> Result<(), Refusal> {
+fn check_ingest(state: &AppState, code: u32) -> Result<(), ApiError> {
     if matches!(state.ingest, Ingest::Refuse) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_topic",
             code,
@@ -82,9 +81,9 @@ fn check_ingest(state: &AppState, code: u32) -> Result<(), Refusal> {
 }
 
 /// Checked by both APIs: the topic is the one this learner serves.
-fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), Refusal> {
+fn check_topic(state: &AppState, topic: &str, code: u32) -> Result<(), ApiError> {
     if topic != &*state.topic {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_topic",
             code,
@@ -101,10 +100,10 @@ async fn read_body(
     request: Request,
     too_large_code: u32,
     read_error_code: u32,
-) -> Result<Bytes, Refusal> {
+) -> Result<Bytes, ApiError> {
     let limit = state.body_limit_bytes;
     let too_large = || {
-        Refusal::new(
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             too_large_code,
@@ -124,7 +123,7 @@ async fn read_body(
         if is_limit {
             too_large()
         } else {
-            Refusal::new(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "body_read",
                 read_error_code,
@@ -147,7 +146,7 @@ pub async fn v2(
             let body = serde_json::to_string(&response).unwrap_or_default();
             ([(header::CONTENT_TYPE, CONTENT_TYPE_V2)], body).into_response()
         }
-        Err(refusal) => refusal.answer(&state, CONTENT_TYPE_V2),
+        Err(refusal) => refuse(&state, refusal, CONTENT_TYPE_V2),
     }
 }
 
@@ -156,12 +155,12 @@ async fn v2_records(
     topic: &str,
     headers: &HeaderMap,
     request: Request,
-) -> Result<Vec<ProduceOffset>, Refusal> {
+) -> Result<Vec<ProduceOffset>, ApiError> {
     check_ingest(state, ingest::CODE_UNKNOWN_TOPIC)?;
     check_topic(state, topic, ingest::CODE_UNKNOWN_TOPIC)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if !ingest::accepts_content_type(content_type) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             ingest::CODE_UNSUPPORTED_MEDIA_TYPE,
@@ -174,7 +173,7 @@ async fn v2_records(
     }
     let body = read_body(state, headers, request, ingest::CODE_BODY_TOO_LARGE, 40003).await?;
     let entries = ingest::parse_batch(&body, state.max_batch_records).map_err(|e| {
-        Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.error_code(), e.to_string())
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.error_code(), e.to_string())
     })?;
     let results = store(state, entries).await;
     count_records(state, topic, results.iter().map(|r| r.as_ref().err().map(RecordError::kind)));
@@ -209,14 +208,14 @@ pub async fn v3(
     let json = [(header::CONTENT_TYPE, v3::CONTENT_TYPE)];
     let results = match v3_records(&state, &cluster_id, &topic, &headers, request).await {
         Ok(results) => results,
-        Err(refusal) => return refusal.answer(&state, v3::CONTENT_TYPE),
+        Err(refusal) => return refuse(&state, refusal, v3::CONTENT_TYPE),
     };
     if let [Err(e)] = results.as_slice() {
         // One record posted alone: its failure is the request's.
         let code = e.error_code();
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-        return Refusal::new(status, e.kind(), u32::from(code), e.to_string())
-            .answer(&state, v3::CONTENT_TYPE);
+        let refusal = ApiError::new(status, e.kind(), u32::from(code), e.to_string());
+        return refuse(&state, refusal, v3::CONTENT_TYPE);
     }
     count_records(
         &state,
@@ -239,10 +238,10 @@ async fn v3_records(
     topic: &str,
     headers: &HeaderMap,
     request: Request,
-) -> Result<Vec<Result<Delivery, V3RecordError>>, Refusal> {
+) -> Result<Vec<Result<Delivery, V3RecordError>>, ApiError> {
     check_ingest(state, 404)?;
     if cluster_id != &*state.cluster_id {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_cluster",
             404,
@@ -255,7 +254,7 @@ async fn v3_records(
     check_topic(state, topic, 404)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if !ingest::content_type_is(content_type, &[v3::CONTENT_TYPE]) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             415,
@@ -269,7 +268,7 @@ async fn v3_records(
     let body = read_body(state, headers, request, 413, 400).await?;
     let entries = v3::parse_records(&body, state.max_batch_records).map_err(|e| {
         let status = StatusCode::from_u16(e.error_code()).unwrap_or(StatusCode::BAD_REQUEST);
-        Refusal::new(status, e.kind(), u32::from(e.error_code()), e.to_string())
+        ApiError::new(status, e.kind(), u32::from(e.error_code()), e.to_string())
     })?;
     // The valid records go to the store; each slot keeps what its delivery report needs.
     let mut batch = Vec::with_capacity(entries.len());
@@ -306,7 +305,7 @@ async fn v3_records(
 /// Applies or forwards the entries: one result per entry, in order.
 async fn store(state: &AppState, entries: Vec<BatchEntry>) -> Vec<Result<Stored, RecordError>> {
     match &state.ingest {
-        Ingest::Apply => apply_here(state, entries),
+        Ingest::Apply => apply_here(state, entries).await,
         Ingest::Forward(bridge) => {
             let results = bridge.forward(entries).await;
             let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
@@ -341,39 +340,71 @@ fn count_records(
     }
 }
 
-/// Embedded mode: applies every valid entry to this learner, offsets from one partition.
+/// Embedded mode: applies every valid entry to this learner, offsets from one partition; with
+/// a state file, only once the state log holds them ([`crate::journal`]).
 /// A record over the state's caps is acknowledged like any other (it is in the log; the caps are
 /// the learner's policy, counted in `/stats`), exactly as the Kafka path treats it.
-fn apply_here(state: &AppState, entries: Vec<BatchEntry>) -> Vec<Result<Stored, RecordError>> {
+async fn apply_here(
+    state: &AppState,
+    entries: Vec<BatchEntry>,
+) -> Vec<Result<Stored, RecordError>> {
     let Some(learner) = &state.learner else { return Vec::new() };
-    let now = now_ms();
-    let mut guard = learner.lock();
-    let mut results = Vec::with_capacity(entries.len());
-    let mut applied = BTreeMap::<&str, u64>::new();
-    for entry in entries {
-        let record = match entry.partition {
+    let checked: Vec<Result<TelemetryRecord, RecordError>> = entries
+        .into_iter()
+        .map(|entry| match entry.partition {
             Some(p) if p != ingest::EMBEDDED_PARTITION => Err(RecordError::UnknownPartition(p)),
             _ => entry.record,
-        };
-        results.push(record.map(|record| {
-            let label = match guard.state.apply(&record, now) {
-                Applied::New { .. } => "new",
-                Applied::Duplicate => "duplicate",
-                Applied::Refused => "capped",
-            };
-            *applied.entry(label).or_default() += 1;
-            Stored {
-                partition: ingest::EMBEDDED_PARTITION,
-                offset: state.next_offset.fetch_add(1, Ordering::Relaxed),
+        })
+        .collect();
+    let (first, applied) = match &state.journal {
+        None => {
+            let valid: Vec<&TelemetryRecord> =
+                checked.iter().filter_map(|r| r.as_ref().ok()).collect();
+            learner.apply_all(valid.into_iter(), now_ms())
+        }
+        Some(journal) => {
+            let valid: Vec<TelemetryRecord> =
+                checked.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            if valid.is_empty() {
+                (0, Vec::new())
+            } else {
+                match journal.append(valid).await {
+                    Some(done) => done,
+                    None => {
+                        let why = "the learner could not make it durable (stopping, or its state log failed)";
+                        return checked
+                            .into_iter()
+                            .map(|r| r.and(Err(RecordError::NotStored(why.into()))))
+                            .collect();
+                    }
+                }
             }
-        }));
+        }
+    };
+    let mut labels = BTreeMap::<&str, u64>::new();
+    for a in &applied {
+        let label = match a {
+            Applied::New { .. } => "new",
+            Applied::Duplicate => "duplicate",
+            Applied::Refused => "capped",
+        };
+        *labels.entry(label).or_default() += 1;
     }
-    drop(guard);
     debug!(
-        new = applied.get("new").copied().unwrap_or(0),
-        duplicates = applied.get("duplicate").copied().unwrap_or(0),
-        capped = applied.get("capped").copied().unwrap_or(0),
+        new = labels.get("new").copied().unwrap_or(0),
+        duplicates = labels.get("duplicate").copied().unwrap_or(0),
+        capped = labels.get("capped").copied().unwrap_or(0),
         "batch applied"
     );
-    results
+    let mut offset = first;
+    checked
+        .into_iter()
+        .map(|r| {
+            r.map(|_| {
+                let at = Stored { partition: ingest::EMBEDDED_PARTITION, offset };
+                offset += 1;
+                at
+            })
+        })
+        .collect()
 }

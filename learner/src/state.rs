@@ -23,11 +23,13 @@
 //! once the table is full, which the counters (`/stats` `caps`, `/metrics`
 //! `magnetar_learner_capped_*_total`) make visible; raise the cap or restart without the state
 //! file to make room. A checkpoint holding more than the caps is loaded whole; the caps then
-//! only stop further growth. Memory: a downstream costs at most about 2.2 KiB (the latency
-//! histogram dominates), so the defaults bound the state at roughly 2.3 GB in the worst case;
+//! only stop further growth. Memory: a downstream costs about 2.7 KiB with latencies of a
+//! few seconds and at most about 4.6 KiB (the latency histogram dominates, see
+//! [`crate::latency`]), so the defaults bound the state at roughly 4.8 GB in the worst case;
 //! size the caps to the fleet.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
 
 use magnetar_core::Outcome;
 use magnetar_core::posterior::{Decay, DecayedBeta};
@@ -121,6 +123,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// Routes the learner keeps state for; records of further routes are counted and dropped.
+pub const DEFAULT_MAX_ROUTES: usize = 1024;
+/// Downstreams kept per route; attempts on further downstreams are counted and dropped.
+pub const DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE: usize = 1024;
+
 /// How much state telemetry may create (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -131,8 +138,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_routes: crate::config::DEFAULT_MAX_ROUTES,
-            max_downstreams_per_route: crate::config::DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
+            max_routes: DEFAULT_MAX_ROUTES,
+            max_downstreams_per_route: DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
         }
     }
 }
@@ -191,6 +198,11 @@ pub struct LearnerState {
     observations: u64,
     capped_records: u64,
     capped_observations: u64,
+    /// The downstreams that exist, when a fleet is configured.
+    fleet: Option<Arc<BTreeSet<String>>>,
+    unknown_observations: u64,
+    /// Next offset of the embedded topic's partition (kept in the checkpoint).
+    next_offset: i64,
 }
 
 impl LearnerState {
@@ -206,7 +218,34 @@ impl LearnerState {
             observations: 0,
             capped_records: 0,
             capped_observations: 0,
+            fleet: None,
+            unknown_observations: 0,
+            next_offset: 0,
         }
+    }
+
+    /// Reserves `n` offsets of the embedded topic; returns the first.
+    pub fn take_offsets(&mut self, n: usize) -> i64 {
+        let first = self.next_offset;
+        self.next_offset = self.next_offset.saturating_add(n as i64);
+        first
+    }
+
+    /// The next offset of the embedded topic.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Moves the next offset past `offset` (replaying the state log).
+    pub fn offset_seen(&mut self, offset: i64) {
+        self.next_offset = self.next_offset.max(offset.saturating_add(1));
+    }
+
+    /// The same state learning only about the downstreams of `fleet`: an attempt on any other
+    /// is counted ([`unknown_observations`](Self::unknown_observations)) and not stored.
+    pub fn with_fleet(mut self, fleet: Option<Arc<BTreeSet<String>>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// The same state with other caps on routes and downstreams.
@@ -219,22 +258,27 @@ impl LearnerState {
     pub fn apply(&mut self, record: &TelemetryRecord, now_ms: u64) -> Applied {
         let route_is_new = !self.routes.contains_key(&record.route);
         if route_is_new && self.routes.len() >= self.limits.max_routes {
-            self.capped_records += 1;
+            self.capped_records = self.capped_records.saturating_add(1);
             return Applied::Refused;
         }
         if !record.request_id.is_empty() && !self.recent.insert(&record.request_id) {
-            self.duplicates += 1;
+            self.duplicates = self.duplicates.saturating_add(1);
             return Applied::Duplicate;
         }
         let (decay, max_downstreams) = (self.decay, self.limits.max_downstreams_per_route);
         let route = self.routes.entry(record.route.clone()).or_default();
-        route.records += 1;
+        route.records = route.records.saturating_add(1);
         let end_ms = record.finished_ms.max(record.started_ms).min(now_ms);
         let mut elapsed_ms = 0.0;
-        let mut capped = 0;
+        let (mut capped, mut unknown) = (0, 0);
         for attempt in &record.attempts {
             if attempt.latency_ms.is_finite() && attempt.latency_ms > 0.0 {
+                // Validated latencies are at most a day each: this sum stays finite.
                 elapsed_ms += attempt.latency_ms;
+            }
+            if self.fleet.as_ref().is_some_and(|f| !f.contains(&attempt.downstream)) {
+                unknown += 1;
+                continue;
             }
             let at_ms = (record.started_ms as f64 + elapsed_ms).min(end_ms as f64) as u64;
             let full = route.downstreams.len() >= max_downstreams;
@@ -248,15 +292,16 @@ impl LearnerState {
             };
             downstream.posterior.observe(attempt.outcome.reward(), at_ms, decay);
             if let Some(i) = Outcome::ALL.iter().position(|o| *o == attempt.outcome) {
-                downstream.outcomes[i] += 1;
+                downstream.outcomes[i] = downstream.outcomes[i].saturating_add(1);
             }
             downstream.latency.record(attempt.latency_ms);
         }
-        let observations = record.attempts.len() - capped;
-        self.records_applied += 1;
-        self.observations += observations as u64;
-        self.capped_observations += capped as u64;
-        self.version += 1;
+        let observations = record.attempts.len() - capped - unknown;
+        self.records_applied = self.records_applied.saturating_add(1);
+        self.observations = self.observations.saturating_add(observations as u64);
+        self.capped_observations = self.capped_observations.saturating_add(capped as u64);
+        self.unknown_observations = self.unknown_observations.saturating_add(unknown as u64);
+        self.version = self.version.saturating_add(1);
         Applied::New { observations, capped }
     }
 
@@ -355,8 +400,70 @@ impl LearnerState {
         self.capped_observations
     }
 
+    /// Attempts skipped since start because their downstream is not in the configured fleet.
+    pub fn unknown_observations(&self) -> u64 {
+        self.unknown_observations
+    }
+
     pub fn recent_ids(&self) -> usize {
         self.recent.len()
+    }
+
+    /// The numbers `/stats` and `/metrics` render, as of `now_ms`, with at most `max_series`
+    /// route/downstream series (in route and name order; the others are counted in
+    /// [`StateSummary::omitted_series`]), so neither the copy made under the lock nor the page
+    /// rendered from it grows past that.
+    pub fn summary(&self, now_ms: u64, max_series: usize) -> StateSummary {
+        let mut budget = max_series;
+        let mut omitted = 0u64;
+        let routes = self
+            .routes
+            .iter()
+            .map(|(route, r)| {
+                let shown = r.downstreams.len().min(budget);
+                budget -= shown;
+                omitted += (r.downstreams.len() - shown) as u64;
+                (route, r, shown)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(route, r, shown)| RouteSummary {
+                route: route.clone(),
+                records: r.records,
+                downstreams: r
+                    .downstreams
+                    .iter()
+                    .take(shown)
+                    .map(|(name, d)| DownstreamSummary {
+                        name: name.clone(),
+                        attempts: d.attempts(),
+                        successes: d.successes(),
+                        outcomes: d.outcomes,
+                        counts: d.posterior.counts_at(now_ms, self.decay),
+                        mean: d.posterior.mean_at(now_ms, self.decay),
+                        p50_ms: d.latency.quantile(0.5),
+                        p99_ms: d.latency.quantile(0.99),
+                        max_ms: d.latency.max_ms(),
+                        latency_sum_ms: d.latency.sum_ms(),
+                        latency_count: d.latency.count(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        StateSummary {
+            version: self.version,
+            records_applied: self.records_applied,
+            duplicates: self.duplicates,
+            observations: self.observations,
+            half_life_ms: self.decay.half_life_ms(),
+            recent_ids: self.recent.len(),
+            limits: self.limits,
+            capped_records: self.capped_records,
+            capped_observations: self.capped_observations,
+            unknown_observations: self.unknown_observations,
+            omitted_series: omitted,
+            routes,
+        }
     }
 
     /// The serializable form (for the checkpoint file).
@@ -369,6 +476,7 @@ impl LearnerState {
             observations: self.observations,
             routes: self.routes.clone(),
             recent_ids: self.recent.order.iter().copied().collect(),
+            next_offset: self.next_offset,
         }
     }
 
@@ -385,8 +493,56 @@ impl LearnerState {
             observations: saved.observations,
             capped_records: 0,
             capped_observations: 0,
+            fleet: None,
+            unknown_observations: 0,
+            next_offset: saved.next_offset,
         }
     }
+}
+
+/// What `/stats` and `/metrics` show of one downstream: computed under the lock
+/// ([`LearnerState::summary`]), rendered after it is released.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownstreamSummary {
+    pub name: String,
+    pub attempts: u64,
+    pub successes: u64,
+    /// Attempts per outcome, in [`Outcome::ALL`] order.
+    pub outcomes: [u64; 6],
+    /// Decayed counts as of the summary's time.
+    pub counts: ArmPosterior,
+    pub mean: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub latency_sum_ms: f64,
+    pub latency_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSummary {
+    pub route: String,
+    pub records: u64,
+    pub downstreams: Vec<DownstreamSummary>,
+}
+
+/// A copy of what the learner knows, small enough to take under the lock: numbers only, no
+/// histogram buckets, no rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSummary {
+    pub version: u64,
+    pub records_applied: u64,
+    pub duplicates: u64,
+    pub observations: u64,
+    pub half_life_ms: u64,
+    pub recent_ids: usize,
+    pub limits: Limits,
+    pub capped_records: u64,
+    pub capped_observations: u64,
+    pub unknown_observations: u64,
+    /// Route/downstream series left out of this summary by its cap.
+    pub omitted_series: u64,
+    pub routes: Vec<RouteSummary>,
 }
 
 /// Checkpoint layout of [`LearnerState`].
@@ -399,6 +555,9 @@ pub struct SavedState {
     pub observations: u64,
     pub routes: BTreeMap<String, RouteState>,
     pub recent_ids: Vec<u64>,
+    /// Next offset of the embedded topic; absent from checkpoints written before it existed.
+    #[serde(default)]
+    pub next_offset: i64,
 }
 
 impl SavedState {
@@ -522,6 +681,34 @@ mod tests {
         let back = LearnerState::from_saved(s.to_saved(), s.decay(), 100).with_limits(limits);
         assert_eq!((back.routes().len(), back.capped_records()), (2, 0));
         assert_eq!(back.limits(), limits);
+    }
+
+    #[test]
+    fn downstreams_outside_the_fleet_are_counted_not_stored() {
+        let fleet: BTreeSet<String> = ["a".to_owned()].into();
+        let mut s = state().with_fleet(Some(Arc::new(fleet)));
+        let r =
+            record("f1", vec![attempt("evil", Outcome::Success), attempt("a", Outcome::Success)]);
+        assert_eq!(s.apply(&r, NOW), Applied::New { observations: 1, capped: 0 });
+        let route = &s.routes()["/service"];
+        assert_eq!(route.downstreams.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!((s.unknown_observations(), s.observations()), (1, 1));
+        assert_eq!(s.summary(NOW, 10).unknown_observations, 1);
+    }
+
+    #[test]
+    fn summaries_show_at_most_max_series() {
+        let mut s = state();
+        for (i, route) in ["/a", "/b"].iter().enumerate() {
+            let attempts = (0..3).map(|d| attempt(&format!("d{d}"), Outcome::Success)).collect();
+            let mut r = record(&format!("s{i}"), attempts);
+            r.route = (*route).into();
+            s.apply(&r, NOW);
+        }
+        let summary = s.summary(NOW, 4);
+        let shown: Vec<usize> = summary.routes.iter().map(|r| r.downstreams.len()).collect();
+        assert_eq!((shown, summary.omitted_series), (vec![3, 1], 2));
+        assert_eq!(s.summary(NOW, 100).omitted_series, 0);
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl V3RecordError {
             V3RecordError::Syntax(_) | V3RecordError::Envelope(_) => 400,
             V3RecordError::Format(_) | V3RecordError::Telemetry(_) => 422,
             V3RecordError::Store(RecordError::UnknownPartition(_)) => 404,
-            V3RecordError::Store(RecordError::Kafka(_)) => 500,
+            V3RecordError::Store(RecordError::Kafka(_) | RecordError::NotStored(_)) => 500,
             V3RecordError::Store(RecordError::InvalidJson(_)) => 400,
             V3RecordError::Store(_) => 422,
         }
@@ -391,6 +391,44 @@ mod tests {
     }
 
     proptest! {
+        /// What the v3 parser computed: one entry per record of the stream, in order, each the
+        /// posted record when in bounds and a 422 naming the field when not.
+        #[test]
+        fn streams_parse_to_the_posted_records_in_order(
+            shapes in proptest::collection::vec(
+                (crate::ingest::tests::latency(), 0u16..1000, 0usize..200, 1usize..4), 1..6),
+            separators in proptest::collection::vec("[ \n\t]{0,3}", 6),
+        ) {
+            let records: Vec<_> = shapes
+                .iter()
+                .map(|&(l, s, i, a)| crate::ingest::tests::shaped(l, s, i, a))
+                .collect();
+            let mut body = Vec::new();
+            for (r, sep) in records.iter().zip(&separators) {
+                body.extend(serde_json::to_vec(&v3_record(r.clone())).unwrap());
+                body.extend(sep.as_bytes());
+            }
+            let entries = parse_records(&body, 8).unwrap();
+            prop_assert_eq!(entries.len(), records.len());
+            for ((entry, posted), &(l, s, i, _)) in entries.iter().zip(&records).zip(&shapes) {
+                let valid = (0.0..=crate::validate::MAX_LATENCY_MS).contains(&l)
+                    && (100..=599).contains(&s)
+                    && (1..=128).contains(&i);
+                match entry {
+                    Ok(r) => {
+                        prop_assert!(valid);
+                        prop_assert_eq!(&r.record, posted);
+                        prop_assert_eq!(r.key.clone(), Some(json!(posted.route)));
+                    }
+                    Err(e) => {
+                        prop_assert!(!valid, "refused a valid record: {}", e);
+                        prop_assert_eq!(e.error_code(), 422);
+                        prop_assert!(e.to_string().starts_with("value.data: not a telemetry record: "), "{}", e);
+                    }
+                }
+            }
+        }
+
         #[test]
         fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(entries) = parse_records(&bytes, 8) {

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
+use magnetar_core::Outcome;
 use serde_json::Value;
 
 /// Runs the binary with only `env` (and `args`) and returns its output.
@@ -35,11 +36,13 @@ fn the_prototypes_variables_configure_the_learner() {
         ("LEARNER_REST_BASIC_AUTH", "router:pw-from-env"),
         ("LEARNER_MAX_ROUTES", "7"),
         ("LEARNER_MAX_DOWNSTREAMS", "3"),
+        ("MAGNETAR_LEARNER_TOKEN", "token-from-env-0123"),
     ];
     let output = run(&env, &["--print-config"]);
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(!text.contains("pw-from-env"), "the password was printed: {text}");
+    assert!(!text.contains("token-from-env"), "the token was printed: {text}");
     let config: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(config["mode"], "kafka");
     assert_eq!(config["kafka"]["brokers"], "127.0.0.1:19092,127.0.0.1:19093");
@@ -60,8 +63,9 @@ fn the_prototypes_variables_configure_the_learner() {
     let addr: std::net::SocketAddr = config["http_addr"].as_str().unwrap().parse().unwrap();
     assert!(addr.ip().is_loopback() && addr.port() == 9001, "{addr}");
 
-    // Without any variable: the documented defaults.
-    let config = printed(&[], &["--print-config"]);
+    // Without any variable but the token: the documented defaults.
+    let config = printed(&[("MAGNETAR_LEARNER_TOKEN", TOKEN)], &["--print-config"]);
+    assert_eq!(config["access"], "token");
     assert_eq!(config["mode"], "embedded");
     assert_eq!(config["http_addr"], "127.0.0.1:8090");
     assert_eq!(config["topic"], "magnetar-telemetry");
@@ -83,15 +87,60 @@ fn bad_variables_are_named_and_secrets_are_not_echoed() {
     assert!(stderr.contains("LEARNER_REST_BASIC_AUTH"), "{stderr}");
     assert!(!stderr.contains("no-colon-secret"), "{stderr}");
 
-    let output = run(&[("LEARNER_MODE", "kafka")], &["--print-config"]);
+    let output =
+        run(&[("LEARNER_MODE", "kafka"), ("MAGNETAR_LEARNER_TOKEN", TOKEN)], &["--print-config"]);
     assert!(!output.status.success());
     assert!(String::from_utf8(output.stderr).unwrap().contains("LEARNER_KAFKA_BROKERS"));
 
-    // --help shows the variable names but not a password set in the environment.
-    let output = run(&[("LEARNER_REST_BASIC_AUTH", "u:help-secret")], &["--help"]);
+    // --help shows the variable names but not a password or token set in the environment.
+    let output = run(
+        &[("LEARNER_REST_BASIC_AUTH", "u:help-secret"), ("MAGNETAR_LEARNER_TOKEN", TOKEN)],
+        &["--help"],
+    );
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(help.contains("LEARNER_REST_BASIC_AUTH") && help.contains("LEARNER_MAX_DOWNSTREAMS"));
-    assert!(!help.contains("help-secret"), "{help}");
+    assert!(help.contains("MAGNETAR_LEARNER_TOKEN") && help.contains("--open"), "{help}");
+    assert!(!help.contains("help-secret") && !help.contains(TOKEN), "{help}");
+}
+
+#[test]
+fn without_credentials_the_learner_does_not_start_unless_open_on_loopback() {
+    let output = run(&[], &["--print-config"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("MAGNETAR_LEARNER_TOKEN") && stderr.contains("--open"), "{stderr}");
+    let output = run(&[("LEARNER_HTTP_ADDR", ":8090")], &["--open", "--print-config"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("loopback"), "{stderr}");
+    let output = run(&[("MAGNETAR_LEARNER_TOKEN", "short")], &["--print-config"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--token") && !stderr.contains("short\""), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_open_learner_says_so_and_serves_without_credentials() {
+    let (process, addr) = ChildProcess::spawn(
+        "learner-open",
+        &learner_bin(),
+        &["--open", "--http-addr", "127.0.0.1:0"],
+        Some("learner listening"),
+    );
+    let base = format!("http://{}", addr.unwrap());
+    let bare = reqwest::Client::new();
+    let body =
+        serde_json::to_vec(&batch(&[record("o-1", "/o", &[("a", Outcome::Success)])])).unwrap();
+    let (status, _, _) =
+        post(&bare, &format!("{base}/topics/magnetar-telemetry"), V2_JSON, body).await;
+    assert_eq!(status, 200);
+    let (status, _) = get_json(&bare, &format!("{base}/params?route=/o")).await;
+    assert_eq!(status, 200);
+    let log = process.log_text();
+    assert!(log.contains("learner is open"), "{log}");
+    process.signal("TERM");
+    let mut process = process;
+    assert!(process.wait_exit(Duration::from_secs(20)).success(), "{}", process.log_text());
 }
 
 #[tokio::test]
@@ -100,17 +149,22 @@ async fn a_go_style_port_from_the_environment_serves() {
         "learner-env",
         &learner_bin(),
         &[],
-        &[("LEARNER_HTTP_ADDR", ":0"), ("LEARNER_KAFKA_TOPIC", "env-topic")],
+        &[
+            ("LEARNER_HTTP_ADDR", ":0"),
+            ("LEARNER_KAFKA_TOPIC", "env-topic"),
+            ("MAGNETAR_LEARNER_TOKEN", TOKEN),
+        ],
         Some("learner listening"),
     );
     let addr = addr.unwrap();
     assert!(addr.ip().is_unspecified(), "{addr}");
     let base = format!("http://127.0.0.1:{}", addr.port());
-    let client = reqwest::Client::new();
+    let client = client();
     let (status, _) = get_json(&client, &format!("{base}/healthz")).await;
     assert_eq!(status, 200);
     // The topic from LEARNER_KAFKA_TOPIC is the one the embedded produce API serves.
-    let body = serde_json::to_vec(&batch(&[record("e-1", "/e", &[])])).unwrap();
+    let body =
+        serde_json::to_vec(&batch(&[record("e-1", "/e", &[("a", Outcome::Success)])])).unwrap();
     let (status, _, _) = post(&client, &format!("{base}/topics/env-topic"), V2_JSON, body).await;
     assert_eq!(status, 200);
     process.signal("TERM");

@@ -64,7 +64,7 @@ impl Tansu {
 
 /// Starts the learner binary on 127.0.0.1:0 and returns it with its base URL.
 fn start_learner(name: &str, args: &[&str]) -> (ChildProcess, String) {
-    let mut all = vec!["--http-addr", "127.0.0.1:0"];
+    let mut all = vec!["--http-addr", "127.0.0.1:0", "--token", TOKEN];
     all.extend_from_slice(args);
     let (process, addr) =
         ChildProcess::spawn(name, &learner_bin(), &all, Some("learner listening"));
@@ -125,7 +125,7 @@ async fn bridge_to_kafka_to_learner_resumes_exactly_after_sigkill() {
     let tansu = Tansu::start();
     tansu.create_topic("magnetar-telemetry", 3);
     let brokers = tansu.brokers();
-    let client = reqwest::Client::new();
+    let client = client();
     let dir = std::env::temp_dir().join(format!("learner-kafka-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let state_file = dir.join("state.json");
@@ -249,7 +249,7 @@ fn offsets_sum(offsets: &Value) -> i64 {
 async fn combined_mode_runs_rest_to_kafka_to_learner_in_one_process() {
     let tansu = Tansu::start();
     let brokers = tansu.brokers();
-    let client = reqwest::Client::new();
+    let client = client();
     // No topic yet: the learner creates it.
     let (mut learner, url) = start_learner(
         "combined",
@@ -287,7 +287,7 @@ fn next_offsets(results: &[Value]) -> BTreeMap<String, i64> {
 async fn v3_with_basic_auth_through_the_bridge_and_commits_confirmed() {
     let tansu = Tansu::start();
     let brokers = tansu.brokers();
-    let client = reqwest::Client::new();
+    let client = client();
     let (mut learner, url) = start_learner(
         "combined-v3",
         &[
@@ -317,8 +317,9 @@ async fn v3_with_basic_auth_through_the_bridge_and_commits_confirmed() {
         .collect()
     };
     // Without credentials: refused before anything reaches Kafka.
+    let bare = reqwest::Client::new();
     let (status, headers, _) =
-        post_raw(&client, &records_url, "application/json", None, body(0..1)).await;
+        post_raw(&bare, &records_url, "application/json", None, body(0..1)).await;
     assert_eq!(status, 401);
     assert_eq!(headers["www-authenticate"], "Basic realm=\"magnetar\"");
 
@@ -389,7 +390,7 @@ async fn revoked_partitions_are_committed_at_the_rebalance() {
     let tansu = Tansu::start();
     tansu.create_topic("magnetar-telemetry", 3);
     let brokers = tansu.brokers();
-    let client = reqwest::Client::new();
+    let client = client();
     let (mut bridge, bridge_url) =
         start_learner("bridge-rb", &["--mode", "bridge", "--kafka-brokers", &brokers]);
     // Commit interval of ten minutes: only the revoke callback (or shutdown) commits.

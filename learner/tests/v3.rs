@@ -31,7 +31,7 @@ fn parse(text: &str) -> Value {
 #[tokio::test]
 async fn one_record_is_stored_and_answered_like_confluent() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let url = v3_url(&learner.url, "magnetar-local", "magnetar-telemetry");
     for (i, id) in ["v3-1", "v3-2"].iter().enumerate() {
         let body = router_body(id, "/service");
@@ -60,7 +60,8 @@ async fn one_record_is_stored_and_answered_like_confluent() {
     assert_eq!(stats["records_applied"], 2, "{stats}");
     assert_eq!(stats["records_accepted"], 2, "{stats}");
     // v2 and v3 share the embedded topic's offsets.
-    let v2 = serde_json::to_vec(&batch(&[record("v2-1", "/service", &[])])).unwrap();
+    let v2 = serde_json::to_vec(&batch(&[record("v2-1", "/service", &[("a", Outcome::Success)])]))
+        .unwrap();
     let (_, _, body) =
         post(&client, &format!("{}/topics/magnetar-telemetry", learner.url), V2_JSON, v2).await;
     assert_eq!(body["offsets"][0]["offset"], 2, "{body}");
@@ -70,7 +71,7 @@ async fn one_record_is_stored_and_answered_like_confluent() {
 #[tokio::test]
 async fn a_stream_gets_one_result_per_record_in_order() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let url = v3_url(&learner.url, "magnetar-local", "magnetar-telemetry");
     let mut bad = serde_json::to_value(v3_record(record("bad", "/s", &[]))).unwrap();
     bad["value"]["data"]["finished_ms"] = json!("late");
@@ -80,7 +81,7 @@ async fn a_stream_gets_one_result_per_record_in_order() {
     body.extend(router_body("s-2", "/s"));
     body.extend_from_slice(br#" {"value": {"type": "BINARY", "data": "e30="}}"#);
     body.extend_from_slice(br#"{"partition_id": 4, "value": {"type": "JSON", "data": "#);
-    body.extend(serde_json::to_vec(&record("s-3", "/s", &[])).unwrap());
+    body.extend(serde_json::to_vec(&record("s-3", "/s", &[("a", Outcome::Success)])).unwrap());
     body.extend_from_slice(b"}}\n{\"value\": ");
     let (status, _, text) = post_raw(&client, &url, JSON, None, body).await;
     assert_eq!(status, 200, "{text}");
@@ -108,7 +109,7 @@ async fn a_stream_gets_one_result_per_record_in_order() {
 #[tokio::test]
 async fn whole_request_errors_have_confluent_statuses_and_the_learner_keeps_serving() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let base = &learner.url;
     let url = v3_url(base, "magnetar-local", "magnetar-telemetry");
     let good = router_body("ok", "/service");
@@ -175,14 +176,16 @@ async fn whole_request_errors_have_confluent_statuses_and_the_learner_keeps_serv
 }
 
 #[tokio::test]
-async fn basic_auth_guards_only_the_produce_apis() {
+async fn produce_takes_the_token_or_basic_auth_and_reads_take_the_token() {
     let config = LearnerConfig { basic_auth: Some(BasicAuth::new("router", "s3cret")), ..config() };
     let learner = InProcess::start(config).await;
+    // No default credentials: each request says what it presents.
     let client = reqwest::Client::new();
     let base = &learner.url;
     let v3 = v3_url(base, "magnetar-local", "magnetar-telemetry");
     let v2 = format!("{base}/topics/magnetar-telemetry");
-    let v2_body = serde_json::to_vec(&batch(&[record("b-1", "/s", &[])])).unwrap();
+    let v2_body =
+        serde_json::to_vec(&batch(&[record("b-1", "/s", &[("a", Outcome::Success)])])).unwrap();
     let denied = [None, Some(("router", "wrong")), Some(("other", "s3cret")), Some(("router", ""))];
     for auth in denied {
         for (url, content_type, body) in
@@ -196,7 +199,7 @@ async fn basic_auth_guards_only_the_produce_apis() {
             assert!(!text.contains("s3cret"), "{text}");
         }
     }
-    // A non-basic scheme is refused too.
+    // A bearer token that is not the learner's is refused too.
     let response = client
         .post(&v3)
         .header("content-type", JSON)
@@ -212,14 +215,34 @@ async fn basic_auth_guards_only_the_produce_apis() {
     assert_eq!((status, parse(&text)["error_code"].clone()), (200, json!(200)), "{text}");
     let (status, _, text) = post_raw(&client, &v2, V2_JSON, ok, v2_body).await;
     assert_eq!(status, 200, "{text}");
+    // The learner's token is accepted by the produce APIs as well.
+    let response = client
+        .post(&v3)
+        .header("content-type", JSON)
+        .bearer_auth(TOKEN)
+        .body(router_body("a-4", "/s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 
-    // Reads stay open.
-    for path in ["/healthz", "/stats", "/metrics", "/params?route=/s", "/recommendation?route=/s"] {
+    // Reads need the token (basic auth is for produce only); /healthz and /metrics are public.
+    for path in ["/stats", "/params?route=/s", "/recommendation?route=/s"] {
+        let url = format!("{base}{path}");
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"magnetar\"");
+        let response = client.get(&url).basic_auth("router", Some("s3cret")).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let response = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    for path in ["/healthz", "/metrics"] {
         let response = client.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let (_, stats) = get_json(&client, &format!("{base}/stats")).await;
-    assert_eq!(stats["records_applied"], 2, "{stats}");
+    let (_, stats) = get_json(&common::client(), &format!("{base}/stats")).await;
+    assert_eq!(stats["records_applied"], 3, "{stats}");
     assert_eq!(stats["rejected"]["by_kind"]["unauthorized"], 9, "{stats}");
     learner.stop().await;
 }
@@ -228,7 +251,7 @@ async fn basic_auth_guards_only_the_produce_apis() {
 async fn routes_and_downstreams_beyond_the_caps_are_counted_not_learned() {
     let config = LearnerConfig { max_routes: 2, max_downstreams_per_route: 2, ..config() };
     let learner = InProcess::start(config).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let base = &learner.url;
     let records = [
         record("c-1", "/a", &[("d1", Outcome::Success)]),
@@ -268,7 +291,7 @@ async fn routes_and_downstreams_beyond_the_caps_are_counted_not_learned() {
 #[tokio::test]
 async fn metrics_export_summaries_with_sum_and_count_and_checkpoint_failures() {
     let learner = InProcess::start(config()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let records: Vec<_> =
         (0..4).map(|i| record(&format!("m-{i}"), "/m", &[("a", Outcome::Success)])).collect();
     let body = serde_json::to_vec(&batch(&records)).unwrap();

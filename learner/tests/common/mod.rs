@@ -15,19 +15,33 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use magnetar_core::Outcome;
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use magnetar_learner::LearnerConfig;
+use magnetar_learner::auth::{Access, BearerToken};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub const V2_JSON: &str = "application/vnd.kafka.json.v2+json";
 
-/// The in-process learner of the HTTP tests: a 64 KiB body limit, 100 records per batch, seeded.
+/// The bearer token of the tests' learners.
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// The in-process learner of the HTTP tests: a 64 KiB body limit, 100 records per batch, seeded,
+/// asking for [`TOKEN`].
 pub fn config() -> LearnerConfig {
+    let token = BearerToken::parse(TOKEN).unwrap();
     LearnerConfig {
         body_limit_bytes: 64 * 1024,
         max_batch_records: 100,
         seed: Some(7),
-        ..LearnerConfig::default()
+        ..LearnerConfig::with_access(Access::Token(token))
     }
+}
+
+/// A client that sends `Authorization: Bearer TOKEN` unless a request sets its own.
+pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {TOKEN}").parse().unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 pub fn now_ms() -> u64 {

@@ -1,0 +1,142 @@
+//! Bounds on what telemetry may say, checked on every record that comes in (v2 and v3 bodies,
+//! Kafka messages) before anything is learned from it. A record outside them is refused with a
+//! message naming the field and the bound (`attempts[0].latency_ms: must be a finite number from
+//! 0 to 86400000 (one day in ms), got 1e308`), which the produce APIs answer as 422
+//! (v2 `error_code` 42205) and the consumer counts as `invalid_record`.
+//!
+//! Why each bound: every number the state sums (latencies into the histogram's sum, the time an
+//! attempt ended) is finite and bounded, so no sum can overflow and no checkpoint can hold a
+//! value JSON cannot carry; every name the state keeps is short, so memory follows the caps;
+//! an empty request id would bypass deduplication; an empty attempt list teaches nothing.
+
+use magnetar_core::telemetry::TelemetryRecord;
+
+/// Largest latency of one attempt: one day, in milliseconds.
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+/// Largest timestamp: 9999-12-31T23:59:59.999Z, in milliseconds since the Unix epoch.
+pub const MAX_TIMESTAMP_MS: u64 = 253_402_300_799_999;
+/// Longest route, in bytes.
+pub const MAX_ROUTE_LEN: usize = 256;
+/// Longest downstream name, request id, caller id, strategy or router instance, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Most attempts in one record (the router's budget is a handful).
+pub const MAX_ATTEMPTS: usize = 32;
+/// HTTP statuses a downstream or the router can answer with.
+pub const STATUS_RANGE: std::ops::RangeInclusive<u16> = 100..=599;
+
+/// Checks `record`; the error is `field: what is wrong`.
+pub fn check(record: &TelemetryRecord) -> Result<(), String> {
+    name("request_id", &record.request_id, MAX_NAME_LEN)?;
+    name("route", &record.route, MAX_ROUTE_LEN)?;
+    if let Some(caller) = &record.caller_id {
+        bounded("caller_id", caller, MAX_NAME_LEN)?;
+    }
+    bounded("strategy", &record.strategy, MAX_NAME_LEN)?;
+    bounded("router_instance", &record.router_instance, MAX_NAME_LEN)?;
+    timestamp("started_ms", record.started_ms)?;
+    timestamp("finished_ms", record.finished_ms)?;
+    status("final_status", record.final_status)?;
+    if record.attempts.is_empty() {
+        return Err("attempts: must not be empty".into());
+    }
+    if record.attempts.len() > MAX_ATTEMPTS {
+        return Err(format!(
+            "attempts: at most {MAX_ATTEMPTS} attempts, got {}",
+            record.attempts.len()
+        ));
+    }
+    for (i, attempt) in record.attempts.iter().enumerate() {
+        name(&format!("attempts[{i}].downstream"), &attempt.downstream, MAX_NAME_LEN)?;
+        if let Some(s) = attempt.status {
+            status(&format!("attempts[{i}].status"), s)?;
+        }
+        let ms = attempt.latency_ms;
+        if !(ms.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&ms)) {
+            return Err(format!(
+                "attempts[{i}].latency_ms: must be a finite number from 0 to {MAX_LATENCY_MS} \
+                 (one day in ms), got {ms}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A non-empty name of at most `max` bytes.
+fn name(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{field}: must not be empty"));
+    }
+    bounded(field, value, max)
+}
+
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field}: at most {max} bytes, got {}", value.len()));
+    }
+    Ok(())
+}
+
+fn timestamp(field: &str, ms: u64) -> Result<(), String> {
+    if ms > MAX_TIMESTAMP_MS {
+        return Err(format!("{field}: at most {MAX_TIMESTAMP_MS} (year 9999), got {ms}"));
+    }
+    Ok(())
+}
+
+fn status(field: &str, value: u16) -> Result<(), String> {
+    if !STATUS_RANGE.contains(&value) {
+        return Err(format!("{field}: must be an HTTP status from 100 to 599, got {value}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> TelemetryRecord {
+        crate::ingest::tests::record("r-1")
+    }
+
+    #[test]
+    fn every_bound_names_its_field() {
+        assert_eq!(check(&good()), Ok(()));
+        type Spoil = fn(&mut TelemetryRecord);
+        let cases: Vec<(Spoil, &str)> = vec![
+            (|r| r.attempts[0].latency_ms = 1e308, "attempts[0].latency_ms"),
+            (|r| r.attempts[0].latency_ms = -1.0, "attempts[0].latency_ms"),
+            (|r| r.attempts[0].latency_ms = f64::NAN, "attempts[0].latency_ms"),
+            (|r| r.attempts[0].latency_ms = MAX_LATENCY_MS + 1.0, "attempts[0].latency_ms"),
+            (|r| r.attempts[0].status = Some(99), "attempts[0].status"),
+            (|r| r.attempts[0].status = Some(600), "attempts[0].status"),
+            (|r| r.attempts[0].downstream = String::new(), "attempts[0].downstream"),
+            (|r| r.attempts[0].downstream = "d".repeat(129), "attempts[0].downstream"),
+            (|r| r.attempts.clear(), "attempts: must not be empty"),
+            (|r| r.attempts = vec![r.attempts[0].clone(); 33], "attempts: at most 32"),
+            (|r| r.final_status = 0, "final_status"),
+            (|r| r.request_id = String::new(), "request_id: must not be empty"),
+            (|r| r.request_id = "i".repeat(129), "request_id"),
+            (|r| r.route = "/".repeat(257), "route"),
+            (|r| r.route = String::new(), "route"),
+            (|r| r.caller_id = Some("c".repeat(129)), "caller_id"),
+            (|r| r.strategy = "s".repeat(129), "strategy"),
+            (|r| r.router_instance = "s".repeat(129), "router_instance"),
+            (|r| r.started_ms = u64::MAX, "started_ms"),
+            (|r| r.finished_ms = MAX_TIMESTAMP_MS + 1, "finished_ms"),
+        ];
+        for (spoil, field) in cases {
+            let mut r = good();
+            spoil(&mut r);
+            let err = check(&r).unwrap_err();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+        // The bounds themselves are accepted.
+        let mut r = good();
+        r.attempts[0].latency_ms = MAX_LATENCY_MS;
+        r.attempts[0].status = Some(599);
+        r.route = "/".repeat(MAX_ROUTE_LEN);
+        r.finished_ms = MAX_TIMESTAMP_MS;
+        r.attempts = vec![r.attempts[0].clone(); MAX_ATTEMPTS];
+        assert_eq!(check(&r), Ok(()));
+    }
+}
