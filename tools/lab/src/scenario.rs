@@ -18,7 +18,7 @@
 
 use std::str::FromStr;
 
-use magnetar_core::flaky::{FlakyOverride, Mode, OVERRIDE_HEADER};
+use magnetar_flaky::{FlakyOverride, Mode, OVERRIDE_HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 

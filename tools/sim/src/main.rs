@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use magnetar_core::retry::RetryBudgetConfig;
-use magnetar_core::sim::{self, Aggregate, RunResult, SCENARIOS, Scenario, SimConfig};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
+use magnetar_sim::{self as sim, Aggregate, RunResult, SCENARIOS, Scenario, SimConfig};
 
 mod chart;
 mod table;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use magnetar_core::sim::{Aggregate, Scenario, SimConfig};
+use magnetar_sim::{Aggregate, Scenario, SimConfig};
 
 /// How retries were limited, for the table and the CSV: `20%+10/s,ttl=10s`, or `none`.
 pub fn retry_budget(config: &SimConfig) -> String {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{RunResult, Series};
-use crate::strategy::StrategyKind;
+use magnetar_core::strategy::StrategyKind;
 
 /// Mean and sample standard deviation over runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]

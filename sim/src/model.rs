@@ -1,20 +1,21 @@
 //! The simulated downstreams: how each one answers an attempt at a given time.
 //!
-//! A [`SimDownstream`] answers like the flaky test origin (`crate::flaky`) does: an outage
-//! answers 503 at once, a downstream over its capacity answers 429 at once, otherwise the attempt
-//! succeeds with the downstream's current success probability after a log-normal latency; a
-//! failure is a 5xx, or with probability `timeout_share` a timeout that costs the whole attempt
-//! deadline. Capacity counts accepted attempts in the last second (a sliding window), like the
-//! flaky origin's `rate_limited` mode.
+//! A [`SimDownstream`] answers like the flaky test origin (`magnetar-flaky`) does, with its own
+//! code: an outage ([`OutageCycle`], the origin's `cyclic_outage` cycle) answers 503 at once, a
+//! downstream over its capacity answers 429 at once, otherwise the attempt succeeds with the
+//! downstream's current success probability after a log-normal latency; a failure is a 5xx, or
+//! with probability `timeout_share` a timeout that costs the whole attempt deadline. Capacity
+//! counts accepted attempts in the last second with the origin's [`RateWindow`] (its
+//! `rate_limited` mode), kept in microseconds of simulated time.
 
-use std::collections::VecDeque;
 use std::f64::consts::TAU;
 
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::Outcome;
+use magnetar_core::Outcome;
+use magnetar_flaky::{OutageCycle, RATE_WINDOW_MS, RateWindow};
 
 /// Latency of an immediate rejection (429 or an outage's 503).
 pub const REJECT_LATENCY_MS: f64 = 1.0;
@@ -61,23 +62,6 @@ impl SuccessCurve {
     }
 }
 
-/// A periodic outage: up for `up_ms`, then down (503) for `down_ms`, shifted by `offset_ms`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Outage {
-    pub up_ms: u64,
-    pub down_ms: u64,
-    pub offset_ms: u64,
-}
-
-impl Outage {
-    /// Whether the downstream is down at `t_ms`.
-    pub fn down_at(&self, t_ms: f64) -> bool {
-        let period = (self.up_ms + self.down_ms).max(1) as f64;
-        let phase = (t_ms + self.offset_ms as f64).rem_euclid(period);
-        phase >= self.up_ms as f64
-    }
-}
-
 /// One simulated downstream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimDownstream {
@@ -89,7 +73,8 @@ pub struct SimDownstream {
     pub latency_sigma: f64,
     /// Accepted attempts per sliding second; above it, 429.
     pub capacity_rps: Option<u32>,
-    pub outage: Option<Outage>,
+    /// The flaky origin's outage cycle, in simulated milliseconds.
+    pub outage: Option<OutageCycle>,
     /// Share of failures that are timeouts rather than 5xx.
     pub timeout_share: f64,
 }
@@ -110,49 +95,55 @@ impl SimDownstream {
 }
 
 /// A downstream's state during a run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DownstreamState {
-    /// Times of the attempts accepted in the last second.
-    accepted: VecDeque<f64>,
+    /// Attempts accepted in the last second, in microseconds.
+    accepted: RateWindow,
+}
+
+impl Default for DownstreamState {
+    fn default() -> Self {
+        DownstreamState { accepted: RateWindow::with_window(RATE_WINDOW_MS * 1_000) }
+    }
+}
+
+/// Simulated microseconds as the milliseconds the curves read.
+fn ms(t_us: u64) -> f64 {
+    t_us as f64 / 1_000.0
 }
 
 impl DownstreamState {
-    fn trim(&mut self, t_ms: f64) {
-        while self.accepted.front().is_some_and(|t| *t <= t_ms - 1_000.0) {
-            self.accepted.pop_front();
-        }
+    fn down(d: &SimDownstream, t_us: u64) -> bool {
+        d.outage.is_some_and(|o| o.is_down(t_us / 1_000))
     }
 
-    fn saturated(&mut self, d: &SimDownstream, t_ms: f64) -> bool {
-        self.trim(t_ms);
-        d.capacity_rps.is_some_and(|cap| self.accepted.len() >= cap as usize)
+    fn saturated(&mut self, d: &SimDownstream, t_us: u64) -> bool {
+        d.capacity_rps.is_some_and(|cap| self.accepted.is_full(t_us, cap))
     }
 
-    /// The probability that an attempt sent now succeeds (0 while down or saturated): the truth
-    /// the oracle and the regret are measured against.
-    pub fn success_probability(&mut self, d: &SimDownstream, t_ms: f64) -> f64 {
-        if d.outage.is_some_and(|o| o.down_at(t_ms)) || self.saturated(d, t_ms) {
-            0.0
-        } else {
-            d.success.at(t_ms)
-        }
+    /// The probability that an attempt sent at `t_us` succeeds (0 while down or saturated): the
+    /// truth the oracle and the regret are measured against.
+    pub fn success_probability(&mut self, d: &SimDownstream, t_us: u64) -> f64 {
+        if Self::down(d, t_us) || self.saturated(d, t_us) { 0.0 } else { d.success.at(ms(t_us)) }
     }
 
-    /// Answers one attempt sent at `t_ms`: its outcome and latency.
+    /// Answers one attempt sent at `t_us`: its outcome and latency.
     pub fn attempt(
         &mut self,
         d: &SimDownstream,
-        t_ms: f64,
+        t_us: u64,
         attempt_timeout_ms: f64,
         rng: &mut dyn RngCore,
     ) -> (Outcome, f64) {
-        if d.outage.is_some_and(|o| o.down_at(t_ms)) {
+        if Self::down(d, t_us) {
             return (Outcome::ServerError, REJECT_LATENCY_MS);
         }
-        if self.saturated(d, t_ms) {
+        if let Some(cap) = d.capacity_rps
+            && self.accepted.admit(t_us, cap).is_err()
+        {
             return (Outcome::RateLimited, REJECT_LATENCY_MS);
         }
-        self.accepted.push_back(t_ms);
+        let t_ms = ms(t_us);
         let z: f64 = StandardNormal.sample(rng);
         let latency = (d.latency_ms * (d.latency_sigma * z).exp()).min(attempt_timeout_ms);
         if rng.random::<f64>() < d.success.at(t_ms) {
@@ -180,8 +171,8 @@ mod tests {
         assert_eq!((step.at(999.0), step.at(1_000.0)), (0.9, 0.1));
         let sine = SuccessCurve::Sine { mean: 0.5, amplitude: 0.9, period_ms: 4_000, phase: 0.0 };
         assert_eq!(sine.at(1_000.0), 1.0); // clamped
-        let o = Outage { up_ms: 20, down_ms: 10, offset_ms: 0 };
-        assert!(!o.down_at(19.0) && o.down_at(20.0) && o.down_at(29.0) && !o.down_at(30.0));
+        let o = OutageCycle { up_ms: 20, down_ms: 10, offset_ms: 0 };
+        assert!(!o.is_down(19) && o.is_down(20) && o.is_down(29) && !o.is_down(30));
     }
 
     #[test]
@@ -189,10 +180,10 @@ mod tests {
         let d = SimDownstream { capacity_rps: Some(2), ..SimDownstream::constant("a", 1.0) };
         let mut s = DownstreamState::default();
         let mut rng = SmallRng::seed_from_u64(1);
-        assert_eq!(s.attempt(&d, 0.0, 2_000.0, &mut rng).0, Outcome::Success);
-        assert_eq!(s.attempt(&d, 10.0, 2_000.0, &mut rng).0, Outcome::Success);
-        assert_eq!(s.success_probability(&d, 20.0), 0.0);
-        assert_eq!(s.attempt(&d, 20.0, 2_000.0, &mut rng).0, Outcome::RateLimited);
-        assert_eq!(s.attempt(&d, 1_000.0, 2_000.0, &mut rng).0, Outcome::Success);
+        assert_eq!(s.attempt(&d, 0, 2_000.0, &mut rng).0, Outcome::Success);
+        assert_eq!(s.attempt(&d, 10_000, 2_000.0, &mut rng).0, Outcome::Success);
+        assert_eq!(s.success_probability(&d, 20_000), 0.0);
+        assert_eq!(s.attempt(&d, 20_000, 2_000.0, &mut rng).0, Outcome::RateLimited);
+        assert_eq!(s.attempt(&d, 1_000_000, 2_000.0, &mut rng).0, Outcome::Success);
     }
 }

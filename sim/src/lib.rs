@@ -1,4 +1,4 @@
-//! The seeded fleet simulator: any strategy, any scenario, reproducible to the bit.
+//! `magnetar-sim`: the seeded fleet simulator: any strategy, any scenario, reproducible to the bit.
 //!
 //! A discrete-event simulation of one router in front of a [`Scenario`]'s downstreams. Client
 //! requests arrive every `interarrival_ms`; each gets an [`AttemptPlan`] (the penalty-free
@@ -14,7 +14,7 @@
 //!
 //! Regret is measured against an oracle that knows every downstream's success probability at
 //! every moment (0 while it is down or saturated): each attempt adds the best probability among
-//! the downstreams it was allowed to choose minus the chosen one's (see [`crate::metrics`]).
+//! the downstreams it was allowed to choose minus the chosen one's (see [`metrics`]).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -23,13 +23,15 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Serialize;
 
-use crate::Outcome;
-use crate::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
-use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig};
-use crate::strategy::{ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams};
+use magnetar_core::Outcome;
+use magnetar_core::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
+use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig};
+use magnetar_core::strategy::{
+    ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams,
+};
 
-pub mod bench;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod scenario;
@@ -254,10 +256,10 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Refreshes `self.probabilities` at `t_ms`.
-    fn refresh_probabilities(&mut self, t_ms: f64) {
+    /// Refreshes `self.probabilities` at `t_us`.
+    fn refresh_probabilities(&mut self, t_us: u64) {
         for (i, d) in self.scenario.downstreams.iter().enumerate() {
-            self.probabilities[i] = self.states[i].success_probability(d, t_ms);
+            self.probabilities[i] = self.states[i].success_probability(d, t_us);
         }
     }
 
@@ -278,7 +280,7 @@ impl<'a> Engine<'a> {
         if let Some(b) = &mut self.budget {
             b.deposit(now_ms);
         }
-        self.refresh_probabilities(t_us as f64 / 1_000.0);
+        self.refresh_probabilities(t_us);
         let oracle = self.oracle();
         self.oracle_sum += oracle;
         let bucket = (index / self.series.bucket) as usize;
@@ -313,7 +315,6 @@ impl<'a> Engine<'a> {
     }
 
     fn start_attempt(&mut self, slot: usize, t_us: u64) {
-        let t_ms = t_us as f64 / 1_000.0;
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
         let ctx = SelectContext { excluded: req.plan.excluded(), attempt, now_ms: t_us / 1_000 };
@@ -324,7 +325,7 @@ impl<'a> Engine<'a> {
             None => return self.finish(slot, t_us),
         };
         let index = req.index;
-        self.refresh_probabilities(t_ms);
+        self.refresh_probabilities(t_us);
         let Some(req) = self.slots[slot].as_mut() else { return };
         let best = (0..self.probabilities.len())
             .filter(|a| !req.plan.excluded().contains(a))
@@ -341,7 +342,7 @@ impl<'a> Engine<'a> {
         let timeout = self.config.attempt_timeout_ms as f64;
         let (outcome, latency_ms) = self.states[arm].attempt(
             &self.scenario.downstreams[arm],
-            t_ms,
+            t_us,
             timeout,
             &mut self.env_rng,
         );

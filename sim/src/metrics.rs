@@ -21,9 +21,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Outcome;
-use crate::retry::DEFAULT_MAX_ATTEMPTS;
-use crate::strategy::ArmId;
+use magnetar_core::Outcome;
+use magnetar_core::retry::DEFAULT_MAX_ATTEMPTS;
+use magnetar_core::strategy::ArmId;
 
 /// Relative width of one latency bucket.
 pub const LATENCY_PRECISION: f64 = 0.01;

@@ -20,7 +20,9 @@ use std::f64::consts::FRAC_PI_2;
 
 use serde::Serialize;
 
-use super::model::{Outage, SimDownstream, SuccessCurve};
+use magnetar_flaky::OutageCycle;
+
+use super::model::{SimDownstream, SuccessCurve};
 
 /// A fleet to simulate.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -91,8 +93,10 @@ impl Scenario {
             }
             "cyclic" => {
                 let mut f = fleet(&[0.98, 0.97, 0.9, 0.85]);
-                f[0].outage = Some(Outage { up_ms: 20_000, down_ms: 10_000, offset_ms: 0 });
-                f[1].outage = Some(Outage { up_ms: 30_000, down_ms: 15_000, offset_ms: 10_000 });
+                f[0].outage = Some(OutageCycle { up_ms: 20_000, down_ms: 10_000, offset_ms: 0 });
+                // Starts 10 s into its cycle: down from 20 s to 35 s, then every 45 s.
+                f[1].outage =
+                    Some(OutageCycle { up_ms: 30_000, down_ms: 15_000, offset_ms: 35_000 });
                 ("98% and 97% with cyclic 503 outages, 90% and 85% steady", f, None)
             }
             "rate_limited" => {
@@ -156,5 +160,16 @@ mod tests {
         assert_eq!(s.change_at_ms, Some(5_000));
         assert_eq!(s.downstreams[0].success.at(4_999.0), 0.95);
         assert_eq!(s.downstreams[0].success.at(5_000.0), 0.2);
+    }
+
+    #[test]
+    fn cyclic_outages_are_the_flaky_origins_cycle() {
+        let s = Scenario::named("cyclic", 200_000).unwrap();
+        let first = s.downstreams[0].outage.unwrap();
+        assert!(!first.is_down(19_999) && first.is_down(20_000) && !first.is_down(30_000));
+        // The second starts 10 s into its 45 s cycle: down from 20 s to 35 s, then at 65 s.
+        let second = s.downstreams[1].outage.unwrap();
+        assert!(!second.is_down(19_999) && second.is_down(20_000) && second.is_down(34_999));
+        assert!(!second.is_down(35_000) && second.is_down(65_000));
     }
 }
