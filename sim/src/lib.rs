@@ -19,8 +19,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
@@ -33,13 +33,15 @@ use magnetar_core::strategy::{
 
 pub mod metrics;
 pub mod model;
+pub mod oracle;
 pub mod report;
 pub mod scenario;
 
 pub use report::{Aggregate, Stat, aggregate};
 pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
 
-use model::DownstreamState;
+use model::{Conditions, DownstreamState, RequestKind};
+use oracle::RetryOptions;
 
 /// Default time between two client requests (100 requests/s).
 pub const DEFAULT_INTERARRIVAL_MS: f64 = 10.0;
@@ -135,9 +137,22 @@ pub struct RunResult {
     pub summary: MetricsSummary,
     /// Mean of the oracle's request success probability.
     pub oracle_success_rate: f64,
+    /// Mean of the oracle chain's expected latency.
+    pub oracle_latency_ms: f64,
     /// Retries the retry budget refused.
     pub retries_denied: u64,
     pub series: Series,
+}
+
+impl RunResult {
+    /// Success rate as a percentage of the oracle's (100 when the oracle serves nothing).
+    pub fn percent_of_oracle(&self) -> f64 {
+        if self.oracle_success_rate > 0.0 {
+            100.0 * self.summary.success_rate / self.oracle_success_rate
+        } else {
+            100.0
+        }
+    }
 }
 
 struct Request {
@@ -145,6 +160,7 @@ struct Request {
     plan: AttemptPlan,
     started_us: u64,
     oracle: f64,
+    kind: RequestKind,
     first_success: Option<bool>,
     arm: ArmId,
     outcome: Outcome,
@@ -185,8 +201,10 @@ pub fn run(
 struct Engine<'a> {
     scenario: &'a Scenario,
     strategy: &'a mut dyn Strategy,
-    config: &'a SimConfig,
+    /// The caller's configuration with the scenario's own arrival rate and attempt timeout.
+    config: SimConfig,
     env_rng: SmallRng,
+    request_rng: SmallRng,
     strategy_rng: SmallRng,
     states: Vec<DownstreamState>,
     budget: Option<RetryBudget>,
@@ -197,8 +215,10 @@ struct Engine<'a> {
     events: BinaryHeap<Reverse<(u64, u64, usize)>>,
     seq: u64,
     oracle_sum: f64,
+    oracle_latency_sum: f64,
     retries_denied: u64,
     probabilities: Vec<f64>,
+    odds: Vec<oracle::HostOdds>,
 }
 
 impl<'a> Engine<'a> {
@@ -209,23 +229,31 @@ impl<'a> Engine<'a> {
         seed: u64,
     ) -> Self {
         let arms = scenario.arms();
+        let config = scenario.configure(config);
         Engine {
             scenario,
             strategy,
-            config,
             env_rng: SmallRng::seed_from_u64(stream(seed, 1)),
             strategy_rng: SmallRng::seed_from_u64(stream(seed, 2)),
-            states: vec![DownstreamState::default(); arms],
+            request_rng: SmallRng::seed_from_u64(stream(seed, 3)),
+            states: (0..arms)
+                .map(|i| {
+                    DownstreamState::new(&scenario.downstreams[i], stream(seed, 100 + i as u64))
+                })
+                .collect(),
             budget: config.retry_budget.map(RetryBudget::new),
             metrics: Metrics::new(arms),
-            series: Series::new(config),
+            series: Series::new(&config),
+            config,
             slots: Vec::new(),
             free: Vec::new(),
             events: BinaryHeap::new(),
             seq: 0,
             oracle_sum: 0.0,
+            oracle_latency_sum: 0.0,
             retries_denied: 0,
             probabilities: vec![0.0; arms],
+            odds: Vec::with_capacity(arms),
         }
     }
 
@@ -251,28 +279,53 @@ impl<'a> Engine<'a> {
             seed,
             summary: self.metrics.summary(),
             oracle_success_rate: self.oracle_sum / requests,
+            oracle_latency_ms: self.oracle_latency_sum / requests,
             retries_denied: self.retries_denied,
             series: self.series,
         }
     }
 
-    /// Refreshes `self.probabilities` at `t_us`.
+    /// What an attempt meets at `t_us` besides its downstream (a brownout's cap).
+    fn conditions(&self, t_us: u64) -> Conditions {
+        let t_ms = t_us / 1_000;
+        let success_cap = match self.scenario.brownout {
+            Some(b) if (b.from_ms..b.until_ms).contains(&t_ms) => b.success,
+            _ => 1.0,
+        };
+        Conditions { attempt_timeout_ms: self.config.attempt_timeout_ms as f64, success_cap }
+    }
+
+    /// Refreshes `self.odds` and `self.probabilities` at `t_us`.
     fn refresh_probabilities(&mut self, t_us: u64) {
+        let cond = self.conditions(t_us);
+        self.odds.clear();
         for (i, d) in self.scenario.downstreams.iter().enumerate() {
-            self.probabilities[i] = self.states[i].success_probability(d, t_us);
+            let odds = self.states[i].odds(d, t_us, &cond);
+            self.probabilities[i] = odds.success;
+            self.odds.push(odds);
         }
     }
 
-    fn oracle(&self) -> f64 {
-        let mut p = self.probabilities.clone();
-        p.sort_by(|a, b| b.total_cmp(a));
-        let budget = self.config.max_attempts.max(1) as usize;
-        let fail: f64 = if self.config.distinct {
-            p.iter().take(budget).map(|x| 1.0 - x).product()
+    fn retry_options(&self) -> RetryOptions {
+        RetryOptions {
+            max_attempts: self.config.max_attempts,
+            distinct: self.config.distinct,
+            attempt_timeout_ms: self.config.attempt_timeout_ms,
+            request_deadline_ms: self.config.request_deadline_ms,
+        }
+    }
+
+    /// The kind of the next request (poison shares), drawn only when the scenario has poison.
+    fn draw_kind(&mut self) -> RequestKind {
+        let Some(p) = self.scenario.poison else { return RequestKind::Normal };
+        let u: f64 = self.request_rng.random();
+        if u < p.server_error_share {
+            RequestKind::ServerPoison
+        } else if u < p.server_error_share + p.client_error_share {
+            RequestKind::ClientPoison
         } else {
-            (1.0 - p.first().copied().unwrap_or(0.0)).powi(budget as i32)
-        };
-        1.0 - fail
+            RequestKind::Normal
+        }
     }
 
     fn arrive(&mut self, index: u64, t_us: u64) {
@@ -281,8 +334,12 @@ impl<'a> Engine<'a> {
             b.deposit(now_ms);
         }
         self.refresh_probabilities(t_us);
-        let oracle = self.oracle();
+        let kind = self.draw_kind();
+        let chain = oracle::best_chain(&self.odds, &self.retry_options());
+        // A poison request fails on every host: the oracle cannot serve it either.
+        let oracle = if kind == RequestKind::Normal { chain.success } else { 0.0 };
         self.oracle_sum += oracle;
+        self.oracle_latency_sum += chain.expected_latency_ms;
         let bucket = (index / self.series.bucket) as usize;
         self.series.oracle[bucket] += oracle;
         let plan = AttemptPlan::new(
@@ -296,6 +353,7 @@ impl<'a> Engine<'a> {
             plan,
             started_us: t_us,
             oracle,
+            kind,
             first_success: None,
             arm: 0,
             outcome: Outcome::ServerError,
@@ -326,6 +384,7 @@ impl<'a> Engine<'a> {
         };
         let index = req.index;
         self.refresh_probabilities(t_us);
+        let cond = self.conditions(t_us);
         let Some(req) = self.slots[slot].as_mut() else { return };
         let best = (0..self.probabilities.len())
             .filter(|a| !req.plan.excluded().contains(a))
@@ -339,11 +398,11 @@ impl<'a> Engine<'a> {
         if attempt == 1 {
             self.series.expected_first[bucket] += self.probabilities[arm];
         }
-        let timeout = self.config.attempt_timeout_ms as f64;
         let (outcome, latency_ms) = self.states[arm].attempt(
             &self.scenario.downstreams[arm],
             t_us,
-            timeout,
+            &cond,
+            req.kind,
             &mut self.env_rng,
         );
         req.arm = arm;

@@ -15,7 +15,7 @@
 //!   the same idea per request and with the noise of the outcomes, which can be negative;
 //! - `best_guess_score`: successes minus every attempt beyond the penalty-free budget (the
 //!   flaky-load-balancer scoring: "successes minus every attempt beyond the third");
-//! - `latency_p50_ms`, `latency_p99_ms`: client-perceived request latency (all attempts), from an
+//! - `latency_p50_ms`, `latency_p99_ms`, `latency_p999_ms`: client-perceived request latency (all attempts), from an
 //!   HDR histogram with [`LATENCY_SIGNIFICANT_DIGITS`] significant digits and bounded memory;
 //! - `traffic_share`: attempts per downstream over all attempts, and `arm_success_rate`.
 
@@ -113,6 +113,8 @@ pub struct MetricsSummary {
     pub best_guess_score: i64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    #[serde(default)]
+    pub latency_p999_ms: f64,
     pub traffic_share: Vec<f64>,
     pub arm_success_rate: Vec<f64>,
 }
@@ -196,6 +198,7 @@ impl Metrics {
             best_guess_score: self.successes as i64 - self.penalised_attempts as i64,
             latency_p50_ms: self.latency.quantile(0.5),
             latency_p99_ms: self.latency.quantile(0.99),
+            latency_p999_ms: self.latency.quantile(0.999),
             traffic_share: self.arm_attempts.iter().map(|n| ratio(*n, self.attempts)).collect(),
             arm_success_rate: self
                 .arm_attempts

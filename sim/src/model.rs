@@ -10,12 +10,14 @@
 
 use std::f64::consts::TAU;
 
-use rand::{Rng, RngCore};
+use magnetar_core::Outcome;
+use magnetar_flaky::{OutageCycle, RATE_WINDOW_MS, RateWindow};
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use magnetar_core::Outcome;
-use magnetar_flaky::{OutageCycle, RATE_WINDOW_MS, RateWindow};
+use crate::oracle::HostOdds;
 
 /// Latency of an immediate rejection (429 or an outage's 503).
 pub const REJECT_LATENCY_MS: f64 = 1.0;
@@ -62,10 +64,41 @@ impl SuccessCurve {
     }
 }
 
+/// A slow tail: with probability `share`, an attempt's latency is `factor` times its draw.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowTail {
+    pub share: f64,
+    pub factor: f64,
+}
+
+/// From `at_ms` on, the median latency is `latency_ms` (until the next step).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyStep {
+    pub at_ms: u64,
+    pub latency_ms: f64,
+}
+
+/// One state of a Markov-modulated downstream.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkovState {
+    /// Success probability of an attempt answered in this state.
+    pub success: f64,
+    /// Median latency in this state; the downstream's `latency_ms` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Mean time spent in the state (dwell times are exponential).
+    pub mean_dwell_ms: f64,
+}
+
 /// One simulated downstream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SimDownstream {
     pub name: String,
+    /// Success probability of an answered attempt (unless `markov` is set).
     pub success: SuccessCurve,
     /// Median latency of an answered attempt.
     pub latency_ms: f64,
@@ -77,6 +110,21 @@ pub struct SimDownstream {
     pub outage: Option<OutageCycle>,
     /// Share of failures that are timeouts rather than 5xx.
     pub timeout_share: f64,
+    /// An optional slow-tail mixture on top of the log-normal latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_tail: Option<SlowTail>,
+    /// Changes of the median latency over time, by `at_ms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_steps: Vec<LatencyStep>,
+    /// States visited in order, cyclically, each for an exponential dwell time; each replaces
+    /// `success` (and `latency_ms` when it has one) while it lasts. The run starts in the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markov: Vec<MarkovState>,
+    /// Probability that an attempt right after a failure on this downstream fails too, whatever
+    /// its success probability (0: independent attempts, 1: a failure sticks until a success
+    /// that cannot come).
+    #[serde(default)]
+    pub stickiness: f64,
 }
 
 impl SimDownstream {
@@ -90,8 +138,54 @@ impl SimDownstream {
             capacity_rps: None,
             outage: None,
             timeout_share: 0.0,
+            slow_tail: None,
+            latency_steps: Vec::new(),
+            markov: Vec::new(),
+            stickiness: 0.0,
         }
     }
+
+    /// The median latency at `t_ms` outside Markov states.
+    fn median_at(&self, t_ms: f64) -> f64 {
+        self.latency_steps
+            .iter()
+            .rev()
+            .find(|s| s.at_ms as f64 <= t_ms)
+            .map_or(self.latency_ms, |s| s.latency_ms)
+    }
+}
+
+/// What a request is, fleet-wide: normal, or poison that fails on every host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RequestKind {
+    #[default]
+    Normal,
+    /// Every attempt answers 5xx (retried, never succeeds).
+    ServerPoison,
+    /// Every attempt answers 4xx (answered at once, not retried).
+    ClientPoison,
+}
+
+/// The conditions an attempt meets besides its downstream's own state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conditions {
+    /// Deadline of one attempt.
+    pub attempt_timeout_ms: f64,
+    /// Upper bound of every success probability (below 1 during a brownout).
+    pub success_cap: f64,
+}
+
+/// Where a Markov-modulated downstream stands.
+#[derive(Clone, Debug)]
+struct MarkovClock {
+    state: usize,
+    until_us: u64,
+    rng: SmallRng,
+}
+
+fn exponential_us(mean_ms: f64, rng: &mut SmallRng) -> u64 {
+    let u: f64 = rng.random();
+    (-(1.0 - u).ln() * mean_ms.max(0.0) * 1_000.0).round() as u64
 }
 
 /// A downstream's state during a run.
@@ -99,11 +193,18 @@ impl SimDownstream {
 pub struct DownstreamState {
     /// Attempts accepted in the last second, in microseconds.
     accepted: RateWindow,
+    markov: Option<MarkovClock>,
+    /// Whether the last answered attempt failed (for stickiness).
+    last_failed: bool,
 }
 
 impl Default for DownstreamState {
     fn default() -> Self {
-        DownstreamState { accepted: RateWindow::with_window(RATE_WINDOW_MS * 1_000) }
+        DownstreamState {
+            accepted: RateWindow::with_window(RATE_WINDOW_MS * 1_000),
+            markov: None,
+            last_failed: false,
+        }
     }
 }
 
@@ -112,7 +213,68 @@ fn ms(t_us: u64) -> f64 {
     t_us as f64 / 1_000.0
 }
 
+/// The standard normal distribution function (Abramowitz and Stegun 7.1.26, error < 1.5e-7).
+fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erfc = poly * (-x * x).exp();
+    if z >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
+}
+
+/// Probability that a log-normal latency of median `median` and spread `sigma` is below `t`.
+fn below(t: f64, median: f64, sigma: f64) -> f64 {
+    if median <= 0.0 {
+        return 1.0;
+    }
+    if sigma <= 0.0 {
+        return f64::from(u8::from(median < t));
+    }
+    normal_cdf((t / median).ln() / sigma)
+}
+
 impl DownstreamState {
+    /// The state of `d` at the start of a run; `seed` drives its Markov dwell times, apart from
+    /// the attempts' draws.
+    pub fn new(d: &SimDownstream, seed: u64) -> Self {
+        let markov = (!d.markov.is_empty()).then(|| {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let until_us = exponential_us(d.markov[0].mean_dwell_ms, &mut rng);
+            MarkovClock { state: 0, until_us, rng }
+        });
+        DownstreamState { markov, ..DownstreamState::default() }
+    }
+
+    /// The Markov state at `t_us` (advancing the clock), if `d` has states.
+    fn markov_state(&mut self, d: &SimDownstream, t_us: u64) -> Option<MarkovState> {
+        let clock = self.markov.as_mut()?;
+        while t_us >= clock.until_us {
+            clock.state = (clock.state + 1) % d.markov.len();
+            let dwell = exponential_us(d.markov[clock.state].mean_dwell_ms, &mut clock.rng);
+            clock.until_us = clock.until_us.saturating_add(dwell.max(1));
+        }
+        d.markov.get(clock.state).copied()
+    }
+
+    /// Index of the current Markov state (for tests and reports).
+    pub fn markov_index(&mut self, d: &SimDownstream, t_us: u64) -> Option<usize> {
+        self.markov_state(d, t_us)?;
+        self.markov.as_ref().map(|c| c.state)
+    }
+
+    /// Success probability of an answered attempt and median latency at `t_us`.
+    fn answer(&mut self, d: &SimDownstream, t_us: u64, cond: &Conditions) -> (f64, f64) {
+        let t_ms = ms(t_us);
+        let (p, median) = match self.markov_state(d, t_us) {
+            Some(s) => (s.success, s.latency_ms.unwrap_or_else(|| d.median_at(t_ms))),
+            None => (d.success.at(t_ms), d.median_at(t_ms)),
+        };
+        (p.clamp(0.0, 1.0).min(cond.success_cap), median)
+    }
+
     fn down(d: &SimDownstream, t_us: u64) -> bool {
         d.outage.is_some_and(|o| o.is_down(t_us / 1_000))
     }
@@ -121,18 +283,54 @@ impl DownstreamState {
         d.capacity_rps.is_some_and(|cap| self.accepted.is_full(t_us, cap))
     }
 
-    /// The probability that an attempt sent at `t_us` succeeds (0 while down or saturated): the
-    /// truth the oracle and the regret are measured against.
-    pub fn success_probability(&mut self, d: &SimDownstream, t_us: u64) -> f64 {
-        if Self::down(d, t_us) || self.saturated(d, t_us) { 0.0 } else { d.success.at(ms(t_us)) }
+    /// What the oracle knows of this downstream at `t_us` (see [`crate::oracle`]): the odds of
+    /// an attempt (0 while down or saturated; an answer slower than the attempt timeout is a
+    /// timeout), after a failure on it (stickiness), and the median durations of a success and
+    /// of a failure.
+    pub fn odds(&mut self, d: &SimDownstream, t_us: u64, cond: &Conditions) -> HostOdds {
+        if Self::down(d, t_us) || self.saturated(d, t_us) {
+            return HostOdds::independent(0.0, REJECT_LATENCY_MS);
+        }
+        let (p, median) = self.answer(d, t_us, cond);
+        let timeout = cond.attempt_timeout_ms;
+        let fast = match d.slow_tail {
+            Some(tail) => {
+                (1.0 - tail.share) * below(timeout, median, d.latency_sigma)
+                    + tail.share * below(timeout, median * tail.factor, d.latency_sigma)
+            }
+            None => below(timeout, median, d.latency_sigma),
+        };
+        let q = p * fast;
+        let answered = median.min(timeout);
+        let failure_ms = if q < 1.0 {
+            let refused =
+                (1.0 - p) * (d.timeout_share * timeout + (1.0 - d.timeout_share) * answered);
+            (refused + p * (1.0 - fast) * timeout) / (1.0 - q)
+        } else {
+            timeout
+        };
+        let repeat = (1.0 - d.stickiness) * q;
+        HostOdds {
+            success: if self.last_failed { repeat } else { q },
+            repeat_success: repeat,
+            success_ms: answered,
+            failure_ms,
+        }
     }
 
-    /// Answers one attempt sent at `t_us`: its outcome and latency.
+    /// The probability that an attempt sent at `t_us` succeeds (0 while down or saturated): the
+    /// truth the regret is measured against.
+    pub fn success_probability(&mut self, d: &SimDownstream, t_us: u64, cond: &Conditions) -> f64 {
+        self.odds(d, t_us, cond).success
+    }
+
+    /// Answers one attempt of a `kind` request sent at `t_us`: its outcome and latency.
     pub fn attempt(
         &mut self,
         d: &SimDownstream,
         t_us: u64,
-        attempt_timeout_ms: f64,
+        cond: &Conditions,
+        kind: RequestKind,
         rng: &mut dyn RngCore,
     ) -> (Outcome, f64) {
         if Self::down(d, t_us) {
@@ -143,27 +341,45 @@ impl DownstreamState {
         {
             return (Outcome::RateLimited, REJECT_LATENCY_MS);
         }
-        let t_ms = ms(t_us);
+        let (p, median) = self.answer(d, t_us, cond);
+        let timeout = cond.attempt_timeout_ms;
         let z: f64 = StandardNormal.sample(rng);
-        let latency = (d.latency_ms * (d.latency_sigma * z).exp()).min(attempt_timeout_ms);
-        if rng.random::<f64>() < d.success.at(t_ms) {
-            if latency >= attempt_timeout_ms {
-                return (Outcome::Timeout, attempt_timeout_ms);
-            }
-            (Outcome::Success, latency)
-        } else if rng.random::<f64>() < d.timeout_share {
-            (Outcome::Timeout, attempt_timeout_ms)
-        } else {
-            (Outcome::ServerError, latency)
+        let mut latency = median * (d.latency_sigma * z).exp();
+        if let Some(tail) = d.slow_tail
+            && rng.random::<f64>() < tail.share
+        {
+            latency *= tail.factor;
         }
+        let latency = latency.min(timeout);
+        let sticky = self.last_failed && d.stickiness > 0.0 && rng.random::<f64>() < d.stickiness;
+        let answer = match kind {
+            RequestKind::ServerPoison => (Outcome::ServerError, latency),
+            RequestKind::ClientPoison => (Outcome::ClientError, latency),
+            RequestKind::Normal if sticky => (Outcome::ServerError, latency),
+            RequestKind::Normal => {
+                if rng.random::<f64>() < p {
+                    if latency >= timeout {
+                        (Outcome::Timeout, timeout)
+                    } else {
+                        (Outcome::Success, latency)
+                    }
+                } else if rng.random::<f64>() < d.timeout_share {
+                    (Outcome::Timeout, timeout)
+                } else {
+                    (Outcome::ServerError, latency)
+                }
+            }
+        };
+        self.last_failed = answer.0.is_retryable();
+        answer
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::SmallRng;
+
+    const COND: Conditions = Conditions { attempt_timeout_ms: 2_000.0, success_cap: 1.0 };
 
     #[test]
     fn curves_and_outages_follow_the_clock() {
@@ -180,10 +396,134 @@ mod tests {
         let d = SimDownstream { capacity_rps: Some(2), ..SimDownstream::constant("a", 1.0) };
         let mut s = DownstreamState::default();
         let mut rng = SmallRng::seed_from_u64(1);
-        assert_eq!(s.attempt(&d, 0, 2_000.0, &mut rng).0, Outcome::Success);
-        assert_eq!(s.attempt(&d, 10_000, 2_000.0, &mut rng).0, Outcome::Success);
-        assert_eq!(s.success_probability(&d, 20_000), 0.0);
-        assert_eq!(s.attempt(&d, 20_000, 2_000.0, &mut rng).0, Outcome::RateLimited);
-        assert_eq!(s.attempt(&d, 1_000_000, 2_000.0, &mut rng).0, Outcome::Success);
+        let mut at =
+            |s: &mut DownstreamState, t| s.attempt(&d, t, &COND, RequestKind::Normal, &mut rng).0;
+        assert_eq!(at(&mut s, 0), Outcome::Success);
+        assert_eq!(at(&mut s, 10_000), Outcome::Success);
+        assert_eq!(s.success_probability(&d, 20_000, &COND), 0.0);
+        assert_eq!(at(&mut s, 20_000), Outcome::RateLimited);
+        assert_eq!(at(&mut s, 1_000_000), Outcome::Success);
+    }
+
+    #[test]
+    fn the_odds_count_answers_slower_than_the_timeout_as_failures() {
+        let slow = SimDownstream { latency_ms: 2_000.0, ..SimDownstream::constant("slow", 1.0) };
+        let cond = Conditions { attempt_timeout_ms: 1_000.0, ..COND };
+        let mut s = DownstreamState::default();
+        let odds = s.odds(&slow, 0, &cond);
+        // ln(1/2) / 0.25 = -2.77 sd: 0.28% of answers beat the timeout.
+        assert!((odds.success - 0.0028).abs() < 0.0002, "{odds:?}");
+        assert!((odds.failure_ms - 1_000.0).abs() < 1e-9);
+        let fast = SimDownstream::constant("fast", 0.9);
+        let odds = s.odds(&fast, 0, &COND);
+        assert_eq!((odds.success, odds.success_ms, odds.failure_ms), (0.9, 20.0, 20.0));
+        let brownout = Conditions { success_cap: 0.2, ..COND };
+        assert_eq!(s.odds(&fast, 0, &brownout).success, 0.2);
+    }
+
+    #[test]
+    fn markov_dwell_times_match_their_means() {
+        // Up for 2 s on average, down for 0.5 s. 5,000 cycles: the mean of 5,000 exponential
+        // dwell times has a relative sd of 1/sqrt(5,000) = 1.4%, so a 6% band is over 4 sd; the
+        // share of time up, 0.8, has an sd well under 0.01.
+        let d = SimDownstream {
+            markov: vec![
+                MarkovState { success: 0.99, latency_ms: None, mean_dwell_ms: 2_000.0 },
+                MarkovState { success: 0.0, latency_ms: Some(5.0), mean_dwell_ms: 500.0 },
+            ],
+            ..SimDownstream::constant("m", 0.5)
+        };
+        let mut s = DownstreamState::new(&d, 7);
+        let (step_us, mut t, mut up_us) = (1_000u64, 0u64, 0u64);
+        let (mut dwell, mut last, mut entered) = ([0u64; 2], 0usize, 0u64);
+        let mut visits = [0u64; 2];
+        while visits[1] < 5_000 {
+            let state = s.markov_index(&d, t).unwrap();
+            if state != last {
+                dwell[last] += t - entered;
+                visits[last] += 1;
+                (last, entered) = (state, t);
+            }
+            if state == 0 {
+                up_us += step_us;
+                assert_eq!(s.odds(&d, t, &COND).success, 0.99);
+            } else {
+                assert_eq!(s.odds(&d, t, &COND).success, 0.0);
+            }
+            t += step_us;
+        }
+        let mean_up = dwell[0] as f64 / visits[0] as f64 / 1_000.0;
+        let mean_down = dwell[1] as f64 / visits[1] as f64 / 1_000.0;
+        assert!((mean_up / 2_000.0 - 1.0).abs() < 0.06, "{mean_up}");
+        assert!((mean_down / 500.0 - 1.0).abs() < 0.06, "{mean_down}");
+        let share = up_us as f64 / t as f64;
+        assert!((share - 0.8).abs() < 0.02, "{share}");
+    }
+
+    /// Share of attempts that fail right after a failure, over `n` attempts on one host.
+    fn failure_after_failure(stickiness: f64, p: f64, n: u32) -> f64 {
+        let d = SimDownstream { stickiness, ..SimDownstream::constant("s", p) };
+        let mut s = DownstreamState::default();
+        let mut rng = SmallRng::seed_from_u64(3);
+        let (mut after, mut both, mut previous) = (0u32, 0u32, false);
+        for i in 0..n {
+            let o = s.attempt(&d, u64::from(i) * 1_000, &COND, RequestKind::Normal, &mut rng).0;
+            if previous {
+                after += 1;
+                both += u32::from(!o.is_success());
+            }
+            previous = !o.is_success();
+        }
+        f64::from(both) / f64::from(after)
+    }
+
+    #[test]
+    fn stickiness_is_the_chance_a_failure_repeats() {
+        // p = 0.7: independent failures follow a failure 30% of the time; with stickiness 0.6,
+        // 0.6 + 0.4 * 0.3 = 72%. 100,000 attempts give ~30,000 and ~52,000 failures to follow:
+        // an sd under 0.3 points, so a 1.5-point band is 5 sd.
+        let independent = failure_after_failure(0.0, 0.7, 100_000);
+        assert!((independent - 0.30).abs() < 0.015, "{independent}");
+        let sticky = failure_after_failure(0.6, 0.7, 100_000);
+        assert!((sticky - 0.72).abs() < 0.015, "{sticky}");
+        let mut s = DownstreamState { last_failed: true, ..DownstreamState::default() };
+        let d = SimDownstream { stickiness: 0.6, ..SimDownstream::constant("s", 0.7) };
+        let odds = s.odds(&d, 0, &COND);
+        assert!((odds.success - 0.28).abs() < 1e-12 && odds.repeat_success == odds.success);
+    }
+
+    #[test]
+    fn poison_requests_fail_everywhere() {
+        let d = SimDownstream::constant("a", 1.0);
+        let mut s = DownstreamState::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let kinds = [RequestKind::ServerPoison, RequestKind::ClientPoison, RequestKind::Normal];
+        let outcomes: Vec<Outcome> =
+            kinds.iter().map(|k| s.attempt(&d, 0, &COND, *k, &mut rng).0).collect();
+        assert_eq!(outcomes, [Outcome::ServerError, Outcome::ClientError, Outcome::Success]);
+    }
+
+    #[test]
+    fn slow_tails_and_latency_steps_change_the_latency() {
+        let d = SimDownstream {
+            latency_sigma: 0.0,
+            slow_tail: Some(SlowTail { share: 0.1, factor: 10.0 }),
+            latency_steps: vec![LatencyStep { at_ms: 1_000, latency_ms: 50.0 }],
+            ..SimDownstream::constant("t", 1.0)
+        };
+        let mut s = DownstreamState::default();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut latencies = |t_us| -> Vec<f64> {
+            (0..10_000)
+                .map(|_| s.attempt(&d, t_us, &COND, RequestKind::Normal, &mut rng).1)
+                .collect()
+        };
+        let early = latencies(0);
+        assert!(early.iter().all(|l| *l == 20.0 || *l == 200.0));
+        // 10% slow: 1,000 of 10,000 with an sd of 30.
+        let slow = early.iter().filter(|l| **l == 200.0).count();
+        assert!((850..1_150).contains(&slow), "{slow}");
+        let late = latencies(1_000_000);
+        assert!(late.iter().all(|l| *l == 50.0 || *l == 500.0));
     }
 }

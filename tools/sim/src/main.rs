@@ -27,8 +27,7 @@ mod table;
 #[derive(Parser, Debug)]
 #[command(name = "magnetar-sim", version)]
 struct Args {
-    /// Scenarios, comma-separated, or `all` (constant, prototype, spread, abrupt, drift, cyclic,
-    /// rate_limited, latency, retries).
+    /// Built-in scenarios, comma-separated, or `all` (`--list` shows them).
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Strategies by wire name, comma-separated, or `all`.
@@ -139,7 +138,9 @@ fn main() -> Result<()> {
 
     let mut reports = Vec::new();
     for name in &scenario_names {
-        let scenario = Scenario::named(name, config.duration_ms())?;
+        let scenario = Scenario::builtin(name, &config)?;
+        // The scenario's own arrival rate and attempt timeout, as the engine runs it.
+        let run_config = scenario.configure(&config);
         let started = std::time::Instant::now();
         let runs =
             run_all(&scenario, &kinds, &params, &config, args.seed_base, args.seeds, threads);
@@ -152,9 +153,9 @@ fn main() -> Result<()> {
             })
             .collect();
         results.sort_by(|a, b| a.regret.mean.total_cmp(&b.regret.mean));
-        println!("{}", table::markdown(&scenario, &config, args.seeds, &results));
+        println!("{}", table::markdown(&scenario, &run_config, args.seeds, &results));
         eprintln!("{name}: {} runs in {:.1?}", runs.len(), started.elapsed());
-        reports.push(ScenarioReport { scenario, config: config.clone(), results });
+        reports.push(ScenarioReport { scenario, config: run_config, results });
     }
 
     if let Some(dir) = &args.out {
