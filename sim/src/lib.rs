@@ -14,7 +14,14 @@
 //!
 //! Regret is measured against an oracle that knows every downstream's success probability at
 //! every moment (0 while it is down or saturated): each attempt adds the best probability among
-//! the downstreams it was allowed to choose minus the chosen one's (see [`metrics`]).
+//! the downstreams it was allowed to choose minus the chosen one's (see [`metrics`]). Each
+//! request's *oracle success* is that of the best attempt chain the run's options allow
+//! ([`oracle`]: attempt budget, distinct or repeat retries, deadline), and a run reports its
+//! success as a percentage of it ([`RunResult::percent_of_oracle`]).
+//!
+//! Public API in brief: [`Scenario::builtin`] / [`Scenario::builtins`] (names in [`SCENARIOS`]),
+//! [`SimConfig`], [`run_kind`] / [`run`] for one seeded run, [`aggregate`] over seeds, and
+//! [`oracle::best_chain`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -40,7 +47,7 @@ pub mod scenario;
 pub use report::{Aggregate, Stat, aggregate};
 pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
 
-use model::{Conditions, DownstreamState, RequestKind};
+use model::{Attempted, Conditions, DownstreamState, RequestKind};
 use oracle::RetryOptions;
 
 /// Default time between two client requests (100 requests/s).
@@ -336,8 +343,17 @@ impl<'a> Engine<'a> {
         self.refresh_probabilities(t_us);
         let kind = self.draw_kind();
         let chain = oracle::best_chain(&self.odds, &self.retry_options());
-        // A poison request fails on every host: the oracle cannot serve it either.
-        let oracle = if kind == RequestKind::Normal { chain.success } else { 0.0 };
+        // A 5xx poison request fails on every host: the oracle cannot serve it either. A 4xx
+        // one is answered (a success by the project's definition) by any host that answers.
+        let oracle = match kind {
+            RequestKind::Normal => chain.success,
+            RequestKind::ServerPoison => 0.0,
+            RequestKind::ClientPoison => {
+                let answers = (0..self.states.len())
+                    .any(|i| self.states[i].answers(&self.scenario.downstreams[i], t_us));
+                f64::from(u8::from(answers))
+            }
+        };
         self.oracle_sum += oracle;
         self.oracle_latency_sum += chain.expected_latency_ms;
         let bucket = (index / self.series.bucket) as usize;
@@ -386,6 +402,15 @@ impl<'a> Engine<'a> {
         self.refresh_probabilities(t_us);
         let cond = self.conditions(t_us);
         let Some(req) = self.slots[slot].as_mut() else { return };
+        // A host that already failed this request answers a retry with its repeat odds.
+        let failed =
+            |h: ArmId| req.plan.attempts().iter().any(|a| a.arm == h && a.outcome.is_retryable());
+        for h in 0..self.probabilities.len() {
+            if failed(h) {
+                self.probabilities[h] = self.odds[h].repeat_success;
+            }
+        }
+        let retry_of_failed = failed(arm);
         let best = (0..self.probabilities.len())
             .filter(|a| !req.plan.excluded().contains(a))
             .map(|a| self.probabilities[a])
@@ -402,7 +427,7 @@ impl<'a> Engine<'a> {
             &self.scenario.downstreams[arm],
             t_us,
             &cond,
-            req.kind,
+            Attempted { kind: req.kind, retry_of_failed },
             &mut self.env_rng,
         );
         req.arm = arm;

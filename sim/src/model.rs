@@ -120,9 +120,10 @@ pub struct SimDownstream {
     /// `success` (and `latency_ms` when it has one) while it lasts. The run starts in the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub markov: Vec<MarkovState>,
-    /// Probability that an attempt right after a failure on this downstream fails too, whatever
-    /// its success probability (0: independent attempts, 1: a failure sticks until a success
-    /// that cannot come).
+    /// Probability that a retry on this downstream, after it already failed the same request,
+    /// fails too whatever its success probability (0: independent attempts, 1: a host that
+    /// failed a request always fails it again). Failures that last in time, across requests,
+    /// are Markov states' business.
     #[serde(default)]
     pub stickiness: f64,
 }
@@ -166,6 +167,14 @@ pub enum RequestKind {
     ClientPoison,
 }
 
+/// The request an attempt belongs to, as far as the downstream can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Attempted {
+    pub kind: RequestKind,
+    /// This downstream already failed the request.
+    pub retry_of_failed: bool,
+}
+
 /// The conditions an attempt meets besides its downstream's own state.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conditions {
@@ -194,17 +203,11 @@ pub struct DownstreamState {
     /// Attempts accepted in the last second, in microseconds.
     accepted: RateWindow,
     markov: Option<MarkovClock>,
-    /// Whether the last answered attempt failed (for stickiness).
-    last_failed: bool,
 }
 
 impl Default for DownstreamState {
     fn default() -> Self {
-        DownstreamState {
-            accepted: RateWindow::with_window(RATE_WINDOW_MS * 1_000),
-            markov: None,
-            last_failed: false,
-        }
+        DownstreamState { accepted: RateWindow::with_window(RATE_WINDOW_MS * 1_000), markov: None }
     }
 }
 
@@ -283,9 +286,14 @@ impl DownstreamState {
         d.capacity_rps.is_some_and(|cap| self.accepted.is_full(t_us, cap))
     }
 
+    /// Whether an attempt sent at `t_us` is answered at all (not down, not over capacity).
+    pub fn answers(&mut self, d: &SimDownstream, t_us: u64) -> bool {
+        !Self::down(d, t_us) && !self.saturated(d, t_us)
+    }
+
     /// What the oracle knows of this downstream at `t_us` (see [`crate::oracle`]): the odds of
     /// an attempt (0 while down or saturated; an answer slower than the attempt timeout is a
-    /// timeout), after a failure on it (stickiness), and the median durations of a success and
+    /// timeout), on a retry after it failed the request (stickiness), and the median durations of a success and
     /// of a failure.
     pub fn odds(&mut self, d: &SimDownstream, t_us: u64, cond: &Conditions) -> HostOdds {
         if Self::down(d, t_us) || self.saturated(d, t_us) {
@@ -310,12 +318,7 @@ impl DownstreamState {
             timeout
         };
         let repeat = (1.0 - d.stickiness) * q;
-        HostOdds {
-            success: if self.last_failed { repeat } else { q },
-            repeat_success: repeat,
-            success_ms: answered,
-            failure_ms,
-        }
+        HostOdds { success: q, repeat_success: repeat, success_ms: answered, failure_ms }
     }
 
     /// The probability that an attempt sent at `t_us` succeeds (0 while down or saturated): the
@@ -325,14 +328,16 @@ impl DownstreamState {
     }
 
     /// Answers one attempt of a `kind` request sent at `t_us`: its outcome and latency.
+    /// `retry_of_failed` says whether this downstream already failed the request (stickiness).
     pub fn attempt(
         &mut self,
         d: &SimDownstream,
         t_us: u64,
         cond: &Conditions,
-        kind: RequestKind,
+        request: Attempted,
         rng: &mut dyn RngCore,
     ) -> (Outcome, f64) {
+        let Attempted { kind, retry_of_failed } = request;
         if Self::down(d, t_us) {
             return (Outcome::ServerError, REJECT_LATENCY_MS);
         }
@@ -351,8 +356,8 @@ impl DownstreamState {
             latency *= tail.factor;
         }
         let latency = latency.min(timeout);
-        let sticky = self.last_failed && d.stickiness > 0.0 && rng.random::<f64>() < d.stickiness;
-        let answer = match kind {
+        let sticky = retry_of_failed && d.stickiness > 0.0 && rng.random::<f64>() < d.stickiness;
+        match kind {
             RequestKind::ServerPoison => (Outcome::ServerError, latency),
             RequestKind::ClientPoison => (Outcome::ClientError, latency),
             RequestKind::Normal if sticky => (Outcome::ServerError, latency),
@@ -369,9 +374,7 @@ impl DownstreamState {
                     (Outcome::ServerError, latency)
                 }
             }
-        };
-        self.last_failed = answer.0.is_retryable();
-        answer
+        }
     }
 }
 
@@ -397,7 +400,7 @@ mod tests {
         let mut s = DownstreamState::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut at =
-            |s: &mut DownstreamState, t| s.attempt(&d, t, &COND, RequestKind::Normal, &mut rng).0;
+            |s: &mut DownstreamState, t| s.attempt(&d, t, &COND, Attempted::default(), &mut rng).0;
         assert_eq!(at(&mut s, 0), Outcome::Success);
         assert_eq!(at(&mut s, 10_000), Outcome::Success);
         assert_eq!(s.success_probability(&d, 20_000, &COND), 0.0);
@@ -460,14 +463,16 @@ mod tests {
         assert!((share - 0.8).abs() < 0.02, "{share}");
     }
 
-    /// Share of attempts that fail right after a failure, over `n` attempts on one host.
+    /// Share of retries that fail after a failure of the same request, over `n` attempts on
+    /// one host (each attempt after a failure is that request's retry).
     fn failure_after_failure(stickiness: f64, p: f64, n: u32) -> f64 {
         let d = SimDownstream { stickiness, ..SimDownstream::constant("s", p) };
         let mut s = DownstreamState::default();
         let mut rng = SmallRng::seed_from_u64(3);
         let (mut after, mut both, mut previous) = (0u32, 0u32, false);
         for i in 0..n {
-            let o = s.attempt(&d, u64::from(i) * 1_000, &COND, RequestKind::Normal, &mut rng).0;
+            let request = Attempted { kind: RequestKind::Normal, retry_of_failed: previous };
+            let o = s.attempt(&d, u64::from(i) * 1_000, &COND, request, &mut rng).0;
             if previous {
                 after += 1;
                 both += u32::from(!o.is_success());
@@ -486,10 +491,10 @@ mod tests {
         assert!((independent - 0.30).abs() < 0.015, "{independent}");
         let sticky = failure_after_failure(0.6, 0.7, 100_000);
         assert!((sticky - 0.72).abs() < 0.015, "{sticky}");
-        let mut s = DownstreamState { last_failed: true, ..DownstreamState::default() };
+        let mut s = DownstreamState::default();
         let d = SimDownstream { stickiness: 0.6, ..SimDownstream::constant("s", 0.7) };
         let odds = s.odds(&d, 0, &COND);
-        assert!((odds.success - 0.28).abs() < 1e-12 && odds.repeat_success == odds.success);
+        assert!((odds.repeat_success - 0.28).abs() < 1e-12 && odds.success == 0.7);
     }
 
     #[test]
@@ -498,8 +503,12 @@ mod tests {
         let mut s = DownstreamState::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let kinds = [RequestKind::ServerPoison, RequestKind::ClientPoison, RequestKind::Normal];
-        let outcomes: Vec<Outcome> =
-            kinds.iter().map(|k| s.attempt(&d, 0, &COND, *k, &mut rng).0).collect();
+        let outcomes: Vec<Outcome> = kinds
+            .iter()
+            .map(|&kind| {
+                s.attempt(&d, 0, &COND, Attempted { kind, retry_of_failed: false }, &mut rng).0
+            })
+            .collect();
         assert_eq!(outcomes, [Outcome::ServerError, Outcome::ClientError, Outcome::Success]);
     }
 
@@ -515,7 +524,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(5);
         let mut latencies = |t_us| -> Vec<f64> {
             (0..10_000)
-                .map(|_| s.attempt(&d, t_us, &COND, RequestKind::Normal, &mut rng).1)
+                .map(|_| s.attempt(&d, t_us, &COND, Attempted::default(), &mut rng).1)
                 .collect()
         };
         let early = latencies(0);

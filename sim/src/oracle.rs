@@ -17,8 +17,8 @@
 //! whose retries are never denied.
 //!
 //! **Success.** Attempt `j` on host `h` succeeds with probability `q_j`: the host's `success`
-//! the first time the chain uses it, its `repeat_success` (the odds right after a failure on it,
-//! lower when failures are sticky) every later time. The attempts of a chain are otherwise
+//! the first time the chain uses it, its `repeat_success` (the odds of a retry on a host that
+//! already failed the request, lower when failures are sticky) every later time. The attempts of a chain are otherwise
 //! independent, so the chain succeeds with probability `1 - Π_j (1 - q_j)`.
 //!
 //! **Latency.** An attempt that succeeds lasts the host's `success_ms`, one that fails its
@@ -45,7 +45,7 @@ pub struct HostOdds {
     /// Probability that the chain's first attempt on this host succeeds (0 while it is down or
     /// saturated).
     pub success: f64,
-    /// Probability that an attempt right after a failure on this host succeeds.
+    /// Probability that a retry on this host succeeds after it failed the same request.
     pub repeat_success: f64,
     /// Duration of an attempt that succeeds.
     pub success_ms: f64,

@@ -21,8 +21,8 @@
 //! | `recovery`     | a dead host comes back as the best (98%) halfway; 90/85/80% steady        |
 //! | `many`         | 40 hosts, one at 97%, the others 60..85%                                  |
 //! | `independent`  | 90/60/50%, failures independent: retrying the good host pays              |
-//! | `sticky`       | the same fleet, failures sticky (0.9): retrying the host that just failed is futile |
-//! | `poison`       | 97/92/85%, 2% of requests fail on every host (5xx), 1% get a 4xx          |
+//! | `sticky`       | the same fleet, failures sticky (0.5): a retry on a host that failed the request fails again half the time on top |
+//! | `poison`       | 97/92/85%, 2% of requests fail on every host (5xx), 1% get a 4xx (a success by the project's definition, not retried) |
 //! | `brownout`     | 99/97/95%, every host at 20% success for 60 s from a third of the run     |
 //!
 //! A scenario may carry its own arrival rate and attempt timeout (`slow_host` does);
@@ -240,9 +240,9 @@ impl Scenario {
             "sticky" => {
                 let mut f = fleet(&[0.9, 0.6, 0.5]);
                 for d in &mut f {
-                    d.stickiness = 0.9;
+                    d.stickiness = 0.5;
                 }
-                ("90/60/50%, sticky failures (0.9)", f, None)
+                ("90/60/50%, sticky failures (0.5)", f, None)
             }
             "poison" => {
                 extra.poison = Some(Poison { server_error_share: 0.02, client_error_share: 0.01 });
