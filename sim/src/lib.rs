@@ -38,12 +38,14 @@ use magnetar_core::strategy::{
     ArmId, Feedback, SelectContext, Strategy, StrategyKind, StrategyParams,
 };
 
+pub mod file;
 pub mod metrics;
 pub mod model;
 pub mod oracle;
 pub mod report;
 pub mod scenario;
 
+pub use file::{Format, ScenarioError};
 pub use report::{Aggregate, Stat, aggregate};
 pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
 

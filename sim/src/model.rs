@@ -24,6 +24,10 @@ pub const REJECT_LATENCY_MS: f64 = 1.0;
 /// Log-normal spread of latencies (sigma of the log).
 pub const DEFAULT_LATENCY_SIGMA: f64 = 0.25;
 
+fn default_sigma() -> f64 {
+    DEFAULT_LATENCY_SIGMA
+}
+
 /// A success probability that may change with time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,12 +107,16 @@ pub struct SimDownstream {
     /// Median latency of an answered attempt.
     pub latency_ms: f64,
     /// Sigma of the log of the latency.
+    #[serde(default = "default_sigma")]
     pub latency_sigma: f64,
     /// Accepted attempts per sliding second; above it, 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_rps: Option<u32>,
     /// The flaky origin's outage cycle, in simulated milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outage: Option<OutageCycle>,
     /// Share of failures that are timeouts rather than 5xx.
+    #[serde(default)]
     pub timeout_share: f64,
     /// An optional slow-tail mixture on top of the log-normal latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]

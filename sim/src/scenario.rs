@@ -64,7 +64,7 @@ pub struct Scenario {
     pub description: String,
     pub downstreams: Vec<SimDownstream>,
     /// When the fleet changes abruptly, if it does (for recovery measurements).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_at_ms: Option<u64>,
     /// Time between two arrivals, replacing the run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,9 @@
 //! magnetar-sim --scenarios all --strategies all --seeds 20 --requests 20000 --out target/sim
 //! magnetar-sim --scenarios abrupt --strategies thompson,thompson_discounted,thompson_window
 //! magnetar-sim --scenarios retries --max-attempts 3 --strategies thompson,round_robin
+//! magnetar-sim --list                                  # the built-in scenarios and their files
+//! magnetar-sim --scenario-file my-fleet.toml --strategies thompson,least_outstanding
+//! magnetar-sim --export-scenarios sim/scenarios        # every built-in scenario as a file
 //! ```
 //!
 //! Runs are spread over the machine's cores; every run is a pure function of its seed, so the
@@ -18,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use magnetar_core::retry::RetryBudgetConfig;
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
-use magnetar_sim::{self as sim, Aggregate, RunResult, SCENARIOS, Scenario, SimConfig};
+use magnetar_sim::{self as sim, Aggregate, Format, RunResult, SCENARIOS, Scenario, SimConfig};
 
 mod chart;
 mod table;
@@ -30,6 +33,17 @@ struct Args {
     /// Built-in scenarios, comma-separated, or `all` (`--list` shows them).
     #[arg(long, default_value = "all")]
     scenarios: String,
+    /// A fleet described in a TOML (or `.json`) file, instead of the built-in scenarios;
+    /// may be given more than once. `sim/scenarios/` has every built-in one as a file.
+    #[arg(long)]
+    scenario_file: Vec<PathBuf>,
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Write every built-in scenario (for this run's configuration) as `<name>.toml` into this
+    /// directory and exit.
+    #[arg(long)]
+    export_scenarios: Option<PathBuf>,
     /// Strategies by wire name, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     strategies: String,
@@ -92,8 +106,22 @@ struct ScenarioReport {
     results: Vec<Aggregate>,
 }
 
+/// Reads and checks a scenario file (TOML, or JSON for `.json`).
+fn read_scenario(path: &std::path::Path) -> Result<Scenario> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let format = Format::of_path(&path.to_string_lossy());
+    Scenario::parse(&text, format).with_context(|| format!("{}", path.display()))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.list {
+        for s in Scenario::builtins(&SimConfig::default()) {
+            println!("{:<15} {} (sim/scenarios/{}.toml)", s.name, s.description, s.name);
+        }
+        return Ok(());
+    }
     let scenario_names: Vec<String> = parse_list(
         &args.scenarios,
         &SCENARIOS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -136,9 +164,23 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
 
+    if let Some(dir) = &args.export_scenarios {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for s in Scenario::builtins(&config) {
+            std::fs::write(dir.join(format!("{}.toml", s.name)), s.to_toml()?)?;
+        }
+        eprintln!("wrote {} scenario files to {}", SCENARIOS.len(), dir.display());
+        return Ok(());
+    }
+    let scenarios: Vec<Scenario> = if args.scenario_file.is_empty() {
+        scenario_names.iter().map(|n| Scenario::builtin(n, &config)).collect::<Result<_, _>>()?
+    } else {
+        args.scenario_file.iter().map(|p| read_scenario(p)).collect::<Result<_>>()?
+    };
+
     let mut reports = Vec::new();
-    for name in &scenario_names {
-        let scenario = Scenario::builtin(name, &config)?;
+    for scenario in scenarios {
+        let name = scenario.name.clone();
         // The scenario's own arrival rate and attempt timeout, as the engine runs it.
         let run_config = scenario.configure(&config);
         let started = std::time::Instant::now();
