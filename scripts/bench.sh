@@ -106,7 +106,7 @@ learner() {
 
 sim() {
   step "simulator: every strategy on every scenario"
-  cargo build --locked -q --release -p magnetar-sim
+  cargo build --locked -q --release -p magnetar-sim-cli
   { machine; echo; } >"$OUT/sim.md"
   target/release/magnetar-sim --scenarios all --strategies all --seeds 20 --requests 20000 \
     --out "$OUT/sim" | tee -a "$OUT/sim.md"

@@ -29,7 +29,13 @@ step "clippy (wasm32: core and Workers)"
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
   --all-targets "${WASM_CRATES[@]}" -- -D warnings
 RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" cargo clippy --locked --target wasm32-unknown-unknown \
-  -p magnetar-core -- -D warnings
+  -p magnetar-core -p magnetar-flaky -- -D warnings
+
+step "the router's wasm compiles neither the simulator nor the flaky origin"
+if cargo tree --locked -p magnetar-router -e normal --prefix none | grep -E '^magnetar-(sim|flaky) '; then
+  echo "magnetar-router depends on the crates above; it must not" >&2
+  exit 1
+fi
 
 step "native tests"
 cargo test --workspace --locked --exclude magnetar-e2e

@@ -1,5 +1,5 @@
 // The test-bed page's figures: the same definitions as the lab (tools/lab/src/metrics.rs) and
-// magnetar-core's metrics (core/src/metrics.rs). Pure functions, no DOM: the e2e lab test runs
+// magnetar-sim's metrics (sim/src/metrics.rs). Pure functions, no DOM: the e2e lab test runs
 // this file under Node on the lab's samples and checks that both compute the same numbers.
 //
 // A sample is what one request produced:

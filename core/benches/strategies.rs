@@ -1,6 +1,6 @@
 //! Cost of one `select` plus one `update` per strategy, for fleets of 3, 10 and 100 downstreams.
 //!
-//! The workload is `magnetar_core::sim::bench` (shared with the wasm32 benchmark under Node):
+//! The workload is `magnetar_core::bench` (shared with the wasm32 benchmark under Node):
 //! each strategy first serves 20,000 attempts of a fleet whose success rates are spread from 50%
 //! to 95%, then is measured in that warm state, which keeps evolving during the measurement. The
 //! measured loop also draws the outcome (one uniform) and advances the clock by 1 ms.
@@ -16,7 +16,7 @@ use std::time::Duration;
 use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use magnetar_core::sim::bench::{spread_rates, step, warm_up};
+use magnetar_core::bench::{spread_rates, step, warm_up};
 use magnetar_core::strategy::StrategyKind;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;

@@ -1,7 +1,7 @@
 //! Magnetar's sans-io core.
 //!
 //! Everything that *decides* something lives here and runs unchanged in three places: the
-//! router Worker (wasm32), the native learner, and the seeded simulator. Nothing in this crate
+//! router Worker (wasm32), the native learner, and the seeded simulator (`magnetar-sim`). Nothing in this crate
 //! reads a clock, touches a global RNG or does I/O: time comes in as `now_ms`, randomness as
 //! `&mut dyn RngCore`, outcomes as plain [`Outcome`] values classified once at the edge.
 //!
@@ -13,22 +13,23 @@
 //! - [`posterior`]: the Beta posterior with exponential time decay (the learner's state per arm);
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
-//! - [`metrics`]: success rates, regret against the oracle, score, latency percentiles, shares;
-//! - [`sim`]: the seeded fleet simulator that runs any strategy over any scenario.
+//! - [`config`]: the router's configuration (wrangler variables), parsed once;
+//! - [`bench`]: the micro-benchmark workload shared by the native and the wasm32 benchmarks.
+//!
+//! The flaky test origin is the `magnetar-flaky` crate and the simulator (with its metrics) the
+//! `magnetar-sim` crate: the router's wasm compiles neither.
 
 pub mod arm;
+pub mod bench;
 pub mod config;
-pub mod flaky;
 pub mod fleet;
 pub mod forward;
-pub mod metrics;
 pub mod outcome;
 pub mod posterior;
 pub mod request;
 pub mod retry;
 pub mod route;
 pub mod select;
-pub mod sim;
 pub mod strategy;
 pub mod telemetry;
 

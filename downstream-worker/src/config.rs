@@ -1,8 +1,8 @@
 //! The downstream's configuration for one request: the Worker variables, then (when
 //! `ALLOW_OVERRIDES` is true) the `x-flaky-config` header, then the body's `"flaky"` field.
-//! Parsing and merging are [`magnetar_core::flaky`]'s; this module only fetches the raw text.
+//! Parsing and merging are [`magnetar_flaky`]'s; this module only fetches the raw text.
 
-use magnetar_core::flaky::{FlakyConfigError, FlakyOverride, OVERRIDE_HEADER, OriginConfig};
+use magnetar_flaky::{FlakyConfigError, FlakyOverride, OVERRIDE_HEADER, OriginConfig};
 use wasm_bindgen::JsValue;
 use worker::{Env, Headers, Method, Request};
 

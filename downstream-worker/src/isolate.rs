@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use magnetar_core::flaky::{FlakyConfig, FlakyState, Stats, TagCounts, Verdict};
+use magnetar_flaky::{FlakyConfig, FlakyState, Stats, TagCounts, Verdict};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::Value;

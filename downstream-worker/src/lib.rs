@@ -2,7 +2,7 @@
 //!
 //! A test origin that fails on purpose, in the ways the router must learn to route around:
 //! always, at a percentage, above a request rate (429), or in timed outages (503). Every decision
-//! is made by [`magnetar_core::flaky`]; this crate only reads variables and headers, waits, and
+//! is made by [`magnetar_flaky`]; this crate only reads variables and headers, waits, and
 //! answers.
 //!
 //! Endpoints:
@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use magnetar_core::flaky::TAG_HEADER;
+use magnetar_flaky::TAG_HEADER;
 
 use worker::{
     Context, Date, Delay, Env, Method, Request, Response, Result, RouteContext, Router, event,

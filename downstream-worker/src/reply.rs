@@ -1,6 +1,6 @@
 //! JSON responses. Every one names the worker, in the body and in [`WORKER_HEADER`].
 
-use magnetar_core::flaky::{FlakyConfigError, Mode, Verdict};
+use magnetar_flaky::{FlakyConfigError, Mode, Verdict};
 use serde::Serialize;
 use worker::{Response, Result};
 

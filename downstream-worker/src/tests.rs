@@ -4,7 +4,7 @@
 //! is shared by these tests (they run one at a time); tests that count reset it first.
 #![cfg(target_arch = "wasm32")]
 
-use magnetar_core::flaky::{FlakyOverride, Mode, Verdict};
+use magnetar_flaky::{FlakyOverride, Mode, Verdict};
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;

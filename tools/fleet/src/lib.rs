@@ -4,7 +4,7 @@
 //! [`FleetFile::parse`] checks everything with the parsers the running code uses, so a mistake
 //! is reported before anything starts and in the same words the Worker would use:
 //! - each downstream's behaviour (`mode`, `percentage_fail`, ...) with
-//!   [`magnetar_core::flaky`], as the downstream Worker reads its variables;
+//!   [`magnetar_flaky`], as the downstream Worker reads its variables;
 //! - the fleet and the router section with [`RouterConfig::from_lookup`], as the router reads
 //!   `FLEET` and its other variables.
 //!
@@ -18,8 +18,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use magnetar_core::config::{ConfigError, RouterConfig};
-use magnetar_core::flaky::{Field, FlakyConfig, FlakyConfigError, FlakyOverride};
 use magnetar_core::posterior::Decay;
+use magnetar_flaky::{Field, FlakyConfig, FlakyConfigError, FlakyOverride};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 

@@ -147,7 +147,7 @@ fn gen_local_writes_configs_the_workers_read_back() {
         .filter_map(|l| l.split_once(" = "))
         .map(|(k, v)| (k.to_owned(), serde_json::from_str::<String>(v).unwrap()))
         .collect();
-    let origin = magnetar_core::flaky::OriginConfig::from_lookup(|n| vars.get(n).cloned()).unwrap();
+    let origin = magnetar_flaky::OriginConfig::from_lookup(|n| vars.get(n).cloned()).unwrap();
     assert_eq!(origin.worker, "downstream-2");
     assert!(origin.allow_overrides, "the local test fleet takes the test-bed's overrides");
     assert_eq!(origin.flaky, file.downstreams[1].effective);

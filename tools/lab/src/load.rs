@@ -24,7 +24,7 @@ use magnetar_core::Outcome;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
-use magnetar_core::flaky::TAG_HEADER;
+use magnetar_flaky::TAG_HEADER;
 
 use crate::metrics::Sample;
 use crate::peers::{self, NGINX_ADDR_HEADER, PeerKind, REQUEST_ID_HEADER};

@@ -1,4 +1,4 @@
-//! What a lane measured, computed with the core's [`magnetar_core::metrics::Metrics`] so that the
+//! What a lane measured, computed with the core's [`magnetar_sim::metrics::Metrics`] so that the
 //! lab, the simulator and the learner share one set of definitions. The test-bed page computes the
 //! same figures in JavaScript (`test-bed/metrics.js`); the e2e lab test feeds the lab's samples to
 //! that file and checks that both agree.
@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 
 use magnetar_core::Outcome;
-use magnetar_core::metrics::{Metrics, RequestRecord};
+use magnetar_sim::metrics::{Metrics, RequestRecord};
 use serde::{Deserialize, Serialize};
 
 /// Attempts per request that cost nothing in the best-guess score.

@@ -39,7 +39,7 @@
 
 use std::str::FromStr;
 
-use magnetar_core::flaky::{FlakyOverride, MAX_RATE_LIMIT_RPS, Mode, OVERRIDE_HEADER};
+use magnetar_flaky::{FlakyOverride, MAX_RATE_LIMIT_RPS, Mode, OVERRIDE_HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use magnetar_core::sim::Aggregate;
-use magnetar_core::sim::Scenario;
+use magnetar_sim::Aggregate;
+use magnetar_sim::Scenario;
 
 const PALETTE: [&str; 20] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

@@ -6,6 +6,9 @@
 //! magnetar-sim --scenarios all --strategies all --seeds 20 --requests 20000 --out target/sim
 //! magnetar-sim --scenarios abrupt --strategies thompson,thompson_discounted,thompson_window
 //! magnetar-sim --scenarios retries --max-attempts 3 --strategies thompson,round_robin
+//! magnetar-sim --list                                  # the built-in scenarios and their files
+//! magnetar-sim --scenario-file my-fleet.toml --strategies thompson,least_outstanding
+//! magnetar-sim --export-scenarios sim/scenarios        # every built-in scenario as a file
 //! ```
 //!
 //! Runs are spread over the machine's cores; every run is a pure function of its seed, so the
@@ -17,8 +20,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use magnetar_core::retry::{RetryBudgetConfig, RetryMode};
-use magnetar_core::sim::{self, Aggregate, RunResult, SCENARIOS, Scenario, SimConfig};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
+use magnetar_sim::{self as sim, Aggregate, Format, RunResult, SCENARIOS, Scenario, SimConfig};
 
 mod chart;
 mod table;
@@ -27,10 +30,20 @@ mod table;
 #[derive(Parser, Debug)]
 #[command(name = "magnetar-sim", version)]
 struct Args {
-    /// Scenarios, comma-separated, or `all` (constant, prototype, spread, abrupt, drift, cyclic,
-    /// rate_limited, latency, retries).
+    /// Built-in scenarios, comma-separated, or `all` (`--list` shows them).
     #[arg(long, default_value = "all")]
     scenarios: String,
+    /// A fleet described in a TOML (or `.json`) file, instead of the built-in scenarios;
+    /// may be given more than once. `sim/scenarios/` has every built-in one as a file.
+    #[arg(long)]
+    scenario_file: Vec<PathBuf>,
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Write every built-in scenario (for this run's configuration) as `<name>.toml` into this
+    /// directory and exit.
+    #[arg(long)]
+    export_scenarios: Option<PathBuf>,
     /// Strategies by wire name, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     strategies: String,
@@ -103,8 +116,22 @@ struct ScenarioReport {
     results: Vec<Aggregate>,
 }
 
+/// Reads and checks a scenario file (TOML, or JSON for `.json`).
+fn read_scenario(path: &std::path::Path) -> Result<Scenario> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let format = Format::of_path(&path.to_string_lossy());
+    Scenario::parse(&text, format).with_context(|| format!("{}", path.display()))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.list {
+        for s in Scenario::builtins(&SimConfig::default()) {
+            println!("{:<15} {} (sim/scenarios/{}.toml)", s.name, s.description, s.name);
+        }
+        return Ok(());
+    }
     let scenario_names: Vec<String> = parse_list(
         &args.scenarios,
         &SCENARIOS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -162,9 +189,25 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
 
+    if let Some(dir) = &args.export_scenarios {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for s in Scenario::builtins(&config) {
+            std::fs::write(dir.join(format!("{}.toml", s.name)), s.to_toml()?)?;
+        }
+        eprintln!("wrote {} scenario files to {}", SCENARIOS.len(), dir.display());
+        return Ok(());
+    }
+    let scenarios: Vec<Scenario> = if args.scenario_file.is_empty() {
+        scenario_names.iter().map(|n| Scenario::builtin(n, &config)).collect::<Result<_, _>>()?
+    } else {
+        args.scenario_file.iter().map(|p| read_scenario(p)).collect::<Result<_>>()?
+    };
+
     let mut reports = Vec::new();
-    for name in &scenario_names {
-        let scenario = Scenario::named(name, config.duration_ms())?;
+    for scenario in scenarios {
+        let name = scenario.name.clone();
+        // The scenario's own arrival rate and attempt timeout, as the engine runs it.
+        let run_config = scenario.configure(&config);
         let started = std::time::Instant::now();
         let runs =
             run_all(&scenario, &kinds, &params, &config, args.seed_base, args.seeds, threads);
@@ -177,9 +220,9 @@ fn main() -> Result<()> {
             })
             .collect();
         results.sort_by(|a, b| a.regret.mean.total_cmp(&b.regret.mean));
-        println!("{}", table::markdown(&scenario, &config, args.seeds, &results));
+        println!("{}", table::markdown(&scenario, &run_config, args.seeds, &results));
         eprintln!("{name}: {} runs in {:.1?}", runs.len(), started.elapsed());
-        reports.push(ScenarioReport { scenario, config: config.clone(), results });
+        reports.push(ScenarioReport { scenario, config: run_config, results });
     }
 
     if let Some(dir) = &args.out {

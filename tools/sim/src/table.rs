@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use magnetar_core::sim::{Aggregate, Scenario, SimConfig};
+use magnetar_sim::{Aggregate, Scenario, SimConfig};
 
 /// How retries were limited, for the table and the CSV: `20%+10/s,ttl=10s`, or `none`.
 pub fn retry_budget(config: &SimConfig) -> String {
@@ -26,6 +26,7 @@ pub fn markdown(
 ) -> String {
     let mut out = String::new();
     let oracle = results.first().map_or(0.0, |r| r.oracle_success_rate.mean);
+    let oracle_latency = results.first().map_or(0.0, |r| r.oracle_latency_ms.mean);
     let budget = if config.max_attempts > 1 {
         format!(" (retry budget {})", retry_budget(config))
     } else {
@@ -33,27 +34,29 @@ pub fn markdown(
     };
     let _ = writeln!(
         out,
-        "### `{}`: {}\n\n{} seeds × {} requests, {} attempt(s) per request{}, oracle success {:.2}%\n",
+        "### `{}`: {}\n\n{} seeds × {} requests, {} attempt(s) per request{}, oracle success {:.2}% (expected latency {:.1} ms)\n",
         scenario.name,
         scenario.description,
         seeds,
         config.requests,
         config.max_attempts,
         budget,
-        100.0 * oracle
+        100.0 * oracle,
+        oracle_latency
     );
     out.push_str(
-        "| strategy | success % | 1st-attempt % | attempts/req | regret (± sd) | realized regret | score | p50 ms | p99 ms | traffic share % |\n",
+        "| strategy | success % | % of oracle | 1st-attempt % | attempts/req | regret (± sd) | realized regret | score | p50 ms | p99 ms | p99.9 ms | traffic share % |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for r in results {
         let share: Vec<String> =
             r.traffic_share.iter().map(|s| format!("{:.0}", 100.0 * s)).collect();
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {:.2} | {:.3} | {:.1} ± {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.1} ± {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
             r.strategy,
             100.0 * r.success_rate.mean,
+            r.percent_of_oracle.mean,
             100.0 * r.first_attempt_success_rate.mean,
             r.attempts_per_request.mean,
             r.regret.mean,
@@ -62,6 +65,7 @@ pub fn markdown(
             r.best_guess_score.mean,
             r.latency_p50_ms.mean,
             r.latency_p99_ms.mean,
+            r.latency_p999_ms.mean,
             share.join("/"),
         );
     }
@@ -69,7 +73,7 @@ pub fn markdown(
 }
 
 /// The CSV's columns.
-pub const CSV_HEADER: &str = "scenario,strategy,runs,success_rate,success_rate_sd,first_attempt_success_rate,attempts_per_request,max_attempts,regret,regret_sd,realized_regret,best_guess_score,latency_p50_ms,latency_p99_ms,oracle_success_rate,retries_denied,traffic_share,attempt_budget,retry_budget";
+pub const CSV_HEADER: &str = "scenario,strategy,runs,success_rate,success_rate_sd,first_attempt_success_rate,attempts_per_request,max_attempts,regret,regret_sd,realized_regret,best_guess_score,latency_p50_ms,latency_p99_ms,latency_p999_ms,oracle_success_rate,percent_of_oracle,oracle_latency_ms,retries_denied,traffic_share,attempt_budget,retry_budget";
 
 /// One CSV row per (scenario, strategy). Traffic shares are `;`-separated, as is the retry
 /// budget, so that no field needs quoting.
@@ -81,7 +85,7 @@ pub fn csv(reports: &[(&Scenario, &SimConfig, &[Aggregate])]) -> String {
             let share: Vec<String> = r.traffic_share.iter().map(|s| format!("{s:.4}")).collect();
             let _ = writeln!(
                 out,
-                "{},{},{},{:.6},{:.6},{:.6},{:.4},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.6},{:.1},{},{},{}",
+                "{},{},{},{:.6},{:.6},{:.6},{:.4},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.6},{:.3},{:.3},{:.1},{},{},{}",
                 scenario.name,
                 r.strategy,
                 r.runs,
@@ -96,7 +100,10 @@ pub fn csv(reports: &[(&Scenario, &SimConfig, &[Aggregate])]) -> String {
                 r.best_guess_score.mean,
                 r.latency_p50_ms.mean,
                 r.latency_p99_ms.mean,
+                r.latency_p999_ms.mean,
                 r.oracle_success_rate.mean,
+                r.percent_of_oracle.mean,
+                r.oracle_latency_ms.mean,
                 r.retries_denied.mean,
                 share.join(";"),
                 config.max_attempts,

@@ -159,3 +159,31 @@ fn unknown_names_are_refused() {
         assert!(String::from_utf8_lossy(&output.stderr).contains(args[1]), "{args:?}");
     }
 }
+
+#[test]
+fn lists_the_builtins_and_runs_a_scenario_file() {
+    let list = Command::new(env!("CARGO_BIN_EXE_magnetar-sim")).arg("--list").output().unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.contains("slow_host") && list.contains("sim/scenarios/sticky.toml"), "{list}");
+    let dir = out_dir("file");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sim/scenarios/random_outages.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_magnetar-sim"))
+        .args(["--scenario-file", file, "--strategies", "thompson", "--seeds", "1"])
+        .args(["--requests", "300", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("### `random_outages`") && table.contains("% of oracle"), "{table}");
+    // A malformed file fails, naming the file and the field.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\ndescription = \"\"\ndownstreams = []\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_magnetar-sim"))
+        .arg("--scenario-file")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("downstreams: the fleet is empty"), "{err}");
+}

@@ -1,13 +1,13 @@
 //! The core's strategies compiled to wasm32 and timed under Node: the same loop as the native
 //! criterion benchmark (`core/benches/strategies.rs`), so the two figures compare.
 //!
-//! The workload is `magnetar_core::sim::bench`: each strategy serves 20,000 warm-up attempts of a
+//! The workload is `magnetar_core::bench`: each strategy serves 20,000 warm-up attempts of a
 //! fleet whose success rates are spread from 50% to 95%, then `iterations` more steps (select,
 //! outcome draw, update) are timed with `performance.now()`.
 //! `scripts/bench.sh` builds this with wasm-bindgen (`--target nodejs`) and runs
 //! `tools/wasm-bench/run.mjs`.
 
-use magnetar_core::sim::bench::{spread_rates, step, warm_up};
+use magnetar_core::bench::{spread_rates, step, warm_up};
 use magnetar_core::strategy::StrategyKind;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;

@@ -1,6 +1,7 @@
-//! The flaky downstream: a test origin whose failures are configured, not accidental.
+//! `magnetar-flaky`: a test origin whose failures are configured, not accidental.
 //!
-//! The `downstream-worker` crate is a thin Worker around this module. Every decision it makes is
+//! The `downstream-worker` crate is a thin Worker around this crate, and the simulator
+//! (`magnetar-sim`) imitates it with its [`RateWindow`] and [`OutageCycle`]. Every decision it makes is
 //! here, sans-io: time comes in as `now_ms`, randomness as `&mut dyn RngCore`.
 //!
 //! Modes (names are case-insensitive on input; canonical spellings below):
@@ -44,7 +45,7 @@ pub use config::{
     MAX_DELAY_MS, MAX_OUTAGE_SECS, MAX_RATE_LIMIT_RPS, OriginConfig,
 };
 pub use decide::{
-    FlakyState, OutagePhase, RATE_WINDOW_MS, RateWindow, Stats, Verdict, outage_phase,
+    FlakyState, OutageCycle, OutagePhase, RATE_WINDOW_MS, RateWindow, Stats, Verdict,
 };
 pub use overrides::{BODY_FIELD, FlakyOverride, OVERRIDE_HEADER, WILDCARD_ENTRY};
 pub use tags::{MAX_TAG_LEN, MAX_TAGS, TAG_HEADER, TagCounts, valid_tag};
@@ -179,6 +180,20 @@ impl Field {
     /// Every override key, comma-separated.
     pub fn keys() -> String {
         Field::ALL.map(Field::key).join(", ")
+    }
+
+    /// Accepted range of a numeric field, and whether it must be a whole number.
+    pub(crate) fn range(self) -> (f64, f64, bool) {
+        match self {
+            Field::Mode => (0.0, 0.0, true),
+            Field::PercentageFail => (0.0, 100.0, false),
+            Field::DelayMs | Field::LatencyJitterMs => (0.0, MAX_DELAY_MS as f64, true),
+            Field::FailStatus => (500.0, 599.0, true),
+            Field::RateLimitRps => (0.0, f64::from(MAX_RATE_LIMIT_RPS), true),
+            Field::OutageUpSecs | Field::OutageDownSecs | Field::OutageOffsetSecs => {
+                (0.0, MAX_OUTAGE_SECS as f64, true)
+            }
+        }
     }
 }
 

@@ -72,20 +72,6 @@ impl Default for FlakyConfig {
     }
 }
 
-/// Accepted range of a numeric field, and whether it must be a whole number.
-pub(super) fn range(field: Field) -> (f64, f64, bool) {
-    match field {
-        Field::Mode => (0.0, 0.0, true),
-        Field::PercentageFail => (0.0, 100.0, false),
-        Field::DelayMs | Field::LatencyJitterMs => (0.0, MAX_DELAY_MS as f64, true),
-        Field::FailStatus => (500.0, 599.0, true),
-        Field::RateLimitRps => (0.0, f64::from(MAX_RATE_LIMIT_RPS), true),
-        Field::OutageUpSecs | Field::OutageDownSecs | Field::OutageOffsetSecs => {
-            (0.0, MAX_OUTAGE_SECS as f64, true)
-        }
-    }
-}
-
 impl FlakyConfig {
     /// This configuration with the fields `over` gives replaced. `label` turns a field into the
     /// name an error should use for it (a variable, or an override path).

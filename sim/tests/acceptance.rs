@@ -4,8 +4,8 @@
 //! flake. The bands are still chosen as if the seeds were random, with the reasoning next to each
 //! one, so that a change of seeds or of an RNG stream would not turn a sound strategy red.
 
-use magnetar_core::sim::{self, Aggregate, RunResult, Scenario, SimConfig, Stat};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
+use magnetar_sim::{self as sim, Aggregate, RunResult, Scenario, SimConfig, Stat};
 
 const SEEDS: u64 = 20;
 const REQUESTS: u64 = 20_000;

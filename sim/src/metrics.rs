@@ -15,78 +15,57 @@
 //!   the same idea per request and with the noise of the outcomes, which can be negative;
 //! - `best_guess_score`: successes minus every attempt beyond the penalty-free budget (the
 //!   flaky-load-balancer scoring: "successes minus every attempt beyond the third");
-//! - `latency_p50_ms`, `latency_p99_ms`: client-perceived request latency (all attempts), from a
-//!   log-bucketed histogram with [`LATENCY_PRECISION`] relative precision and bounded memory;
+//! - `latency_p50_ms`, `latency_p99_ms`, `latency_p999_ms`: client-perceived request latency (all attempts), from an
+//!   HDR histogram with [`LATENCY_SIGNIFICANT_DIGITS`] significant digits and bounded memory;
 //! - `traffic_share`: attempts per downstream over all attempts, and `arm_success_rate`.
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::Outcome;
-use crate::retry::DEFAULT_MAX_ATTEMPTS;
-use crate::strategy::ArmId;
+use magnetar_core::Outcome;
+use magnetar_core::retry::DEFAULT_MAX_ATTEMPTS;
+use magnetar_core::strategy::ArmId;
 
-/// Relative width of one latency bucket.
-pub const LATENCY_PRECISION: f64 = 0.01;
-/// Smallest latency the histogram resolves; anything below reads as this.
-pub const LATENCY_MIN_MS: f64 = 0.01;
-/// Latency buckets: 0.01 ms to about 10^8 ms at 1% steps.
-const LATENCY_BUCKETS: usize = 2_400;
+/// Significant decimal digits the latency histogram keeps (0.1% relative precision).
+pub const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
+/// Latencies are recorded in microseconds, from 1 µs to this (about 28 hours); anything outside
+/// reads as the nearer bound.
+const LATENCY_MAX_US: u64 = 100_000_000_000;
 
-/// A log-bucketed latency histogram.
+/// Request latencies: an HDR histogram (`hdrhistogram`) of microseconds, bounded memory.
 #[derive(Clone, Debug)]
 pub struct LatencyHistogram {
-    buckets: Vec<u64>,
-    count: u64,
+    us: Histogram<u64>,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        LatencyHistogram { buckets: vec![0; LATENCY_BUCKETS], count: 0 }
+        let us = Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGNIFICANT_DIGITS)
+            .expect("constant bounds are valid");
+        LatencyHistogram { us }
     }
 }
 
 impl LatencyHistogram {
-    fn bucket(ms: f64) -> usize {
-        if ms.is_nan() || ms <= LATENCY_MIN_MS {
-            return 0;
-        }
-        let i = ((ms / LATENCY_MIN_MS).ln() / LATENCY_PRECISION.ln_1p()).floor();
-        (i as usize).min(LATENCY_BUCKETS - 1)
-    }
-
     /// Records one latency (NaN and negative values read as the minimum).
     pub fn record(&mut self, ms: f64) {
-        self.buckets[Self::bucket(ms)] += 1;
-        self.count += 1;
+        // `as` saturates: NaN and negatives become 0, huge values u64::MAX.
+        let us = ((ms * 1_000.0).round() as u64).max(1);
+        self.us.saturating_record(us);
     }
 
     /// Number of latencies recorded.
     pub fn count(&self) -> u64 {
-        self.count
+        self.us.len()
     }
 
-    /// The `q`-quantile (`0..=1`), as the middle of its bucket; 0 when empty.
+    /// The `q`-quantile (`0..=1`) in ms, as the middle of its bucket; 0 when empty.
     pub fn quantile(&self, q: f64) -> f64 {
-        if self.count == 0 {
+        if self.us.is_empty() {
             return 0.0;
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return LATENCY_MIN_MS * (1.0 + LATENCY_PRECISION).powf(i as f64 + 0.5);
-            }
-        }
-        0.0
-    }
-
-    /// Adds another histogram's counts.
-    pub fn merge(&mut self, other: &LatencyHistogram) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.count += other.count;
+        let at = self.us.value_at_quantile(q.clamp(0.0, 1.0));
+        self.us.median_equivalent(at) as f64 / 1_000.0
     }
 }
 
@@ -134,6 +113,8 @@ pub struct MetricsSummary {
     pub best_guess_score: i64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    #[serde(default)]
+    pub latency_p999_ms: f64,
     pub traffic_share: Vec<f64>,
     pub arm_success_rate: Vec<f64>,
 }
@@ -217,6 +198,7 @@ impl Metrics {
             best_guess_score: self.successes as i64 - self.penalised_attempts as i64,
             latency_p50_ms: self.latency.quantile(0.5),
             latency_p99_ms: self.latency.quantile(0.99),
+            latency_p999_ms: self.latency.quantile(0.999),
             traffic_share: self.arm_attempts.iter().map(|n| ratio(*n, self.attempts)).collect(),
             arm_success_rate: self
                 .arm_attempts
@@ -280,6 +262,8 @@ mod tests {
         let p99 = h.quantile(0.99);
         assert!((p50 / 500.0 - 1.0).abs() < 0.011, "{p50}");
         assert!((p99 / 990.0 - 1.0).abs() < 0.011, "{p99}");
+        // Three significant digits: 0.1% precision, ten times finer than the band above.
+        assert!((p50 / 500.0 - 1.0).abs() < 0.001, "{p50}");
         h.record(f64::NAN);
         h.record(-1.0);
         h.record(1e300);

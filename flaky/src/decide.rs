@@ -6,13 +6,16 @@
 //! - `rate_limited` keeps a sliding log of admitted requests: a request is admitted when fewer
 //!   than `rate_limit_rps` were admitted in the last [`RATE_WINDOW_MS`]; rejected requests do not
 //!   count. `Retry-After` is the wait until enough of the log expires, rounded up to seconds.
-//! - `cyclic_outage` is a pure function of the wall clock ([`outage_phase`]): downstreams with the
+//! - `cyclic_outage` is a pure function of the wall clock ([`OutageCycle`]): downstreams with the
 //!   same durations and offset go down together, in every isolate.
+//!
+//! [`RateWindow`] and [`OutageCycle`] are public so that the simulator's downstream model calls
+//! them too: the simulated origin limits and goes down exactly as the real one does.
 
 use std::collections::VecDeque;
 
 use rand::{Rng, RngCore};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{FlakyConfig, Mode};
@@ -83,29 +86,54 @@ impl Verdict {
     }
 }
 
-/// Sliding log of the requests admitted in the last [`RATE_WINDOW_MS`].
-#[derive(Clone, Debug, Default)]
+/// Sliding log of the requests admitted in the last window ([`RATE_WINDOW_MS`] unless built with
+/// [`RateWindow::with_window`]). Times are plain integers in any unit, as long as the window and
+/// every `now` use the same one: the Worker counts milliseconds, the simulator microseconds.
+#[derive(Clone, Debug)]
 pub struct RateWindow {
+    window: u64,
     admitted: VecDeque<u64>,
 }
 
+impl Default for RateWindow {
+    fn default() -> Self {
+        RateWindow::with_window(RATE_WINDOW_MS)
+    }
+}
+
 impl RateWindow {
-    /// Admits a request at `now_ms` if fewer than `limit` were admitted in the window; otherwise
-    /// returns how many milliseconds until one more would be (at least 1).
-    pub fn admit(&mut self, now_ms: u64, limit: u32) -> Result<(), u64> {
-        while self.admitted.front().is_some_and(|&t| t.saturating_add(RATE_WINDOW_MS) <= now_ms) {
+    /// A window of `window` time units.
+    pub fn with_window(window: u64) -> Self {
+        RateWindow { window, admitted: VecDeque::new() }
+    }
+
+    /// Forgets the admissions that left the window by `now`.
+    fn expire(&mut self, now: u64) {
+        while self.admitted.front().is_some_and(|&t| t.saturating_add(self.window) <= now) {
             self.admitted.pop_front();
         }
-        let limit = limit as usize;
-        if self.admitted.len() < limit {
-            self.admitted.push_back(now_ms);
+    }
+
+    /// Whether a request at `now` would be rejected (`limit` already admitted in the window),
+    /// without admitting it.
+    pub fn is_full(&mut self, now: u64, limit: u32) -> bool {
+        self.expire(now);
+        self.admitted.len() >= limit as usize
+    }
+
+    /// Admits a request at `now` if fewer than `limit` were admitted in the window; otherwise
+    /// returns how long until one more would be (at least 1).
+    pub fn admit(&mut self, now: u64, limit: u32) -> Result<(), u64> {
+        if !self.is_full(now, limit) {
+            self.admitted.push_back(now);
             return Ok(());
         }
+        let limit = limit as usize;
         // Room appears when the entry at `len - limit` expires (with limit 0 it never does).
         let wait = self
             .admitted
             .get(self.admitted.len() - limit)
-            .map_or(RATE_WINDOW_MS, |&t| (t + RATE_WINDOW_MS).saturating_sub(now_ms));
+            .map_or(self.window, |&t| (t + self.window).saturating_sub(now));
         Err(wait.max(1))
     }
 
@@ -126,21 +154,49 @@ pub enum OutagePhase {
     Down { up_in_ms: u64 },
 }
 
-/// The phase of the outage cycle at `now_ms` (Unix milliseconds). The cycle starts, up, at every
-/// multiple of `up + down` seconds after `outage_offset_secs`.
-pub fn outage_phase(cfg: &FlakyConfig, now_ms: u64) -> OutagePhase {
-    let up_ms = cfg.outage_up_secs * 1_000;
-    let period_ms = up_ms + cfg.outage_down_secs * 1_000;
-    if period_ms == 0 {
-        // Rejected by validation; behave as always up rather than divide by zero.
-        return OutagePhase::Up { down_in_ms: u64::MAX };
+/// The `cyclic_outage` cycle: up for `up_ms`, then down for `down_ms`, starting (up) at every
+/// multiple of `up_ms + down_ms` after `offset_ms`. A pure function of the clock, so origins with
+/// the same cycle go down together, in every isolate and in the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageCycle {
+    pub up_ms: u64,
+    pub down_ms: u64,
+    pub offset_ms: u64,
+}
+
+impl OutageCycle {
+    /// The phase of the cycle at `now_ms` (Unix milliseconds in the Worker, simulated
+    /// milliseconds in the simulator).
+    pub fn phase(&self, now_ms: u64) -> OutagePhase {
+        let period_ms = self.up_ms + self.down_ms;
+        if period_ms == 0 {
+            // Rejected by validation; behave as always up rather than divide by zero.
+            return OutagePhase::Up { down_in_ms: u64::MAX };
+        }
+        let offset_ms = self.offset_ms % period_ms;
+        let t = (now_ms % period_ms + period_ms - offset_ms) % period_ms;
+        if t < self.up_ms {
+            OutagePhase::Up { down_in_ms: self.up_ms - t }
+        } else {
+            OutagePhase::Down { up_in_ms: period_ms - t }
+        }
     }
-    let offset_ms = (cfg.outage_offset_secs * 1_000) % period_ms;
-    let t = (now_ms % period_ms + period_ms - offset_ms) % period_ms;
-    if t < up_ms {
-        OutagePhase::Up { down_in_ms: up_ms - t }
-    } else {
-        OutagePhase::Down { up_in_ms: period_ms - t }
+
+    /// Whether the origin is down at `now_ms`.
+    pub fn is_down(&self, now_ms: u64) -> bool {
+        matches!(self.phase(now_ms), OutagePhase::Down { .. })
+    }
+}
+
+impl FlakyConfig {
+    /// The outage cycle of `cyclic_outage` mode.
+    pub fn outage_cycle(&self) -> OutageCycle {
+        OutageCycle {
+            up_ms: self.outage_up_secs * 1_000,
+            down_ms: self.outage_down_secs * 1_000,
+            offset_ms: self.outage_offset_secs * 1_000,
+        }
     }
 }
 
@@ -218,7 +274,7 @@ impl FlakyState {
                 Ok(()) => Verdict::Success { delay_ms: processing_delay(cfg, rng) },
                 Err(wait_ms) => Verdict::RateLimited { retry_after_secs: ceil_secs(wait_ms) },
             },
-            Mode::CyclicOutage => match outage_phase(cfg, now_ms) {
+            Mode::CyclicOutage => match cfg.outage_cycle().phase(now_ms) {
                 OutagePhase::Up { .. } => Verdict::Success { delay_ms: processing_delay(cfg, rng) },
                 OutagePhase::Down { up_in_ms } => {
                     Verdict::Outage { retry_after_secs: ceil_secs(up_in_ms) }
@@ -264,6 +320,10 @@ mod tests {
 
     fn cfg(mode: Mode) -> FlakyConfig {
         FlakyConfig { mode, ..FlakyConfig::default() }
+    }
+
+    fn phase_of(cfg: &FlakyConfig, now_ms: u64) -> OutagePhase {
+        cfg.outage_cycle().phase(now_ms)
     }
 
     /// Failure fraction of `n` decisions at `pct` percent with a seeded RNG.
@@ -355,15 +415,15 @@ mod tests {
     #[test]
     fn outage_cycle_follows_the_clock() {
         let c = FlakyConfig { outage_up_secs: 2, outage_down_secs: 1, ..cfg(Mode::CyclicOutage) };
-        assert_eq!(outage_phase(&c, 0), OutagePhase::Up { down_in_ms: 2_000 });
-        assert_eq!(outage_phase(&c, 1_999), OutagePhase::Up { down_in_ms: 1 });
-        assert_eq!(outage_phase(&c, 2_000), OutagePhase::Down { up_in_ms: 1_000 });
-        assert_eq!(outage_phase(&c, 3_000), OutagePhase::Up { down_in_ms: 2_000 });
+        assert_eq!(phase_of(&c, 0), OutagePhase::Up { down_in_ms: 2_000 });
+        assert_eq!(phase_of(&c, 1_999), OutagePhase::Up { down_in_ms: 1 });
+        assert_eq!(phase_of(&c, 2_000), OutagePhase::Down { up_in_ms: 1_000 });
+        assert_eq!(phase_of(&c, 3_000), OutagePhase::Up { down_in_ms: 2_000 });
         let shifted = FlakyConfig { outage_offset_secs: 1, ..c.clone() };
-        assert_eq!(outage_phase(&shifted, 500), OutagePhase::Down { up_in_ms: 500 });
-        assert_eq!(outage_phase(&shifted, 1_000), OutagePhase::Up { down_in_ms: 2_000 });
+        assert_eq!(phase_of(&shifted, 500), OutagePhase::Down { up_in_ms: 500 });
+        assert_eq!(phase_of(&shifted, 1_000), OutagePhase::Up { down_in_ms: 2_000 });
         let never_up = FlakyConfig { outage_up_secs: 0, ..c.clone() };
-        assert!(matches!(outage_phase(&never_up, 123), OutagePhase::Down { .. }));
+        assert!(matches!(phase_of(&never_up, 123), OutagePhase::Down { .. }));
 
         let mut rng = SmallRng::seed_from_u64(1);
         let mut state = FlakyState::new();
@@ -424,7 +484,7 @@ mod tests {
                 outage_up_secs: up, outage_down_secs: down, outage_offset_secs: offset,
                 ..cfg(Mode::CyclicOutage)
             };
-            match outage_phase(&c, now) {
+            match phase_of(&c, now) {
                 OutagePhase::Up { down_in_ms } => prop_assert!((1..=up * 1_000).contains(&down_in_ms)),
                 OutagePhase::Down { up_in_ms } => prop_assert!((1..=down * 1_000).contains(&up_in_ms)),
             }

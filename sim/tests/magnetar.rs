@@ -7,8 +7,8 @@
 use std::thread;
 
 use magnetar_core::retry::RetryMode;
-use magnetar_core::sim::{self, Aggregate, SCENARIOS, Scenario, SimConfig};
 use magnetar_core::strategy::{StrategyKind, StrategyParams};
+use magnetar_sim::{self as sim, Aggregate, SCENARIOS, Scenario, SimConfig};
 
 const SEEDS: u64 = 10;
 const REQUESTS: u64 = 20_000;
@@ -23,15 +23,16 @@ fn config(max_attempts: u32, retry_mode: RetryMode) -> SimConfig {
     }
 }
 
-fn params(config: &SimConfig) -> StrategyParams {
-    let mut p = StrategyParams::default();
-    p.magnetar.repeats = config.retry_mode == RetryMode::Auto;
-    p.magnetar.attempt_timeout_ms = config.attempt_timeout_ms as f64;
+/// What the router builds its strategies with for this run (see `RouterConfig::strategy_params`).
+fn params(scenario: &Scenario, config: &SimConfig) -> StrategyParams {
+    let mut p = StrategyParams { penalty_free_attempts: config.max_attempts, ..Default::default() };
+    p.magnetar.repeats = config.retry_mode != RetryMode::Distinct;
+    p.magnetar.attempt_timeout_ms = scenario.configure(config).attempt_timeout_ms as f64;
     p
 }
 
 fn mean(scenario: &Scenario, kind: StrategyKind, config: &SimConfig) -> Aggregate {
-    let params = params(config);
+    let params = params(scenario, config);
     let runs: Vec<_> =
         (1..=SEEDS).map(|seed| sim::run_kind(scenario, kind, &params, config, seed)).collect();
     sim::aggregate(&runs).expect("runs")
@@ -65,9 +66,10 @@ fn near_the_oracle_and_the_best(max_attempts: u32) {
     let config = config(max_attempts, RetryMode::Distinct);
     let mut failures = Vec::new();
     for name in SCENARIOS {
-        let scenario = Scenario::named(name, config.duration_ms()).expect("built-in scenario");
+        let scenario = Scenario::builtin(name, &config).expect("built-in scenario");
         let rows = table(&scenario, &config);
-        let (_, ours, oracle) = *rows.iter().find(|r| r.0 == StrategyKind::Magnetar).expect("magnetar row");
+        let (_, ours, oracle) =
+            *rows.iter().find(|r| r.0 == StrategyKind::Magnetar).expect("magnetar row");
         let (best_kind, best, _) = rows
             .iter()
             .filter(|r| r.0 != StrategyKind::Magnetar)
@@ -107,7 +109,7 @@ fn prototype_fleet_three_repeatable_attempts_pass_a_quarter() {
     // learning the fleet and to probing the dead downstreams; 25% leaves 2 points, against an
     // outcome noise of sqrt(0.27 * 0.73 / 200,000) = 0.1 points.
     let config = SimConfig { retry_budget: None, ..config(3, RetryMode::Auto) };
-    let scenario = Scenario::named("prototype", config.duration_ms()).unwrap();
+    let scenario = Scenario::builtin("prototype", &config).unwrap();
     let a = mean(&scenario, StrategyKind::Magnetar, &config);
     let rate = 100.0 * a.success_rate.mean;
     assert!(rate >= 25.0, "magnetar {rate:.2}%");

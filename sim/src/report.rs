@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{RunResult, Series};
-use crate::strategy::StrategyKind;
+use magnetar_core::strategy::StrategyKind;
 
 /// Mean and sample standard deviation over runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -44,9 +44,14 @@ pub struct Aggregate {
     pub best_guess_score: Stat,
     pub latency_p50_ms: Stat,
     pub latency_p99_ms: Stat,
+    pub latency_p999_ms: Stat,
     /// Mean traffic share per downstream.
     pub traffic_share: Vec<f64>,
     pub oracle_success_rate: Stat,
+    /// Success rate over the oracle's, in percent, per run.
+    pub percent_of_oracle: Stat,
+    /// Expected latency of the oracle's chains.
+    pub oracle_latency_ms: Stat,
     pub retries_denied: Stat,
     /// Per-bucket means over runs.
     pub series: Series,
@@ -78,8 +83,11 @@ pub fn aggregate(runs: &[RunResult]) -> Option<Aggregate> {
         best_guess_score: stat(&|r| r.summary.best_guess_score as f64),
         latency_p50_ms: stat(&|r| r.summary.latency_p50_ms),
         latency_p99_ms: stat(&|r| r.summary.latency_p99_ms),
+        latency_p999_ms: stat(&|r| r.summary.latency_p999_ms),
         traffic_share: mean_vec(&|r| &r.summary.traffic_share),
         oracle_success_rate: stat(&|r| r.oracle_success_rate),
+        percent_of_oracle: stat(&|r| r.percent_of_oracle()),
+        oracle_latency_ms: stat(&|r| r.oracle_latency_ms),
         retries_denied: stat(&|r| r.retries_denied as f64),
         series: Series {
             bucket: first.series.bucket,

@@ -207,7 +207,7 @@ impl FlakyOverride {
             self.mode = Some(mode);
             return Ok(());
         }
-        let (min, max, whole) = super::config::range(field);
+        let (min, max, whole) = field.range();
         let number = match raw {
             Raw::Text(s) => s.trim().parse::<f64>().ok(),
             Raw::Json(Value::Number(n)) => n.as_f64(),

@@ -1,4 +1,4 @@
-//! The seeded fleet simulator: any strategy, any scenario, reproducible to the bit.
+//! `magnetar-sim`: the seeded fleet simulator: any strategy, any scenario, reproducible to the bit.
 //!
 //! A discrete-event simulation of one router in front of a [`Scenario`]'s downstreams. Client
 //! requests arrive every `interarrival_ms`; each gets an [`AttemptPlan`] (the penalty-free
@@ -14,30 +14,43 @@
 //!
 //! Regret is measured against an oracle that knows every downstream's success probability at
 //! every moment (0 while it is down or saturated): each attempt adds the best probability among
-//! the downstreams it was allowed to choose minus the chosen one's (see [`crate::metrics`]).
+//! the downstreams it was allowed to choose minus the chosen one's (see [`metrics`]). Each
+//! request's *oracle success* is that of the best attempt chain the run's options allow
+//! ([`oracle`]: attempt budget, distinct or repeat retries, deadline), and a run reports its
+//! success as a percentage of it ([`RunResult::percent_of_oracle`]).
+//!
+//! Public API in brief: [`Scenario::builtin`] / [`Scenario::builtins`] (names in [`SCENARIOS`]),
+//! [`SimConfig`], [`run_kind`] / [`run`] for one seeded run, [`aggregate`] over seeds, and
+//! [`oracle::best_chain`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::Outcome;
-use crate::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
-use crate::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig, RetryMode};
-use crate::strategy::{ArmId, Feedback, Strategy, StrategyKind, StrategyParams};
+use magnetar_core::Outcome;
+use magnetar_core::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
+use magnetar_core::retry::{
+    AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig, RetryMode,
+};
+use magnetar_core::strategy::{ArmId, Feedback, Strategy, StrategyKind, StrategyParams};
 
-pub mod bench;
+pub mod file;
+pub mod metrics;
 pub mod model;
+pub mod oracle;
 pub mod report;
 pub mod scenario;
 
+pub use file::{Format, ScenarioError};
 pub use report::{Aggregate, Stat, aggregate};
 pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
 
-use model::DownstreamState;
+use model::{Attempted, Conditions, DownstreamState, RequestKind};
+use oracle::RetryOptions;
 
 /// Default time between two client requests (100 requests/s).
 pub const DEFAULT_INTERARRIVAL_MS: f64 = 10.0;
@@ -133,9 +146,22 @@ pub struct RunResult {
     pub summary: MetricsSummary,
     /// Mean of the oracle's request success probability.
     pub oracle_success_rate: f64,
+    /// Mean of the oracle chain's expected latency.
+    pub oracle_latency_ms: f64,
     /// Retries the retry budget refused.
     pub retries_denied: u64,
     pub series: Series,
+}
+
+impl RunResult {
+    /// Success rate as a percentage of the oracle's (100 when the oracle serves nothing).
+    pub fn percent_of_oracle(&self) -> f64 {
+        if self.oracle_success_rate > 0.0 {
+            100.0 * self.summary.success_rate / self.oracle_success_rate
+        } else {
+            100.0
+        }
+    }
 }
 
 struct Request {
@@ -143,6 +169,7 @@ struct Request {
     plan: AttemptPlan,
     started_us: u64,
     oracle: f64,
+    kind: RequestKind,
     first_success: Option<bool>,
     arm: ArmId,
     outcome: Outcome,
@@ -183,8 +210,10 @@ pub fn run(
 struct Engine<'a> {
     scenario: &'a Scenario,
     strategy: &'a mut dyn Strategy,
-    config: &'a SimConfig,
+    /// The caller's configuration with the scenario's own arrival rate and attempt timeout.
+    config: SimConfig,
     env_rng: SmallRng,
+    request_rng: SmallRng,
     strategy_rng: SmallRng,
     states: Vec<DownstreamState>,
     budget: Option<RetryBudget>,
@@ -195,8 +224,10 @@ struct Engine<'a> {
     events: BinaryHeap<Reverse<(u64, u64, usize)>>,
     seq: u64,
     oracle_sum: f64,
+    oracle_latency_sum: f64,
     retries_denied: u64,
     probabilities: Vec<f64>,
+    odds: Vec<oracle::HostOdds>,
 }
 
 impl<'a> Engine<'a> {
@@ -207,23 +238,31 @@ impl<'a> Engine<'a> {
         seed: u64,
     ) -> Self {
         let arms = scenario.arms();
+        let config = scenario.configure(config);
         Engine {
             scenario,
             strategy,
-            config,
             env_rng: SmallRng::seed_from_u64(stream(seed, 1)),
             strategy_rng: SmallRng::seed_from_u64(stream(seed, 2)),
-            states: vec![DownstreamState::default(); arms],
+            request_rng: SmallRng::seed_from_u64(stream(seed, 3)),
+            states: (0..arms)
+                .map(|i| {
+                    DownstreamState::new(&scenario.downstreams[i], stream(seed, 100 + i as u64))
+                })
+                .collect(),
             budget: config.retry_budget.map(RetryBudget::new),
             metrics: Metrics::new(arms),
-            series: Series::new(config),
+            series: Series::new(&config),
+            config,
             slots: Vec::new(),
             free: Vec::new(),
             events: BinaryHeap::new(),
             seq: 0,
             oracle_sum: 0.0,
+            oracle_latency_sum: 0.0,
             retries_denied: 0,
             probabilities: vec![0.0; arms],
+            odds: Vec::with_capacity(arms),
         }
     }
 
@@ -249,30 +288,53 @@ impl<'a> Engine<'a> {
             seed,
             summary: self.metrics.summary(),
             oracle_success_rate: self.oracle_sum / requests,
+            oracle_latency_ms: self.oracle_latency_sum / requests,
             retries_denied: self.retries_denied,
             series: self.series,
         }
     }
 
-    /// Refreshes `self.probabilities` at `t_ms`.
-    fn refresh_probabilities(&mut self, t_ms: f64) {
+    /// What an attempt meets at `t_us` besides its downstream (a brownout's cap).
+    fn conditions(&self, t_us: u64) -> Conditions {
+        let t_ms = t_us / 1_000;
+        let success_cap = match self.scenario.brownout {
+            Some(b) if (b.from_ms..b.until_ms).contains(&t_ms) => b.success,
+            _ => 1.0,
+        };
+        Conditions { attempt_timeout_ms: self.config.attempt_timeout_ms as f64, success_cap }
+    }
+
+    /// Refreshes `self.odds` and `self.probabilities` at `t_us`.
+    fn refresh_probabilities(&mut self, t_us: u64) {
+        let cond = self.conditions(t_us);
+        self.odds.clear();
         for (i, d) in self.scenario.downstreams.iter().enumerate() {
-            self.probabilities[i] = self.states[i].success_probability(d, t_ms);
+            let odds = self.states[i].odds(d, t_us, &cond);
+            self.probabilities[i] = odds.success;
+            self.odds.push(odds);
         }
     }
 
-    fn oracle(&self) -> f64 {
-        let mut p = self.probabilities.clone();
-        p.sort_by(|a, b| b.total_cmp(a));
-        let budget = self.config.max_attempts.max(1) as usize;
-        let distinct: f64 = p.iter().take(budget).map(|x| 1.0 - x).product();
-        let repeat = (1.0 - p.first().copied().unwrap_or(0.0)).powi(budget as i32);
-        let fail = match self.config.retry_mode {
-            RetryMode::Distinct => distinct,
-            RetryMode::Repeat => repeat,
-            RetryMode::Auto => distinct.min(repeat),
-        };
-        1.0 - fail
+    fn retry_options(&self) -> RetryOptions {
+        RetryOptions {
+            max_attempts: self.config.max_attempts,
+            distinct: self.config.retry_mode == RetryMode::Distinct,
+            attempt_timeout_ms: self.config.attempt_timeout_ms,
+            request_deadline_ms: self.config.request_deadline_ms,
+        }
+    }
+
+    /// The kind of the next request (poison shares), drawn only when the scenario has poison.
+    fn draw_kind(&mut self) -> RequestKind {
+        let Some(p) = self.scenario.poison else { return RequestKind::Normal };
+        let u: f64 = self.request_rng.random();
+        if u < p.server_error_share {
+            RequestKind::ServerPoison
+        } else if u < p.server_error_share + p.client_error_share {
+            RequestKind::ClientPoison
+        } else {
+            RequestKind::Normal
+        }
     }
 
     fn arrive(&mut self, index: u64, t_us: u64) {
@@ -280,9 +342,22 @@ impl<'a> Engine<'a> {
         if let Some(b) = &mut self.budget {
             b.deposit(now_ms);
         }
-        self.refresh_probabilities(t_us as f64 / 1_000.0);
-        let oracle = self.oracle();
+        self.refresh_probabilities(t_us);
+        let kind = self.draw_kind();
+        let chain = oracle::best_chain(&self.odds, &self.retry_options());
+        // A 5xx poison request fails on every host: the oracle cannot serve it either. A 4xx
+        // one is answered (a success by the project's definition) by any host that answers.
+        let oracle = match kind {
+            RequestKind::Normal => chain.success,
+            RequestKind::ServerPoison => 0.0,
+            RequestKind::ClientPoison => {
+                let answers = (0..self.states.len())
+                    .any(|i| self.states[i].answers(&self.scenario.downstreams[i], t_us));
+                f64::from(u8::from(answers))
+            }
+        };
         self.oracle_sum += oracle;
+        self.oracle_latency_sum += chain.expected_latency_ms;
         let bucket = (index / self.series.bucket) as usize;
         self.series.oracle[bucket] += oracle;
         let plan = AttemptPlan::new(
@@ -297,6 +372,7 @@ impl<'a> Engine<'a> {
             plan,
             started_us: t_us,
             oracle,
+            kind,
             first_success: None,
             arm: 0,
             outcome: Outcome::ServerError,
@@ -316,7 +392,6 @@ impl<'a> Engine<'a> {
     }
 
     fn start_attempt(&mut self, slot: usize, t_us: u64) {
-        let t_ms = t_us as f64 / 1_000.0;
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
         let ctx = req.plan.select_context(t_us / 1_000);
@@ -327,8 +402,23 @@ impl<'a> Engine<'a> {
             None => return self.finish(slot, t_us),
         };
         let index = req.index;
-        self.refresh_probabilities(t_ms);
+        self.refresh_probabilities(t_us);
+        let mut cond = self.conditions(t_us);
         let Some(req) = self.slots[slot].as_mut() else { return };
+        // The router's own rule for this attempt's deadline (shorter when the strategy asks and a
+        // retry could follow).
+        let hint = self.strategy.attempt_deadline_ms(arm);
+        cond.attempt_timeout_ms =
+            req.plan.attempt_timeout_ms(t_us / 1_000, self.config.attempt_timeout_ms, hint) as f64;
+        // A host that already failed this request answers a retry with its repeat odds.
+        let failed =
+            |h: ArmId| req.plan.attempts().iter().any(|a| a.arm == h && a.outcome.is_retryable());
+        for h in 0..self.probabilities.len() {
+            if failed(h) {
+                self.probabilities[h] = self.odds[h].repeat_success;
+            }
+        }
+        let retry_of_failed = failed(arm);
         let best = (0..self.probabilities.len())
             .filter(|a| !req.plan.excluded().contains(a))
             .map(|a| self.probabilities[a])
@@ -341,13 +431,11 @@ impl<'a> Engine<'a> {
         if attempt == 1 {
             self.series.expected_first[bucket] += self.probabilities[arm];
         }
-        let hint = self.strategy.attempt_deadline_ms(arm);
-        let timeout =
-            req.plan.attempt_timeout_ms(t_us / 1_000, self.config.attempt_timeout_ms, hint) as f64;
         let (outcome, latency_ms) = self.states[arm].attempt(
             &self.scenario.downstreams[arm],
-            t_ms,
-            timeout,
+            t_us,
+            &cond,
+            Attempted { kind: req.kind, retry_of_failed },
             &mut self.env_rng,
         );
         req.arm = arm;
