@@ -147,7 +147,12 @@ while IFS=$'\t' read -r name port inspector config; do
     --inspector-port "$inspector" --persist-to "$STACK/state-$name" --log-level warn
 done <<<"$manifest"
 
-start test-bed "$BIN/magnetar-lab" serve --port "$testbed_port" \
+# The page reads the fleet and the learner's posteriors through its server, which holds the
+# tokens (given in its environment, not on its command line).
+learner_page_token=""
+[ ${#learner_auth[@]} -gt 0 ] && learner_page_token=$learner_token
+MAGNETAR_ADMIN_TOKEN=$admin_token MAGNETAR_LEARNER_TOKEN=$learner_page_token \
+  start test-bed "$BIN/magnetar-lab" serve --port "$testbed_port" \
   --router "http://127.0.0.1:$router_port" --learner "$learner_url"
 
 wait_ready learner "$learner_url/healthz"

@@ -229,10 +229,11 @@ export async function loadConfigured() {
   writeControls();
 }
 
-/** Reads the router's fleet and builds the controls; false while the router does not answer. */
+/** Reads the router's fleet (through the page's server, which holds the router's admin token)
+ * and builds the controls; false while the router does not answer. */
 export async function loadFleet() {
   try {
-    state.fleet = await fetchJson(`${state.config.router}/_magnetar/fleet`);
+    state.fleet = await fetchJson("/api/fleet");
   } catch (e) {
     return false;
   }

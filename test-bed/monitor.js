@@ -93,7 +93,8 @@ export async function refreshPosteriors() {
   const route = $("posterior-lane").value || "/service";
   let params;
   try {
-    params = await fetchJson(`${state.config.learner}/params?route=${encodeURIComponent(route)}`, {}, 2000);
+    // Through the page's server, which holds the learner's token.
+    params = await fetchJson(`/api/params?route=${encodeURIComponent(route)}`, {}, 2000);
   } catch (e) {
     if (state.lastPosteriors) $("posterior-age").textContent = `last read ${timeOfDay(state.lastPosteriors.at)} (learner not answering)`;
     return;

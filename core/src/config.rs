@@ -5,7 +5,6 @@
 //! a named constant; every error names the variable.
 
 use crate::fleet::{Fleet, FleetError};
-use crate::request::DEFAULT_MAX_BODY_BYTES;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, RetryMode};
 use crate::route::Routes;
@@ -26,6 +25,8 @@ pub const DEFAULT_LEARNER_TIMEOUT_MS: u64 = 100;
 /// Least time between two `/params` refreshes of one isolate.
 pub const DEFAULT_PARAMS_REFRESH_MS: u64 = 5_000;
 
+/// Largest request body the router accepts by default (`MAX_BODY_BYTES`).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 /// Largest `MAX_BODY_BYTES` accepted: Cloudflare's request body limit on the free and pro plans.
 pub const MAX_BODY_BYTES_CAP: u64 = 100 * 1024 * 1024;
 /// The value of `RETRY_BUDGET_PERCENT` that turns the retry budget off.

@@ -10,8 +10,8 @@
 //! client that meant to choose a strategy in it should hear that it was unreadable); a larger body
 //! is not parsed at all, so its size costs the router no CPU or memory beyond the buffer.
 //!
-//! Bodies are bounded ([`BodyLimit`]): at most `MAX_BODY_BYTES` ([`DEFAULT_MAX_BODY_BYTES`],
-//! 1 MiB), checked against `Content-Length` before reading and against the bytes read while
+//! Bodies are bounded ([`BodyLimit`]): at most `MAX_BODY_BYTES` (1 MiB by default, see the
+//! configuration), checked against `Content-Length` before reading and against the bytes read while
 //! reading; a larger body is refused with 413 before it fills the isolate's memory.
 
 use crate::config::Algo;
@@ -21,8 +21,6 @@ pub const ALGO_HEADER: &str = "x-magnetar-algo";
 pub const MAX_ATTEMPTS_HEADER: &str = "x-magnetar-max-attempts";
 pub const CLIENT_ID_HEADERS: [&str; 2] = ["x-magnetar-client-id", "x-caller-id"];
 
-/// Largest request body the router accepts by default (`MAX_BODY_BYTES`).
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 /// JSON bodies up to this size are scanned for the `algo` field; larger ones are not parsed.
 pub const ALGO_SCAN_LIMIT_BYTES: usize = 64 * 1024;
 

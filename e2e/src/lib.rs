@@ -769,14 +769,17 @@ pub struct TestBed {
 }
 
 impl TestBed {
-    /// Serves test-bed/ for a router and a learner, on a thread of its own.
-    pub fn start(router_url: &str, learner_url: &str) -> TestBed {
+    /// Serves test-bed/ for a stack's router and a learner, on a thread of its own, with their
+    /// credentials (the page reads the fleet and the posteriors through this server).
+    pub fn start(stack: &Stack, learner_url: &str) -> TestBed {
         let root = repo_root();
         let config = magnetar_lab::serve::ServeConfig {
             dir: root.join("test-bed"),
             chart_js: root.join("node_modules/chart.js/dist/chart.umd.js"),
-            router: router_url.to_owned(),
+            router: stack.router_url.clone(),
             learner: learner_url.to_owned(),
+            admin_token: Some(stack.admin_token.clone()),
+            learner_token: learner_takes_tokens().then(|| learner_token().to_owned()),
         };
         assert!(config.chart_js.exists(), "chart.js is missing: run scripts/setup.sh (npm ci)");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind test-bed");

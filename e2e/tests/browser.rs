@@ -71,7 +71,7 @@ async fn page_shows_thompson_sampling_beating_round_robin_on_the_prototype_profi
         })
         .collect();
     let stack = Stack::start("browser", &fleet, &learner_vars(&learner));
-    let bed = TestBed::start(&stack.router_url, &learner.url);
+    let bed = TestBed::start(&stack, &learner.url);
     let artifacts = artifacts_dir("browser");
     let config = json!({
         "mode": "compare",
@@ -133,7 +133,7 @@ async fn page_reports_a_stopped_router_and_learner() {
     let nobody = format!("http://127.0.0.1:{}", free_port());
     fleet.push(DownstreamSpec::external("downstream-3", &nobody));
     let mut stack = Stack::start("outage", &fleet, &learner_vars(&learner));
-    let bed = TestBed::start(&stack.router_url, &learner.url);
+    let bed = TestBed::start(&stack, &learner.url);
     let artifacts = artifacts_dir("browser");
     let config = json!({
         "mode": "outage",

@@ -511,10 +511,10 @@ async fn admin_endpoints_need_the_admin_token_and_list_no_credentials() {
     }
     let fleet: Value =
         stack.admin(&client, "/_magnetar/fleet").send().await.unwrap().json().await.unwrap();
-    assert_eq!(
-        (fleet["learner"].as_bool(), fleet["telemetry"].as_bool()),
-        (Some(true), Some(true))
-    );
+    let configured =
+        (fleet["learner_configured"].as_bool(), fleet["telemetry_configured"].as_bool());
+    assert_eq!(configured, (Some(true), Some(true)), "{fleet}");
+    assert!(fleet.get("learner").is_none() && fleet.get("telemetry").is_none(), "{fleet}");
     let health = client.get(format!("{}/_magnetar/health", stack.router_url)).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200, "health is public");
 }

@@ -119,8 +119,9 @@ pub fn fleet(req: Request, ctx: RouteContext<Context>) -> Result<Response> {
         "objective": config.magnetar.objective.to_string(),
         "attempt_timeout_ms": config.attempt_timeout_ms,
         "request_deadline_ms": config.request_deadline_ms,
-        "telemetry": config.telemetry.is_some(),
-        "learner": config.learner.is_some(),
+        // Whether they are configured, not where (their URLs are for the deployment only).
+        "telemetry_configured": config.telemetry.is_some(),
+        "learner_configured": config.learner.is_some(),
         "success_definition": "an attempt succeeds when the downstream answers with a status below 500 other than 429; a request succeeds when its final attempt does",
     });
     Ok(with_cors(Response::from_json(&body)?, config))

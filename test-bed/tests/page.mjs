@@ -225,7 +225,7 @@ async function compare() {
   const shownPosteriors = await page.$$eval("#posterior-table tbody tr", (trs) => trs.map((tr) => ({
     name: tr.dataset.downstream, successes: Number(tr.dataset.successes), failures: Number(tr.dataset.failures),
   })));
-  const learner = await (await fetch(`${cfg.learner}/params?route=${encodeURIComponent(tsRoute)}`)).json();
+  const learner = await (await fetch(new URL(`api/params?route=${encodeURIComponent(tsRoute)}`, cfg.url))).json();
   const total = (rows) => rows.reduce((t, r) => t + r.successes + r.failures, 0);
   const fromLearner = Object.entries(learner.downstreams || {}).map(([name, d]) => ({ name, ...d }));
   check(shownPosteriors.length === 3, `three posterior rows (${shownPosteriors.length})`);

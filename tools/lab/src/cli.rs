@@ -150,6 +150,12 @@ pub struct ServeArgs {
     /// Chart.js UMD build (default: node_modules/chart.js/dist/chart.umd.js of the repository).
     #[arg(long)]
     pub chart_js: Option<PathBuf>,
+    /// The router's ADMIN_TOKEN: the page reads the fleet through this server, which sends it.
+    #[arg(long, env = "MAGNETAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The learner's token: the page reads /params through this server, which sends it.
+    #[arg(long, env = "MAGNETAR_LEARNER_TOKEN", hide_env_values = true)]
+    pub learner_token: Option<String>,
 }
 
 fn default_router() -> String {
@@ -337,6 +343,8 @@ pub async fn execute(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|| root.join("node_modules/chart.js/dist/chart.umd.js")),
                 router: args.router.trim_end_matches('/').to_owned(),
                 learner: args.learner.trim_end_matches('/').to_owned(),
+                admin_token: args.admin_token,
+                learner_token: args.learner_token,
             };
             if !config.dir.join("index.html").exists() {
                 bail!("{} has no index.html (give --dir)", config.dir.display());

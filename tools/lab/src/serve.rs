@@ -4,11 +4,14 @@
 //! sheet and the page's ES modules), Chart.js from `node_modules/chart.js/dist/chart.umd.js` at
 //! `/vendor/chart.umd.js`, and two JSON documents the page starts from: `/config.json` (where the
 //! router and the learner are, the shared metric constants) and `/scenarios.json` (the lab's
-//! built-in scenarios, so the page's presets are the lab's). The page itself talks to the router
-//! and the learner directly (CORS); the downstreams (no CORS) it reaches through this server, which
-//! forwards to every downstream of the router's fleet (the last fleet read is kept, so the
+//! built-in scenarios, so the page's presets are the lab's). The page sends its requests to the
+//! router directly (CORS). What needs credentials it reads through this server, which adds them,
+//! so no token reaches the page; and the downstreams (no CORS) it reaches through this server too,
+//! which forwards to every downstream of the router's fleet (the last fleet read is kept, so the
 //! downstreams stay readable while the router is down):
 //!
+//! - `GET /api/fleet`: the router's `GET /_magnetar/fleet`, with its admin token;
+//! - `GET /api/params?route=R`: the learner's `GET /params?route=R`, with the learner's token;
 //! - `GET /api/downstreams`: each downstream's `GET /stats`, overall and per `x-flaky-tag` (the
 //!   page tags each lane of a run and reads its counts from there);
 //! - `GET /api/downstreams/config`: each downstream's `GET /`, its own effective configuration
@@ -23,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -42,35 +45,62 @@ pub struct ServeConfig {
     pub chart_js: PathBuf,
     /// Router base URL, as the browser reaches it.
     pub router: String,
-    /// Learner base URL, as the browser reaches it.
+    /// Learner base URL.
     pub learner: String,
+    /// The router's `ADMIN_TOKEN`, sent on `/_magnetar/fleet`.
+    pub admin_token: Option<String>,
+    /// The learner's bearer token, sent on `/params`.
+    pub learner_token: Option<String>,
 }
 
 /// What the handlers share.
 struct Shared {
     config: ServeConfig,
+    /// For the downstreams: carries no credentials.
     client: reqwest::Client,
+    /// For the router's admin endpoints and the learner: carry their tokens.
+    router_client: reqwest::Client,
+    learner_client: reqwest::Client,
     /// (name, URL) of every downstream, from the router's last answered `/_magnetar/fleet`.
     fleet: Mutex<Vec<(String, String)>>,
 }
 
 /// The page's router (axum), ready to serve.
 pub fn app(config: ServeConfig) -> Router {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
-    let shared = Shared { config, client, fleet: Mutex::new(Vec::new()) };
+    let client = client_with(None);
+    let router_client = client_with(config.admin_token.as_deref());
+    let learner_client = client_with(config.learner_token.as_deref());
+    let shared =
+        Shared { config, client, router_client, learner_client, fleet: Mutex::new(Vec::new()) };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/config.json", get(config_json))
         .route("/scenarios.json", get(scenarios_json))
+        .route("/api/fleet", get(router_fleet))
+        .route("/api/params", get(learner_params))
         .route("/api/downstreams", get(downstream_counts))
         .route("/api/downstreams/config", get(downstream_configs))
         .route("/vendor/chart.umd.js", get(chart_js))
         .route("/{file}", get(static_file))
         .with_state(Arc::new(shared))
+}
+
+/// A client with a 3 s timeout that sends `Authorization: Bearer <token>` when given one.
+fn client_with(token: Option<&str>) -> reqwest::Client {
+    let mut headers = header::HeaderMap::new();
+    if let Some(value) =
+        token.and_then(|t| header::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        let mut value = value;
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .default_headers(headers)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.
@@ -137,7 +167,7 @@ async fn scenarios_json() -> Json<serde_json::Value> {
 
 /// The downstreams of the router's fleet, refreshed when the router answers.
 async fn fleet(shared: &Shared) -> Vec<(String, String)> {
-    if let Ok(Some(info)) = FleetInfo::fetch(&shared.client, &shared.config.router).await {
+    if let Ok(Some(info)) = FleetInfo::fetch(&shared.router_client, &shared.config.router).await {
         let fresh: Vec<(String, String)> = info
             .downstreams
             .into_iter()
@@ -167,6 +197,45 @@ async fn get_json(client: &reqwest::Client, url: String) -> Result<Value, String
         return Err(format!("answered {}", response.status()));
     }
     response.json().await.map_err(|_| "answered something other than JSON".to_owned())
+}
+
+/// `GET /api/fleet`: the router's fleet, read with the admin token.
+async fn router_fleet(State(shared): State<Arc<Shared>>) -> Response {
+    let url = format!("{}/_magnetar/fleet", shared.config.router);
+    match get_json(&shared.router_client, url).await {
+        Ok(fleet) => Json(fleet).into_response(),
+        Err(e) => upstream_error("router", e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RouteQuery {
+    route: String,
+}
+
+/// `GET /api/params?route=R`: the learner's posteriors for a route, read with its token.
+async fn learner_params(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<RouteQuery>,
+) -> Response {
+    let request = shared
+        .learner_client
+        .get(format!("{}/params", shared.config.learner))
+        .query(&[("route", query.route.as_str())]);
+    let answer = match request.send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|e| e.to_string()),
+        Ok(r) => Err(format!("answered {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    };
+    match answer {
+        Ok(params) => Json(params).into_response(),
+        Err(e) => upstream_error("learner", e),
+    }
+}
+
+fn upstream_error(what: &str, message: String) -> Response {
+    let body = json!({ "error": format!("{what}_unavailable"), "message": message });
+    (StatusCode::BAD_GATEWAY, Json(body)).into_response()
 }
 
 /// `GET /api/downstreams`: every downstream's `/stats` (with its per-tag counts), in fleet order.
@@ -237,6 +306,8 @@ mod tests {
             chart_js: dir.join("index.html"),
             router: "http://127.0.0.1:9".into(),
             learner: "http://127.0.0.1:9".into(),
+            admin_token: None,
+            learner_token: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
