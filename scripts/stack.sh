@@ -109,20 +109,14 @@ fi
 
 # Credentials of this run, new on every start: the router's admin endpoints need ADMIN_TOKEN; the
 # learner refuses unauthenticated calls, so the router gets its token (bearer on /params and
-# /recommendation, basic auth magnetar:<token> on telemetry). A learner without --token (one
-# that cannot check credentials) gets none of it.
+# /recommendation, basic auth magnetar:<token> on telemetry).
 random_token() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 admin_token=$(random_token)
 learner_token=$(random_token)
-router_secrets=(--secret "ADMIN_TOKEN=$admin_token")
-learner_auth=()
-ingest_auth=()
-if "$LEARNER_BIN" --help 2>/dev/null | grep -q -- '--token'; then
-  learner_auth=(--token "$learner_token")
-  ingest_auth=(--rest-basic-auth "magnetar:$learner_token")
-  router_secrets+=(--secret "LEARNER_TOKEN=$learner_token" --secret "KAFKA_REST_USERNAME=magnetar" \
-    --secret "KAFKA_REST_PASSWORD=$learner_token")
-fi
+learner_auth=(--token "$learner_token")
+ingest_auth=(--rest-basic-auth "magnetar:$learner_token")
+router_secrets=(--secret "ADMIN_TOKEN=$admin_token" --secret "LEARNER_TOKEN=$learner_token"
+  --secret "KAFKA_REST_USERNAME=magnetar" --secret "KAFKA_REST_PASSWORD=$learner_token")
 
 # One wrangler config per process; fails when a port (HTTP or inspector) is taken, since workerd
 # would then fail obscurely. Secrets go to .dev.vars beside the router's config.
@@ -149,9 +143,7 @@ done <<<"$manifest"
 
 # The page reads the fleet and the learner's posteriors through its server, which holds the
 # tokens (given in its environment, not on its command line).
-learner_page_token=""
-[ ${#learner_auth[@]} -gt 0 ] && learner_page_token=$learner_token
-MAGNETAR_ADMIN_TOKEN=$admin_token MAGNETAR_LEARNER_TOKEN=$learner_page_token \
+MAGNETAR_ADMIN_TOKEN=$admin_token MAGNETAR_LEARNER_TOKEN=$learner_token \
   start test-bed "$BIN/magnetar-lab" serve --port "$testbed_port" \
   --router "http://127.0.0.1:$router_port" --learner "$learner_url"
 

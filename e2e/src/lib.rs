@@ -238,25 +238,7 @@ pub fn fleet_failing(pcts: &[u32]) -> Vec<DownstreamSpec> {
 
 /// A random token (32 hex digits from the OS's random source) for one test's credentials.
 pub fn random_token() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the learner binary checks credentials (`--token`): the learner of this checkout may
-/// predate it, and it refuses flags it does not know. False when it is not built.
-pub fn learner_takes_tokens() -> bool {
-    static TAKES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TAKES.get_or_init(|| {
-        let bin = repo_root().join("target/debug/magnetar-learner");
-        Command::new(bin)
-            .arg("--help")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--token"))
-    })
+    magnetar_lab::process::random_token().expect("read /dev/urandom")
 }
 
 /// The token of every learner this test process starts (so a restarted learner keeps it), and
@@ -369,16 +351,14 @@ impl Stack {
     ) -> Stack {
         let admin_token = random_token();
         options.router_secrets.insert("ADMIN_TOKEN".into(), admin_token.clone());
-        if learner_takes_tokens() {
-            // What a test sets itself (wrong credentials, say) stays.
-            let token = learner_token().to_owned();
-            for (key, value) in [
-                ("LEARNER_TOKEN", token.clone()),
-                ("KAFKA_REST_USERNAME", "magnetar".to_owned()),
-                ("KAFKA_REST_PASSWORD", token),
-            ] {
-                options.router_secrets.entry(key.to_owned()).or_insert(value);
-            }
+        // What a test sets itself (wrong credentials, say) stays.
+        let token = learner_token().to_owned();
+        for (key, value) in [
+            ("LEARNER_TOKEN", token.clone()),
+            ("KAFKA_REST_USERNAME", "magnetar".to_owned()),
+            ("KAFKA_REST_PASSWORD", token),
+        ] {
+            options.router_secrets.entry(key.to_owned()).or_insert(value);
         }
         let root = repo_root();
         for built in ["router/build/index.js", "downstream-worker/build/index.js"] {
@@ -652,11 +632,9 @@ impl Learner {
         let dir = scratch_dir(label);
         let mut command = Command::new(learner_bin());
         command.arg("--http-addr").arg(format!("127.0.0.1:{port}")).args(args);
-        if learner_takes_tokens() {
-            command.args(["--token", learner_token()]);
-            if !args.contains(&"--rest-basic-auth") {
-                command.arg("--rest-basic-auth").arg(format!("magnetar:{}", learner_token()));
-            }
+        command.args(["--token", learner_token()]);
+        if !args.contains(&"--rest-basic-auth") {
+            command.arg("--rest-basic-auth").arg(format!("magnetar:{}", learner_token()));
         }
         command
             // MAGNETAR_E2E_LEARNER_LOG=info,librdkafka=debug shows the consumer group's life.
@@ -673,7 +651,7 @@ impl Learner {
     /// `GET path` on the learner, with its token when it checks credentials.
     pub fn get(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
         let request = client.get(format!("{}{path}", self.url));
-        if learner_takes_tokens() { request.bearer_auth(learner_token()) } else { request }
+        request.bearer_auth(learner_token())
     }
 
     /// `GET /stats` as JSON.
@@ -779,7 +757,7 @@ impl TestBed {
             router: stack.router_url.clone(),
             learner: learner_url.to_owned(),
             admin_token: Some(stack.admin_token.clone()),
-            learner_token: learner_takes_tokens().then(|| learner_token().to_owned()),
+            learner_token: Some(learner_token().to_owned()),
         };
         assert!(config.chart_js.exists(), "chart.js is missing: run scripts/setup.sh (npm ci)");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind test-bed");

@@ -115,12 +115,12 @@ pub async fn measure(router: &str, requests: usize) -> Result<LatencyReport> {
     // One connection reused, as a client in front of an edge would.
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
     let mut _own_stack = None;
-    let (router, fleet) = match FleetInfo::fetch(&client, router).await? {
+    let (router, fleet) = match FleetInfo::fetch(&client, router, None).await? {
         Some(fleet) => (router.to_owned(), fleet),
         None => {
             eprintln!("no router answers at {router}: starting a local stack with 1 downstream...");
             let stack = LocalStack::start(&client, &repo_root(), 1).await?;
-            let fleet = FleetInfo::fetch(&client, &stack.router_url)
+            let fleet = FleetInfo::fetch(&client, &stack.router_url, Some(&stack.admin_token))
                 .await?
                 .context("the stack the lab started does not answer")?;
             let url = stack.router_url.clone();

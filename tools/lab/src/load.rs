@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use magnetar_core::Outcome;
+use magnetar_core::retry::IDEMPOTENCY_KEY_HEADER;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -123,6 +124,9 @@ impl LaneTarget {
             .post(&self.url)
             .header(scenario::HEADER, &headers[phase])
             .header(REQUEST_ID_HEADER, request_id(&self.label, index))
+            // The lab's requests are safe to repeat; saying so lets the router (and the peers)
+            // retry a POST after a 5xx, as it does a GET.
+            .header(IDEMPOTENCY_KEY_HEADER, request_id(&self.label, index))
             .header(TAG_HEADER, &self.tag)
             .header("content-type", "application/json")
             .body("{}")

@@ -129,7 +129,7 @@ pub async fn stack_for(
     let running = if opts.start_stack == StartStack::Always {
         None
     } else {
-        FleetInfo::fetch(client, &opts.router).await?
+        FleetInfo::fetch(client, &opts.router, None).await?
     };
     let fits = running.as_ref().is_some_and(|f| f.downstreams.len() == scenario.fleet_size());
     let mut own = None;
@@ -158,7 +158,7 @@ pub async fn stack_for(
                 scenario.fleet_size()
             );
             let stack = LocalStack::start(client, &root, scenario.fleet_size()).await?;
-            let fleet = FleetInfo::fetch(client, &stack.router_url)
+            let fleet = FleetInfo::fetch(client, &stack.router_url, Some(&stack.admin_token))
                 .await?
                 .context("the stack the lab started does not answer")?;
             eprintln!(

@@ -167,7 +167,13 @@ async fn scenarios_json() -> Json<serde_json::Value> {
 
 /// The downstreams of the router's fleet, refreshed when the router answers.
 async fn fleet(shared: &Shared) -> Vec<(String, String)> {
-    if let Ok(Some(info)) = FleetInfo::fetch(&shared.router_client, &shared.config.router).await {
+    if let Ok(Some(info)) = FleetInfo::fetch(
+        &shared.router_client,
+        &shared.config.router,
+        shared.config.admin_token.as_deref(),
+    )
+    .await
+    {
         let fresh: Vec<(String, String)> = info
             .downstreams
             .into_iter()

@@ -40,6 +40,9 @@ pub struct AlgoInfo {
     pub description: String,
 }
 
+/// The environment variable that gives the lab a running router's `ADMIN_TOKEN`.
+pub const ADMIN_TOKEN_ENV: &str = "MAGNETAR_ADMIN_TOKEN";
+
 /// What `GET /_magnetar/fleet` says.
 #[derive(Clone, Debug, Deserialize)]
 pub struct FleetInfo {
@@ -61,10 +64,21 @@ pub struct FleetInfo {
 }
 
 impl FleetInfo {
-    /// Reads the fleet of the router at `router`; `None` when nothing answers there.
-    pub async fn fetch(client: &reqwest::Client, router: &str) -> Result<Option<FleetInfo>> {
+    /// Reads the fleet of the router at `router` with its `ADMIN_TOKEN` (`admin_token`, else
+    /// the environment's `MAGNETAR_ADMIN_TOKEN`, which `scripts/stack.sh` prints); `None` when
+    /// nothing answers there.
+    pub async fn fetch(
+        client: &reqwest::Client,
+        router: &str,
+        admin_token: Option<&str>,
+    ) -> Result<Option<FleetInfo>> {
         let url = format!("{router}/_magnetar/fleet");
-        let response = match client.get(&url).timeout(Duration::from_secs(3)).send().await {
+        let token = admin_token.map(str::to_owned).or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok());
+        let mut request = client.get(&url).timeout(Duration::from_secs(3));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = match request.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_timeout() => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("GET {url}")),
@@ -109,6 +123,8 @@ pub fn tool_path(root: &Path) -> String {
 pub struct LocalStack {
     pub router_url: String,
     pub learner_url: Option<String>,
+    /// The router's `ADMIN_TOKEN` (made up for this stack).
+    pub admin_token: String,
     pub dir: PathBuf,
     // Dropped in reverse start order: router first, downstreams, learner last.
     services: Vec<Group>,
@@ -132,6 +148,10 @@ impl LocalStack {
         .context("config/workers.json is not JSON")?;
         let dir = process::scratch_dir("stack")?;
         let mut services = Vec::new();
+        // Credentials made up for this stack: the router's admin token, and the learner's token
+        // (bearer on its reads, basic auth magnetar:<token> on telemetry).
+        let admin_token = process::random_token().context("make the stack's tokens")?;
+        let learner_token = process::random_token().context("make the stack's tokens")?;
 
         let learner_bin = std::env::current_exe()
             .ok()
@@ -148,7 +168,11 @@ impl LocalStack {
                 .args(["--mode", "embedded", "--http-addr"])
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--half-life-ms")
-                .arg(half_life.to_string());
+                .arg(half_life.to_string())
+                .arg("--token")
+                .arg(&learner_token)
+                .arg("--rest-basic-auth")
+                .arg(format!("magnetar:{learner_token}"));
             let mut learner = Group::spawn("learner", command, dir.join("learner.log"))?;
             let url = format!("http://127.0.0.1:{port}");
             learner.wait_ready(client, &format!("{url}/healthz")).await?;
@@ -174,9 +198,17 @@ impl LocalStack {
         let fleet =
             magnetar_fleet::FleetFile::parse(&doc.to_string()).context("the lab's fleet")?;
         let mut options = magnetar_fleet::LocalOptions::default();
+        options.router_secrets.insert("ADMIN_TOKEN".into(), admin_token.clone());
         if let Some(url) = &learner_url {
             options.router_vars.insert("LEARNER_URL".into(), url.clone());
             options.router_vars.insert("KAFKA_REST_URL".into(), url.clone());
+            for (key, value) in [
+                ("LEARNER_TOKEN", learner_token.clone()),
+                ("KAFKA_REST_USERNAME", "magnetar".to_owned()),
+                ("KAFKA_REST_PASSWORD", learner_token.clone()),
+            ] {
+                options.router_secrets.insert(key.into(), value);
+            }
         }
         let manifest = magnetar_fleet::gen_local(&fleet, root, &dir.join("configs"), &options)
             .context("generate the stack's wrangler configurations")?;
@@ -229,6 +261,7 @@ impl LocalStack {
         Ok(LocalStack {
             router_url: format!("http://127.0.0.1:{router_port}"),
             learner_url,
+            admin_token,
             dir,
             services,
         })
