@@ -14,8 +14,7 @@ use crate::telemetry::DEFAULT_TOPIC;
 
 /// Strategy used when a request names none.
 pub const DEFAULT_ALGO: &str = "magnetar";
-/// Deadline of one attempt.
-pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
+pub use crate::retry::DEFAULT_ATTEMPT_TIMEOUT_MS;
 /// Deadline of the whole client request, all attempts included.
 pub const DEFAULT_REQUEST_DEADLINE_MS: u64 = 6_000;
 /// Deadline of one telemetry post (it runs after the response, in `wait_until`).

@@ -26,6 +26,8 @@ pub use budget::{RetryBudget, RetryBudgetConfig};
 
 /// Attempts a request gets by default; attempts up to this number carry no penalty.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Deadline of one attempt (`ATTEMPT_TIMEOUT_MS`).
+pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
 /// Hard upper bound on attempts per request, whatever the configuration says.
 pub const MAX_ATTEMPTS_CAP: u32 = 10;
 

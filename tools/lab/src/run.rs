@@ -24,9 +24,8 @@ use crate::scenario::Scenario;
 use crate::stack::{FleetInfo, LocalStack};
 use crate::stats::Statistics;
 
-/// Attempt timeout and request deadline when the router does not say (its defaults).
-const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 2000;
-const DEFAULT_REQUEST_DEADLINE_MS: u64 = 6000;
+// Attempt timeout and request deadline when the router does not say: its defaults.
+use magnetar_core::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
 
 /// When the lab may start a stack of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

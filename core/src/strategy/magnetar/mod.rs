@@ -161,7 +161,7 @@ impl Default for MagnetarConfig {
             stall_factor: DEFAULT_STALL_FACTOR,
             stall_min_ms: DEFAULT_STALL_MIN_MS,
             repeats: false,
-            attempt_timeout_ms: crate::config::DEFAULT_ATTEMPT_TIMEOUT_MS as f64,
+            attempt_timeout_ms: crate::retry::DEFAULT_ATTEMPT_TIMEOUT_MS as f64,
         }
     }
 }
