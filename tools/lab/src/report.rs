@@ -208,9 +208,10 @@ pub fn statistics_table(stats: &Statistics) -> String {
     }
     if !stats.comparisons.is_empty() {
         out.push_str(
-            "\n| lane | against | success difference, points | 95% interval | verdict |\n",
+            "\n| lane | against | success difference, points | 95% interval | verdict | \
+             requests per lane to tell such a difference apart |\n",
         );
-        out.push_str("|---|---|--:|--:|---|\n");
+        out.push_str("|---|---|--:|--:|---|--:|\n");
         for c in &stats.comparisons {
             let _ = writeln!(
                 out,
