@@ -58,6 +58,8 @@ async fn lab_compares_strategies_with_haproxy_and_nginx_and_writes_its_files() {
         requests.as_str(),
         "--start-stack",
         "never",
+        "--admin-token",
+        &stack.admin_token,
         "--no-progress",
         "--out-dir",
         out.to_str().expect("utf-8 path"),

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Router base URL (default: the port in config/workers.json on 127.0.0.1).
     #[arg(long, env = "MAGNETAR_ROUTER")]
     pub router: Option<String>,
+    /// The running router's ADMIN_TOKEN, to read its fleet (`scripts/stack.sh` prints it); a
+    /// stack the lab starts itself makes up its own.
+    #[arg(long, env = "MAGNETAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Scenarios, comma-separated, run one after the other: prototype, t1 (alias tiers), t2, t3,
     /// nonstationary, slowhost (see `magnetar-lab scenarios`).
     #[arg(long, default_value = "prototype", value_delimiter = ',')]
@@ -234,6 +238,7 @@ impl RunArgs {
                 .unwrap_or_else(default_router)
                 .trim_end_matches('/')
                 .to_owned(),
+            admin_token: self.admin_token.clone(),
             scenario: scenario.clone(),
             algos,
             peers,

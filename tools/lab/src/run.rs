@@ -42,6 +42,8 @@ pub enum StartStack {
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub router: String,
+    /// The router's `ADMIN_TOKEN` (`/_magnetar/fleet`).
+    pub admin_token: Option<String>,
     pub scenario: String,
     /// Strategy wire names, or `["all"]` for every strategy the router offers.
     pub algos: Vec<String>,
@@ -128,7 +130,7 @@ pub async fn stack_for(
     let running = if opts.start_stack == StartStack::Always {
         None
     } else {
-        FleetInfo::fetch(client, &opts.router, None).await?
+        FleetInfo::fetch(client, &opts.router, opts.admin_token.as_deref()).await?
     };
     let fits = running.as_ref().is_some_and(|f| f.downstreams.len() == scenario.fleet_size());
     let mut own = None;

@@ -65,8 +65,7 @@ pub struct FleetInfo {
 
 impl FleetInfo {
     /// Reads the fleet of the router at `router` with its `ADMIN_TOKEN` (`admin_token`, else
-    /// the environment's `MAGNETAR_ADMIN_TOKEN`, which `scripts/stack.sh` prints); `None` when
-    /// nothing answers there.
+    /// the environment's `MAGNETAR_ADMIN_TOKEN`); `None` when nothing answers there.
     pub async fn fetch(
         client: &reqwest::Client,
         router: &str,
