@@ -6,6 +6,8 @@
 #   scripts/stack.sh --kafka    Kafka mode: tansu broker + learner bridge (REST → Kafka) +
 #                               learner consumer group (Kafka → posteriors)
 #
+#   MAGNETAR_ADMIN_TOKEN=...    the router's ADMIN_TOKEN and the learner's token (default: new
+#   MAGNETAR_LEARNER_TOKEN=...  random ones on every start, printed; a script may set its own)
 #   MAGNETAR_PROFILE=debug      use debug builds of the learner and the page server (the tests do:
 #                               they are built already); default release.
 #
@@ -111,8 +113,8 @@ fi
 # learner refuses unauthenticated calls, so the router gets its token (bearer on /params and
 # /recommendation, basic auth magnetar:<token> on telemetry).
 random_token() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-admin_token=$(random_token)
-learner_token=$(random_token)
+admin_token=${MAGNETAR_ADMIN_TOKEN:-$(random_token)}
+learner_token=${MAGNETAR_LEARNER_TOKEN:-$(random_token)}
 learner_auth=(--token "$learner_token")
 ingest_auth=(--rest-basic-auth "magnetar:$learner_token")
 router_secrets=(--secret "ADMIN_TOKEN=$admin_token" --secret "LEARNER_TOKEN=$learner_token"

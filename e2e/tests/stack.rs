@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use magnetar_e2e::{Service, repo_root};
+use magnetar_e2e::{Service, learner_token, repo_root};
 use serde_json::Value;
 
 /// First start may build the Workers; the learner and the page server are built already.
@@ -69,6 +69,7 @@ async fn run_stack(args: &[&str]) {
         .arg(repo_root().join("scripts/stack.sh"))
         .args(args)
         .env("MAGNETAR_PROFILE", "debug")
+        .env("MAGNETAR_LEARNER_TOKEN", learner_token())
         .current_dir(repo_root());
     let mut stack = Service::spawn("stack", command, log.clone());
 
@@ -113,6 +114,7 @@ async fn run_stack(args: &[&str]) {
     loop {
         let stats: Value = client
             .get(format!("http://127.0.0.1:{learner}/stats"))
+            .bearer_auth(learner_token())
             .send()
             .await
             .expect("learner answers")
