@@ -177,20 +177,36 @@ pub enum MagnetarConfigError {
     StallFactor(f64),
 }
 
+/// A finite number of at least `min`: the rule of every numeric field.
+fn in_range(x: f64, min: f64) -> bool {
+    x.is_finite() && x >= min
+}
+
 impl MagnetarConfig {
     /// Reports the first field out of range.
     pub fn check(&self) -> Result<(), MagnetarConfigError> {
-        let ok = |x: f64, min: f64| x.is_finite() && x >= min;
-        if !ok(self.hazard_per_s, 0.0) {
+        if !in_range(self.hazard_per_s, 0.0) {
             return Err(MagnetarConfigError::Hazard(self.hazard_per_s));
         }
-        if !ok(self.attempt_cost_ms, 0.0) {
+        if !in_range(self.attempt_cost_ms, 0.0) {
             return Err(MagnetarConfigError::AttemptCost(self.attempt_cost_ms));
         }
-        if !ok(self.stall_factor, 1.0) {
+        if !in_range(self.stall_factor, 1.0) {
             return Err(MagnetarConfigError::StallFactor(self.stall_factor));
         }
         Ok(())
+    }
+
+    /// The same parameters with each field out of range replaced by its default.
+    pub fn sanitized(self) -> MagnetarConfig {
+        let d = MagnetarConfig::default();
+        let pick = |x: f64, min: f64, default: f64| if in_range(x, min) { x } else { default };
+        MagnetarConfig {
+            hazard_per_s: pick(self.hazard_per_s, 0.0, d.hazard_per_s),
+            attempt_cost_ms: pick(self.attempt_cost_ms, 0.0, d.attempt_cost_ms),
+            stall_factor: pick(self.stall_factor, 1.0, d.stall_factor),
+            ..self
+        }
     }
 }
 
@@ -278,26 +294,7 @@ impl Magnetar {
     /// Out-of-range parameters are replaced by their defaults (check them with
     /// [`MagnetarConfig::check`] to report them instead).
     pub fn with_config(arms: usize, config: MagnetarConfig) -> Self {
-        let d = MagnetarConfig::default();
-        let config = MagnetarConfig {
-            hazard_per_s: if config.check().is_err() {
-                d.hazard_per_s
-            } else {
-                config.hazard_per_s
-            },
-            attempt_cost_ms: if config.attempt_cost_ms.is_finite() && config.attempt_cost_ms >= 0.0
-            {
-                config.attempt_cost_ms
-            } else {
-                d.attempt_cost_ms
-            },
-            stall_factor: if config.stall_factor.is_finite() && config.stall_factor >= 1.0 {
-                config.stall_factor
-            } else {
-                d.stall_factor
-            },
-            ..config
-        };
+        let config = config.sanitized();
         Magnetar {
             arms: (0..arms).map(|_| ArmState::new()).collect(),
             limits: RateLimits::new(arms),

@@ -211,6 +211,11 @@ fn config_errors_name_the_parameter() {
     let bad = MagnetarConfig { stall_factor: 0.5, ..Default::default() };
     assert!(bad.check().unwrap_err().to_string().contains("stall factor"));
     assert_eq!(MagnetarConfig::default().check(), Ok(()));
+    // Each bad field falls back to its own default; the good ones are kept.
+    let mixed = MagnetarConfig { hazard_per_s: 0.5, attempt_cost_ms: -1.0, ..Default::default() };
+    let s = Magnetar::with_config(2, mixed);
+    assert_eq!(s.config().hazard_per_s, 0.5);
+    assert_eq!(s.config().attempt_cost_ms, DEFAULT_ATTEMPT_COST_MS);
 }
 
 #[test]
