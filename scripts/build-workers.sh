@@ -9,6 +9,12 @@ cd "$MAGNETAR_ROOT"
 magnetar_fleet validate >/dev/null
 crates=("$@")
 [ ${#crates[@]} -eq 0 ] && crates=(downstream-worker router)
+# worker-build runs cargo and then wasm-bindgen on cargo's output: two builds sharing one target
+# directory (worktrees with one CARGO_TARGET_DIR) would overwrite each other's .wasm in between.
+target_dir="${CARGO_TARGET_DIR:-$MAGNETAR_ROOT/target}"
+mkdir -p "$target_dir"
+exec 9>"$target_dir/.build-workers.lock"
+flock 9
 for crate in "${crates[@]}"; do
   start=$(date +%s)
   (cd "$crate" && RUSTUP_TOOLCHAIN="$MAGNETAR_WASM_TOOLCHAIN" worker-build --release --no-opt >"$MAGNETAR_STATE/build-$crate.log" 2>&1) || {
