@@ -2,10 +2,12 @@
 //! crash leaves either the previous checkpoint or the new one, never a torn file.
 //!
 //! In Kafka mode the consumer writes the checkpoint *before* it commits the offsets of the records
-//! inside it. After a crash the learner reloads the checkpoint and resumes from the committed
-//! offsets; the records between those offsets and the checkpoint are replayed, and their request
-//! ids (kept in the checkpoint) make them duplicates, so every record is counted exactly once
-//! as long as a replay stays within the dedupe window.
+//! inside it, and the checkpoint holds those offsets. After a crash the learner reloads the
+//! checkpoint and, when its partitions are assigned, resumes from the checkpoint's offsets, or
+//! from the group's committed ones when another member went further; so however far commits
+//! lagged behind (a broker refusing them while checkpoints went on), nothing the state holds is
+//! read again. What is replayed is at most the few records applied while a checkpoint was being
+//! copied, and their request ids (kept in the checkpoint) make them duplicates.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use tracing::warn;
 
 use crate::metrics::Counters;
 use crate::shared::SharedLearner;
-use crate::state::SavedState;
+use crate::state::{KafkaOffsets, SavedState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -89,9 +91,17 @@ pub fn save(path: &Path, saved: &SavedState) -> Result<(), CheckpointError> {
 }
 
 /// Writes the learner's state file; false (logged, counted) when it could not. The state is
-/// copied under the lock and serialized after it.
-pub fn write_checkpoint(path: &Path, learner: &SharedLearner, counters: &Counters) -> bool {
-    match save(path, &learner.saved()) {
+/// copied under the lock and serialized after it. In Kafka mode `kafka` holds the consumer
+/// offsets the state covers (taken before the copy, so never ahead of it).
+pub fn write_checkpoint(
+    path: &Path,
+    learner: &SharedLearner,
+    counters: &Counters,
+    kafka: Option<KafkaOffsets>,
+) -> bool {
+    let mut saved = learner.saved();
+    saved.kafka = kafka;
+    match save(path, &saved) {
         Ok(()) => {
             counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             true

@@ -285,7 +285,7 @@ impl Writer {
                 return;
             }
         }
-        if !write_checkpoint(&self.state_file, &self.learner, &self.counters) {
+        if !write_checkpoint(&self.state_file, &self.learner, &self.counters, None) {
             return;
         }
         self.saved_version = version;

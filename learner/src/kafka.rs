@@ -50,11 +50,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+    StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -68,6 +70,7 @@ use crate::ingest::{self, BatchEntry, RecordError, Stored};
 use crate::metrics::Counters;
 use crate::offsets::CommitLedger;
 use crate::shared::SharedLearner;
+use crate::state::KafkaOffsets;
 
 /// How long the learner keeps trying to reach the brokers when it creates the topic.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
@@ -198,6 +201,34 @@ pub struct Committer {
     pub counters: Arc<Counters>,
     pub state_file: Option<PathBuf>,
     ledger: Mutex<CommitLedger>,
+    /// Per partition, the next offset the state file covers: where the consumer resumes when
+    /// the partition is assigned (unless the group's committed offset is further on).
+    checkpointed: Mutex<BTreeMap<i32, i64>>,
+}
+
+/// How long an assignment waits for the group's committed offsets before it resumes from the
+/// state file's.
+const COMMITTED_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where each assigned partition resumes: the state file's offset `covered` when the group's
+/// committed offset is behind it (commits failed while checkpoints went on) or unknown, and the
+/// committed one (`None`: librdkafka's default) when another member already went further.
+pub fn resume_offsets(
+    assigned: &[i32],
+    covered: &BTreeMap<i32, i64>,
+    committed: Option<&BTreeMap<i32, i64>>,
+) -> BTreeMap<i32, i64> {
+    assigned
+        .iter()
+        .filter_map(|p| {
+            let ours = *covered.get(p)?;
+            let theirs = committed.and_then(|c| c.get(p)).copied();
+            match theirs {
+                Some(c) if c >= ours => None,
+                _ => Some((*p, ours)),
+            }
+        })
+        .collect()
 }
 
 impl Committer {
@@ -207,12 +238,60 @@ impl Committer {
         counters: Arc<Counters>,
         state_file: Option<PathBuf>,
     ) -> Self {
+        let checkpointed = learner
+            .kafka_offsets()
+            .filter(|k| k.topic == topic)
+            .map(|k| k.next)
+            .unwrap_or_default();
         Committer {
             topic: topic.to_owned(),
             learner,
             counters,
+            checkpointed: Mutex::new(checkpointed),
             state_file,
             ledger: Mutex::new(CommitLedger::default()),
+        }
+    }
+
+    fn checkpointed(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
+        self.checkpointed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the offsets of the partitions in `tpl` (an assignment) that must resume from the
+    /// state file rather than from the group's committed offsets ([`resume_offsets`]).
+    fn resume_from_checkpoint(
+        &self,
+        consumer: &BaseConsumer<ConsumerCallbacks>,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assigned: Vec<i32> =
+            tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        let covered = self.checkpointed().clone();
+        if assigned.iter().all(|p| !covered.contains_key(p)) {
+            return;
+        }
+        let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_LOOKUP_TIMEOUT) {
+            Ok(list) => Some(
+                list.elements_for_topic(&self.topic)
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            Err(e) => {
+                warn!(error = %e, "committed offsets unknown; resuming from the state file's");
+                None
+            }
+        };
+        for (partition, offset) in resume_offsets(&assigned, &covered, committed.as_ref()) {
+            match tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset)) {
+                Ok(()) => {
+                    info!(partition, offset, "resuming from the state file's offset");
+                }
+                Err(e) => warn!(partition, error = %e, "cannot set the resume offset"),
+            }
         }
     }
 
@@ -236,9 +315,13 @@ impl Committer {
             ledger.applied_offsets().clone()
         };
         if let Some(path) = &self.state_file {
-            if !write_checkpoint(path, &self.learner, &self.counters) {
+            let mut next = self.checkpointed().clone();
+            next.extend(snapshot.iter().map(|(p, o)| (*p, *o)));
+            let offsets = KafkaOffsets { topic: self.topic.clone(), next: next.clone() };
+            if !write_checkpoint(path, &self.learner, &self.counters, Some(offsets)) {
                 return false;
             }
+            *self.checkpointed() = next;
         }
         self.ledger().cover(&snapshot);
         true
@@ -320,6 +403,36 @@ pub struct ConsumerCallbacks {
 impl ClientContext for ConsumerCallbacks {}
 
 impl ConsumerContext for ConsumerCallbacks {
+    /// librdkafka's rebalance, as rdkafka's default does it, except that an assignment first
+    /// gets the offsets the state file covers ([`Committer::resume_from_checkpoint`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.committer.resume_from_checkpoint(consumer, tpl);
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                self.pre_rebalance(consumer, &Rebalance::Error(KafkaError::Rebalance(code)));
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "applying the rebalance failed");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => self.committer.revoke(consumer, list),
@@ -434,6 +547,48 @@ impl ConsumerTask {
                 counters.error(e.kind());
                 counters.rejected_records.fetch_add(1, Ordering::Relaxed);
                 warn!(partition, offset, error = %e, "skipping a message that is not telemetry");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resume_offsets;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn resumes_from_the_state_file_unless_the_group_went_further() {
+        let covered = BTreeMap::from([(0, 100), (1, 50), (2, 70)]);
+        let committed = BTreeMap::from([(0, 10), (1, 80)]);
+        // 0: commits lagged, resume at 100; 1: another member went to 80, keep it;
+        // 2: nothing committed, resume at 70; 3: not in the state file, librdkafka decides.
+        assert_eq!(
+            resume_offsets(&[0, 1, 2, 3], &covered, Some(&committed)),
+            BTreeMap::from([(0, 100), (2, 70)])
+        );
+        // The committed offsets could not be read: the state file's.
+        assert_eq!(resume_offsets(&[1], &covered, None), BTreeMap::from([(1, 50)]));
+    }
+
+    proptest! {
+        /// Wherever it resumes, it is never behind the state file nor behind the group.
+        #[test]
+        fn never_resumes_behind_what_is_known(
+            covered in proptest::collection::btree_map(0i32..8, 0i64..1_000, 0..8),
+            committed in proptest::collection::btree_map(0i32..8, 0i64..1_000, 0..8),
+        ) {
+            let assigned: Vec<i32> = (0..8).collect();
+            let resume = resume_offsets(&assigned, &covered, Some(&committed));
+            for p in assigned {
+                let start = resume.get(&p).or(committed.get(&p));
+                if let Some(ours) = covered.get(&p) {
+                    prop_assert!(start.is_some_and(|s| s >= ours));
+                }
+                if let (Some(theirs), Some(s)) = (committed.get(&p), start) {
+                    prop_assert!(s >= theirs);
+                }
             }
         }
     }

@@ -10,7 +10,8 @@ use magnetar_core::telemetry::TelemetryRecord;
 use rand::rngs::SmallRng;
 
 use crate::state::{
-    Applied, LearnerState, Params, RecommendError, Recommendation, SavedState, StateSummary,
+    Applied, KafkaOffsets, LearnerState, Params, RecommendError, Recommendation, SavedState,
+    StateSummary,
 };
 
 #[derive(Debug)]
@@ -106,5 +107,10 @@ impl SharedLearner {
     /// The checkpoint's content (serialized by the caller, outside the lock).
     pub fn saved(&self) -> SavedState {
         self.lock().state.to_saved()
+    }
+
+    /// Kafka mode: the consumer offsets of the checkpoint the learner started from.
+    pub fn kafka_offsets(&self) -> Option<KafkaOffsets> {
+        self.lock().state.kafka_offsets().cloned()
     }
 }

@@ -203,6 +203,8 @@ pub struct LearnerState {
     unknown_observations: u64,
     /// Next offset of the embedded topic's partition (kept in the checkpoint).
     next_offset: i64,
+    /// Kafka mode: the offsets the loaded checkpoint covers (where the consumer resumes).
+    kafka: Option<KafkaOffsets>,
 }
 
 impl LearnerState {
@@ -221,6 +223,7 @@ impl LearnerState {
             fleet: None,
             unknown_observations: 0,
             next_offset: 0,
+            kafka: None,
         }
     }
 
@@ -477,7 +480,13 @@ impl LearnerState {
             routes: self.routes.clone(),
             recent_ids: self.recent.order.iter().copied().collect(),
             next_offset: self.next_offset,
+            kafka: None,
         }
+    }
+
+    /// Kafka mode: the offsets of the loaded checkpoint, per partition the next one to read.
+    pub fn kafka_offsets(&self) -> Option<&KafkaOffsets> {
+        self.kafka.as_ref()
     }
 
     /// Rebuilds a state from a checkpoint, with this process's decay and window size.
@@ -496,6 +505,7 @@ impl LearnerState {
             fleet: None,
             unknown_observations: 0,
             next_offset: saved.next_offset,
+            kafka: saved.kafka,
         }
     }
 }
@@ -558,6 +568,18 @@ pub struct SavedState {
     /// Next offset of the embedded topic; absent from checkpoints written before it existed.
     #[serde(default)]
     pub next_offset: i64,
+    /// Kafka mode: the consumer offsets this state covers (absent in embedded mode and from
+    /// older checkpoints). The consumer seeks to them on assignment, so a replay after a crash
+    /// starts where the state ends, however far the broker's committed offsets lag behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaOffsets>,
+}
+
+/// Consumer offsets of one topic: per partition, the next offset to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaOffsets {
+    pub topic: String,
+    pub next: BTreeMap<i32, i64>,
 }
 
 impl SavedState {
