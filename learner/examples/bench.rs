@@ -31,6 +31,8 @@ fn main() {
         let mut learner_args = vec!["magnetar-learner".to_owned()];
         learner_args.extend(args[2..].iter().cloned());
         runtime.block_on(serve(learner_args));
+    } else if args.get(1).map(String::as_str) == Some("--durable") {
+        runtime.block_on(durable());
     } else {
         runtime.block_on(bench());
     }
@@ -128,6 +130,19 @@ async fn post_all(
     per_batch: usize,
     downstreams: usize,
 ) -> f64 {
+    post_from(client, CLIENTS, url, route, total, per_batch, downstreams).await
+}
+
+/// [`post_all`] from `clients` concurrent clients.
+async fn post_from(
+    client: &reqwest::Client,
+    clients: usize,
+    url: &str,
+    route: &str,
+    total: usize,
+    per_batch: usize,
+    downstreams: usize,
+) -> f64 {
     let bodies: Vec<Vec<u8>> = (0..total)
         .step_by(per_batch)
         .map(|s| {
@@ -142,7 +157,7 @@ async fn post_all(
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = format!("{url}/topics/magnetar-telemetry");
     let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (client, bodies, next, url) =
                 (client.clone(), bodies.clone(), next.clone(), url.clone());
@@ -219,6 +234,36 @@ fn tansu_bin() -> Option<PathBuf> {
         dirs.push(PathBuf::from(home).join(".cargo/bin"));
     }
     dirs.into_iter().map(|d| d.join("tansu")).find(|p| p.is_file())
+}
+
+/// `--durable`: embedded ingest with a state file (every batch synced before its 200) as the
+/// number of concurrent clients grows: group commit shares one sync among the batches waiting.
+async fn durable() {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .default_headers(auth_headers())
+        .build()
+        .expect("client");
+    println!("durable ingest (embedded, --state-file), 100-record batches, {} cores", cores());
+    let dir = std::env::temp_dir().join(format!("learner-bench-durable-{}", std::process::id()));
+    for clients in [8usize, 32, 64] {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("bench dir");
+        let state = dir.join("state.json");
+        let learner =
+            Learner::start(&["--mode", "embedded", "--state-file", state.to_str().expect("utf-8")]);
+        let rate = post_from(&client, clients, &learner.url, "/durable", 200_000, 100, 10).await;
+        println!("  {clients:>3} clients: {rate:>9.0} records/s");
+        drop(learner);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn auth_headers() -> reqwest::header::HeaderMap {
+    let mut auth = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {TOKEN}").parse().expect("header value");
+    auth.insert(reqwest::header::AUTHORIZATION, bearer);
+    auth
 }
 
 async fn bench() {

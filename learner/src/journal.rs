@@ -50,8 +50,16 @@ struct Line<R> {
 
 type Reply = oneshot::Sender<(i64, Vec<Applied>)>;
 
+/// A batch on its way to the writer, each record already encoded as JSON by the handler (on the
+/// async threads, in parallel), so the one writer thread only copies bytes, syncs and applies.
+struct Batch {
+    records: Vec<TelemetryRecord>,
+    encoded: Vec<Vec<u8>>,
+    reply: Reply,
+}
+
 enum Message {
-    Batch(Vec<TelemetryRecord>, Reply),
+    Batch(Batch),
     Stop,
 }
 
@@ -65,6 +73,15 @@ impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Journal")
     }
+}
+
+/// Appends the line `Line { offset, record }` serializes to, from the record's own JSON.
+fn push_line(buffer: &mut Vec<u8>, offset: i64, record: &[u8]) {
+    buffer.extend_from_slice(b"{\"offset\":");
+    buffer.extend_from_slice(offset.to_string().as_bytes());
+    buffer.extend_from_slice(b",\"record\":");
+    buffer.extend_from_slice(record);
+    buffer.extend_from_slice(b"}\n");
 }
 
 fn segments(state_file: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
@@ -142,11 +159,11 @@ impl Journal {
     /// Makes `records` durable and learns them; `None` when that could not be done.
     pub async fn append(&self, records: Vec<TelemetryRecord>) -> Option<(i64, Vec<Applied>)> {
         let (reply, answer) = oneshot::channel();
-        let sent = self
-            .tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(Message::Batch(records, reply));
+        // Serializing a validated record cannot fail (finite numbers, string keys).
+        let encoded = records.iter().map(|r| serde_json::to_vec(r).unwrap_or_default()).collect();
+        let batch = Batch { records, encoded, reply };
+        let sent =
+            self.tx.lock().unwrap_or_else(PoisonError::into_inner).send(Message::Batch(batch));
         sent.ok()?;
         answer.await.ok()
     }
@@ -214,13 +231,13 @@ impl Writer {
             let wait = self.interval.saturating_sub(last_checkpoint.elapsed());
             let mut group = Vec::new();
             match rx.recv_timeout(wait) {
-                Ok(Message::Batch(records, reply)) => group.push((records, reply)),
+                Ok(Message::Batch(batch)) => group.push(batch),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             while !stopping && !group.is_empty() && group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(Message::Batch(records, reply)) => group.push((records, reply)),
+                    Ok(Message::Batch(batch)) => group.push(batch),
                     Ok(Message::Stop) => stopping = true,
                     Err(_) => break,
                 }
@@ -238,14 +255,12 @@ impl Writer {
     }
 
     /// Appends, syncs, applies and answers one group of batches.
-    fn commit(&mut self, group: Vec<(Vec<TelemetryRecord>, Reply)>) {
+    fn commit(&mut self, group: Vec<Batch>) {
         self.buffer.clear();
         let mut offset = self.next;
-        for (records, _) in &group {
-            for record in records {
-                // Serializing a validated record cannot fail (finite numbers, string keys).
-                let _ = serde_json::to_writer(&mut self.buffer, &Line { offset, record });
-                self.buffer.push(b'\n');
+        for batch in &group {
+            for record in &batch.encoded {
+                push_line(&mut self.buffer, offset, record);
                 offset += 1;
             }
         }
@@ -262,7 +277,7 @@ impl Writer {
         }
         self.counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
-        for (records, reply) in group {
+        for Batch { records, reply, .. } in group {
             let first = self.next;
             self.next += records.len() as i64;
             let applied = self
@@ -300,5 +315,22 @@ impl Writer {
             }
             Err(e) => warn!(error = %e, "cannot list the state log segments"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_built_from_the_encoded_record_is_the_one_serde_writes_and_reads() {
+        let record = crate::ingest::tests::record("line");
+        let mut built = Vec::new();
+        push_line(&mut built, 12_345, &serde_json::to_vec(&record).unwrap());
+        let mut expected = serde_json::to_vec(&Line { offset: 12_345, record: &record }).unwrap();
+        expected.push(b'\n');
+        assert_eq!(String::from_utf8(built.clone()).unwrap(), String::from_utf8(expected).unwrap());
+        let back: Line<TelemetryRecord> = serde_json::from_slice(&built).unwrap();
+        assert_eq!((back.offset, back.record.request_id), (12_345, record.request_id));
     }
 }
