@@ -246,15 +246,22 @@ async fn durable() {
         .expect("client");
     println!("durable ingest (embedded, --state-file), 100-record batches, {} cores", cores());
     let dir = std::env::temp_dir().join(format!("learner-bench-durable-{}", std::process::id()));
+    println!("  (beside it, the same load on a learner without a state file, in the same run)");
     for clients in [8usize, 32, 64] {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bench dir");
         let state = dir.join("state.json");
         let learner =
             Learner::start(&["--mode", "embedded", "--state-file", state.to_str().expect("utf-8")]);
-        let rate = post_from(&client, clients, &learner.url, "/durable", 200_000, 100, 10).await;
-        println!("  {clients:>3} clients: {rate:>9.0} records/s");
+        let durable = post_from(&client, clients, &learner.url, "/durable", 200_000, 100, 10).await;
         drop(learner);
+        let learner = Learner::start(&["--mode", "embedded"]);
+        let memory = post_from(&client, clients, &learner.url, "/memory", 200_000, 100, 10).await;
+        drop(learner);
+        println!(
+            "  {clients:>3} clients: {durable:>9.0} records/s durable, {memory:>9.0} without a state file ({:.0}%)",
+            100.0 * durable / memory
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
