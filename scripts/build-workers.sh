@@ -6,6 +6,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$MAGNETAR_ROOT"
+mkdir -p "$MAGNETAR_STATE"
 magnetar_fleet validate >/dev/null
 crates=("$@")
 [ ${#crates[@]} -eq 0 ] && crates=(downstream-worker router)

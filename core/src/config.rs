@@ -5,6 +5,7 @@
 //! a named constant; every error names the variable.
 
 use crate::fleet::{Fleet, FleetError};
+use crate::forward::ForwardTrust;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, RetryMode};
 use crate::route::Routes;
@@ -142,6 +143,9 @@ pub struct RouterConfig {
     pub admin_token: Option<String>,
     /// Route patterns (`ROUTES`); `None`: the request path is the route.
     pub routes: Option<Routes>,
+    /// Whether the client's `X-Forwarded-For` / `Forwarded` are extended or replaced
+    /// (`FORWARDED_TRUST=append|replace`, default append; see [`crate::forward`]).
+    pub forward_trust: ForwardTrust,
 }
 
 impl RouterConfig {
@@ -407,6 +411,11 @@ impl RouterConfig {
                 1..=MAX_BODY_BYTES_CAP,
             )?,
             admin_token: lookup("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
+            forward_trust: lookup("FORWARDED_TRUST")
+                .map(|raw| raw.parse::<ForwardTrust>())
+                .transpose()
+                .map_err(|e| invalid("FORWARDED_TRUST", e.to_string()))?
+                .unwrap_or_default(),
             routes: lookup("ROUTES")
                 .map(|json| Routes::from_json(&json))
                 .transpose()

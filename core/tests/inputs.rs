@@ -17,7 +17,7 @@ const FLEET: &str =
     r#"[{"name":"a","url":"http://127.0.0.1:1"},{"name":"b","url":"http://127.0.0.1:2"}]"#;
 
 /// Every variable the router reads besides `FLEET`.
-const VARS: [&str; 27] = [
+const VARS: [&str; 28] = [
     "ADMIN_TOKEN",
     "ATTEMPT_COST_MS",
     "ATTEMPT_TIMEOUT_MS",
@@ -44,6 +44,7 @@ const VARS: [&str; 27] = [
     "RETRY_BUDGET_TTL_MS",
     "ROUTES",
     "TELEMETRY_TIMEOUT_MS",
+    "FORWARDED_TRUST",
     "FLEET",
 ];
 
@@ -56,7 +57,7 @@ fn value() -> impl Strategy<Value = String> {
         any::<f64>().prop_map(|x| x.to_string()),
         proptest::sample::select(vec![
             "off", "auto", "true", "false", "20%", "-1", "1e308", "NaN", "inf", "magnetar",
-            "thompson", "nope", "success", "latency",
+            "thompson", "nope", "success", "latency", "append", "replace",
         ])
         .prop_map(str::to_owned),
         "https?://[a-z0-9.:/]{0,20}",

@@ -489,6 +489,34 @@ async fn hop_by_hop_headers_are_dropped_forwarding_headers_set_and_bodies_bounde
     );
 }
 
+/// `FORWARDED_TRUST=replace`: what a client claims in `X-Forwarded-For` / `Forwarded` does not
+/// reach the origin; the lists hold only the address the router saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_trust_replace_drops_what_the_client_claimed() {
+    let (echo, heads) =
+        raw_origin(|_| (vec!["HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"], Duration::ZERO));
+    let fleet = [DownstreamSpec::external("echo", &echo)];
+    let vars = [("FORWARDED_TRUST", "replace".into())];
+    let stack = Stack::start("fwd-replace", &fleet, &vars);
+    let r = client()
+        .get(format!("{}/service", stack.router_url))
+        .header("x-forwarded-for", "198.51.100.1")
+        .header("forwarded", "for=198.51.100.1")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    let heads = heads.lock().expect("heads").clone();
+    let head = heads.first().expect("the origin was reached");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    assert_eq!(header("x-forwarded-for"), "127.0.0.1", "{head}");
+    assert_eq!(header("forwarded"), "for=127.0.0.1;proto=http", "{head}");
+}
+
 /// `/_magnetar/fleet` and `/_magnetar/state` answer only with the admin token and list no
 /// credentials (the learner's URL, the REST endpoint); `/_magnetar/health` is public.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

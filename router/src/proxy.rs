@@ -94,6 +94,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             lookup("forwarded").as_deref(),
             lookup("cf-connecting-ip").as_deref(),
             url.scheme(),
+            config.forward_trust,
         ),
     };
     let max_attempts = options.max_attempts.unwrap_or(config.max_attempts);
