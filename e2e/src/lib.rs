@@ -114,6 +114,12 @@ impl Service {
         Service { name: name.to_owned(), child, log }
     }
 
+    /// Resident memory of every process of the service's group (workerd under wrangler, say),
+    /// KiB, from `/proc`.
+    pub fn rss_kib(&self) -> u64 {
+        group_rss_kib(self.child.id())
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
@@ -172,6 +178,29 @@ impl Service {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Sum of `VmRSS` over the processes whose process group is `pgid`, KiB.
+pub fn group_rss_kib(pgid: u32) -> u64 {
+    let Ok(entries) = fs::read_dir("/proc") else { return 0 };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(stat) = fs::read_to_string(path.join("stat")) else { continue };
+        // `pid (comm) state ppid pgrp ...`: comm may hold spaces, so split after its `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let pgrp = rest.split_whitespace().nth(2).and_then(|p| p.parse::<u32>().ok());
+        if pgrp != Some(pgid) {
+            continue;
+        }
+        let status = fs::read_to_string(path.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
 }
 
 impl Drop for Service {
@@ -418,6 +447,17 @@ impl Stack {
         state.json().await.expect("json")
     }
 
+    /// Resident memory of the stack's processes (wrangler and workerd of the router and the
+    /// downstreams), KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.services.iter().map(Service::rss_kib).sum()
+    }
+
+    /// [`Stack::rss_kib`] per process group (one `wrangler dev` each), by service name.
+    pub fn rss_by_service(&self) -> Vec<(String, u64)> {
+        self.services.iter().map(|s| (s.name.clone(), s.rss_kib())).collect()
+    }
+
     /// `GET path` on the router with its admin token.
     pub fn admin(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
         client.get(format!("{}{path}", self.router_url)).bearer_auth(&self.admin_token)
@@ -607,7 +647,10 @@ pub fn shares(observed: &[Observed], names: &[&str]) -> Vec<f64> {
 
 /// The learner binary built by `cargo build -p magnetar-learner` (scripts/test.sh builds it).
 pub fn learner_bin() -> PathBuf {
-    let bin = repo_root().join("target/debug/magnetar-learner");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let bin = target.join("debug/magnetar-learner");
     assert!(bin.exists(), "{} is missing: run `cargo build -p magnetar-learner`", bin.display());
     bin
 }
