@@ -5,6 +5,7 @@
 //! a named constant; every error names the variable.
 
 use crate::fleet::{Fleet, FleetError};
+use crate::health::HealthConfig;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, RetryMode};
 use crate::route::Routes;
@@ -142,6 +143,8 @@ pub struct RouterConfig {
     pub admin_token: Option<String>,
     /// Route patterns (`ROUTES`); `None`: the request path is the route.
     pub routes: Option<Routes>,
+    /// Passive health: ejection, panic threshold, probes, slow start (`HEALTH_*`).
+    pub health: HealthConfig,
 }
 
 impl RouterConfig {
@@ -411,6 +414,7 @@ impl RouterConfig {
                 .map(|json| Routes::from_json(&json))
                 .transpose()
                 .map_err(|e| invalid("ROUTES", e.to_string()))?,
+            health: HealthConfig::from_lookup(lookup).map_err(|e| invalid(e.var, e.problem))?,
         })
     }
 }

@@ -11,6 +11,8 @@
 //! - [`fleet`]: the fleet configuration (`config/workers.json`), parsed once into typed values;
 //! - [`strategy`]: the [`Strategy`](strategy::Strategy) trait and one file per algorithm;
 //! - [`posterior`]: the Beta posterior with exponential time decay (the learner's state per arm);
+//! - [`health`]: passive failure detection (phi accrual, consecutive failures), ejection, panic
+//!   threshold, readmission probes and slow start;
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
 //! - [`config`]: the router's configuration (wrangler variables), parsed once;
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod config;
 pub mod fleet;
 pub mod forward;
+pub mod health;
 pub mod outcome;
 pub mod posterior;
 pub mod request;

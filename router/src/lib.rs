@@ -8,6 +8,7 @@
 //! - [`body`]: the client's body, read under `MAX_BODY_BYTES`;
 //! - [`attempt`]: one attempt, cut off at its deadline;
 //! - [`deadline`]: AbortController + Delay for every subrequest;
+//! - [`health`]: ejected downstreams vetoed, outcomes reported, readmission probes;
 //! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters), one handle per
 //!   request passed to what touches it;
 //! - [`clock`]: the wall clock;
@@ -23,6 +24,7 @@ pub mod body;
 pub mod clock;
 pub mod control;
 pub mod deadline;
+pub mod health;
 pub mod isolate;
 pub mod learner;
 pub mod log;

@@ -14,7 +14,7 @@ use crate::attempt::{self, Answer, AttemptResult, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
-use crate::{control, learner, log, telemetry};
+use crate::{control, health, learner, log, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
@@ -78,6 +78,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     };
     isolate.count(|c| c.requests += 1);
     isolate.deposit_retry_budget(started_ms);
+    health::start_due_probes(&isolate, &ctx.env, &ctx.data, started_ms);
     let algo = options.algo.unwrap_or(config.default_algo);
     learner::maybe_refresh_params(&isolate, &route, algo, started_ms, &ctx.data);
 
@@ -113,7 +114,9 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let mut next = Next::GiveUp;
     loop {
         let attempt_no = plan.next_attempt();
-        let ctx_sel = plan.select_context(now_ms());
+        let chosen_at = now_ms();
+        let vetoed = health::veto(&isolate, plan.excluded(), chosen_at);
+        let ctx_sel = health::context(plan.select_context(chosen_at), &vetoed);
         let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,
@@ -140,6 +143,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
         isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        health::observe(&isolate, arm, outcome, finished);
         isolate.count(|c| c.attempts += 1);
         last_answer = answer;
         next = isolate.record_attempt(
