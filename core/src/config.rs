@@ -11,6 +11,7 @@ use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, Re
 use crate::route::Routes;
 use crate::strategy::magnetar::{MagnetarConfig, Objective};
 use crate::strategy::{StrategyKind, StrategyParams, UnknownStrategy};
+use crate::tags::RouteTags;
 use crate::telemetry::DEFAULT_TOPIC;
 
 /// Strategy used when a request names none.
@@ -145,6 +146,8 @@ pub struct RouterConfig {
     pub routes: Option<Routes>,
     /// Passive health: ejection, panic threshold, probes, slow start (`HEALTH_*`).
     pub health: HealthConfig,
+    /// Tags each route requires (`ROUTE_TAGS`).
+    pub route_tags: RouteTags,
 }
 
 impl RouterConfig {
@@ -415,6 +418,11 @@ impl RouterConfig {
                 .transpose()
                 .map_err(|e| invalid("ROUTES", e.to_string()))?,
             health: HealthConfig::from_lookup(lookup).map_err(|e| invalid(e.var, e.problem))?,
+            route_tags: lookup("ROUTE_TAGS")
+                .map(|json| RouteTags::from_json(&json))
+                .transpose()
+                .map_err(|e| invalid("ROUTE_TAGS", e.to_string()))?
+                .unwrap_or_default(),
         })
     }
 }

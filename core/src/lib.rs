@@ -14,6 +14,8 @@
 //! - [`health`]: passive failure detection (phi accrual, consecutive failures), ejection, panic
 //!   threshold, readmission probes and slow start;
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
+//! - [`tags`]: tags a request requires (`x-magnetar-tags`, `ROUTE_TAGS`) and the downstreams
+//!   they leave out;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
 //! - [`config`]: the router's configuration (wrangler variables), parsed once;
 //! - [`bench`]: the micro-benchmark workload shared by the native and the wasm32 benchmarks.
@@ -34,6 +36,7 @@ pub mod retry;
 pub mod route;
 pub mod select;
 pub mod strategy;
+pub mod tags;
 pub mod telemetry;
 
 pub use outcome::Outcome;

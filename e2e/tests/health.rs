@@ -233,13 +233,13 @@ async fn a_stopped_downstream_is_ejected_then_readmitted_by_its_probe_with_slow_
 
 /// The same stop without readmission probes (`HEALTH_PROBE=off`, as Envoy without active
 /// checks): each ejection that ends readmits the dead downstream and user requests find out
-/// again, so it loses more attempts than with probes (at most the bound above). The figure is
-/// reported; the test asserts it is at least one threshold's worth more than a single ejection's.
+/// again: every ejection costs at least the two failed attempts in a row that the quickest rule
+/// (phi) needs, where with probes only the first one does. The figure is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_probes_a_dead_downstream_keeps_costing_attempts() {
     let mut stack = Stack::start("health-noprobe", &fleet_failing(&[0, 0, 0]), &health_vars(false));
     let client = client();
-    let (run, load) = stop_under_load(&mut stack, &client, Duration::from_secs(8)).await;
+    let (run, load) = stop_under_load(&mut stack, &client, Duration::from_secs(12)).await;
     let seen = load.finish().await;
     let failed = seen.iter().filter(|(_, o)| o.status != 200).count();
     println!(
@@ -250,8 +250,14 @@ async fn without_probes_a_dead_downstream_keeps_costing_attempts() {
         run.time_to_eject,
         seen.len()
     );
-    assert!(run.ejections >= 2, "its ejection ended and it was ejected again: {}", run.ejections);
-    assert!(run.lost_attempts >= 10, "each readmission costs attempts: {}", run.lost_attempts);
+    // Ejections of 2 s, then 4 s: at least two in the 12 s it is down after the first.
+    assert!(run.ejections >= 2, "its ejections ended and it was ejected again: {}", run.ejections);
+    assert!(
+        run.lost_attempts >= 2 * run.ejections,
+        "each readmission costs attempts: {} in {} ejections",
+        run.lost_attempts,
+        run.ejections
+    );
     assert_eq!(failed, 0, "the retries still save every request");
 }
 
@@ -261,8 +267,10 @@ async fn without_probes_a_dead_downstream_keeps_costing_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_panic_threshold_keeps_half_the_fleet_in() {
     let mut vars = health_vars(true);
-    // The probe asks the work path, which fails on these: ejected ones stay out.
+    // The probe asks for work (the downstream Worker's `/ping` always answers 200), which these
+    // fail: ejected ones stay out.
     vars.retain(|(k, _)| *k != "HEALTH_PROBE_PATH");
+    vars.push(("HEALTH_PROBE_PATH", "/service".into()));
     let stack = Stack::start("health-panic", &fleet_failing(&[100, 100, 100, 0]), &vars);
     let client = client();
     let url = format!("{}/service?max_attempts=1", stack.router_url);

@@ -18,6 +18,7 @@ use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget};
 use magnetar_core::strategy::{
     ArmId, Feedback, PosteriorSnapshot, SelectContext, Strategy, StrategyKind, StrategyParams,
 };
+use magnetar_core::tags;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 use serde::Serialize;
@@ -128,7 +129,7 @@ impl Isolate {
             return Ok(isolate);
         }
         let config = Rc::new(RouterConfig::from_lookup(|name| {
-            (VARS.contains(&name) || health::VARS.contains(&name))
+            (VARS.contains(&name) || health::VARS.contains(&name) || tags::VARS.contains(&name))
                 .then(|| read_var(env, name))
                 .flatten()
         })?);

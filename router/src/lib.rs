@@ -13,6 +13,7 @@
 //!   request passed to what touches it;
 //! - [`clock`]: the wall clock;
 //! - [`learner`]: `/recommendation` per attempt and background `/params` refreshes;
+//! - [`tags`]: tags a request requires, the downstreams they leave out, 400/503 refusals;
 //! - [`telemetry`]: one batch per request posted to the REST proxy in `wait_until`;
 //! - [`log`]: log lines, failures of dependencies logged sparsely;
 //! - [`control`]: the router's own `/_magnetar/*` endpoints and JSON error responses.
@@ -29,6 +30,7 @@ pub mod isolate;
 pub mod learner;
 pub mod log;
 pub mod proxy;
+pub mod tags;
 pub mod telemetry;
 
 #[event(fetch)]

@@ -5,6 +5,7 @@ use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::request::{BodyError, parse_request_options};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, IDEMPOTENCY_KEY_HEADER, Next, Replay};
 use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
+use magnetar_core::tags::TAGS_HEADER;
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use magnetar_core::{Outcome, forward};
 use serde_json::json;
@@ -14,7 +15,7 @@ use crate::attempt::{self, Answer, AttemptResult, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
-use crate::{control, health, learner, log, telemetry};
+use crate::{control, health, learner, log, tags, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
@@ -76,6 +77,11 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             return Ok(control::with_cors(response, &config));
         }
     };
+    let required = match tags::required(&config, &route, lookup(TAGS_HEADER).as_deref()) {
+        Ok(required) => required,
+        Err(refusal) => return Ok(control::with_cors(refusal.response()?, &config)),
+    };
+    let route = required.learning_route(&route);
     isolate.count(|c| c.requests += 1);
     isolate.deposit_retry_budget(started_ms);
     health::start_due_probes(&isolate, &ctx.env, &ctx.data, started_ms);
@@ -115,7 +121,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     loop {
         let attempt_no = plan.next_attempt();
         let chosen_at = now_ms();
-        let vetoed = health::veto(&isolate, plan.excluded(), chosen_at);
+        let vetoed = health::veto(&isolate, &required.veto(plan.excluded()), chosen_at);
         let ctx_sel = health::context(plan.select_context(chosen_at), &vetoed);
         let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
