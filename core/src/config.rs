@@ -6,11 +6,13 @@
 
 use crate::fleet::{Fleet, FleetError};
 use crate::forward::ForwardTrust;
+use crate::health::HealthConfig;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, RetryMode};
 use crate::route::Routes;
 use crate::strategy::magnetar::{MagnetarConfig, Objective};
 use crate::strategy::{StrategyKind, StrategyParams, UnknownStrategy};
+use crate::tags::RouteTags;
 use crate::telemetry::DEFAULT_TOPIC;
 
 /// Strategy used when a request names none.
@@ -146,6 +148,10 @@ pub struct RouterConfig {
     /// Whether the client's `X-Forwarded-For` / `Forwarded` are extended or replaced
     /// (`FORWARDED_TRUST=append|replace`, default append; see [`crate::forward`]).
     pub forward_trust: ForwardTrust,
+    /// Passive health: ejection, panic threshold, probes, slow start (`HEALTH_*`).
+    pub health: HealthConfig,
+    /// Tags each route requires (`ROUTE_TAGS`).
+    pub route_tags: RouteTags,
 }
 
 impl RouterConfig {
@@ -420,6 +426,12 @@ impl RouterConfig {
                 .map(|json| Routes::from_json(&json))
                 .transpose()
                 .map_err(|e| invalid("ROUTES", e.to_string()))?,
+            health: HealthConfig::from_lookup(lookup).map_err(|e| invalid(e.var, e.problem))?,
+            route_tags: lookup("ROUTE_TAGS")
+                .map(|json| RouteTags::from_json(&json))
+                .transpose()
+                .map_err(|e| invalid("ROUTE_TAGS", e.to_string()))?
+                .unwrap_or_default(),
         })
     }
 }

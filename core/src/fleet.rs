@@ -22,6 +22,25 @@ pub const DEFAULT_WEIGHT: f64 = 1.0;
 /// Most downstreams a fleet may list.
 pub const MAX_DOWNSTREAMS: usize = 1024;
 
+/// Longest tag of a downstream (or a request's required tag).
+pub const MAX_TAG_LEN: usize = 64;
+
+fn valid_part(part: &str) -> bool {
+    !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// Checks one tag (`key=value` or `key`).
+pub fn check_tag(tag: &str) -> Result<(), &'static str> {
+    if tag.len() > MAX_TAG_LEN {
+        return Err("longer than 64 bytes");
+    }
+    let ok = match tag.split_once('=') {
+        Some((key, value)) => valid_part(key) && valid_part(value),
+        None => valid_part(tag),
+    };
+    if ok { Ok(()) } else { Err("expected key=value of letters, digits, _ . -") }
+}
+
 /// How the router reaches a downstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -121,6 +140,10 @@ impl Fleet {
             if !(weight.is_finite() && weight > 0.0) {
                 return Err(field("weight", "must be a positive number"));
             }
+            for (i, tag) in d.tags.iter().enumerate() {
+                check_tag(tag)
+                    .map_err(|problem| field("tags", &format!("[{i}] {tag:?}: {problem}")))?;
+            }
             downstreams.push(Downstream { name, target, weight, tags: d.tags });
         }
         Ok(Fleet { downstreams })
@@ -192,6 +215,10 @@ mod tests {
                 "downstreams[1].name",
             ),
             (r#"[{"name":"a","url":"http://x","colour":1}]"#, "unknown field"),
+            (
+                r#"[{"name":"a","url":"http://x","tags":["eu","re gion=x"]}]"#,
+                "downstreams[0].tags: [1]",
+            ),
         ];
         for (json, expected) in cases {
             let err = Fleet::from_json(json).unwrap_err().to_string();

@@ -11,7 +11,11 @@
 //! - [`fleet`]: the fleet configuration (`config/workers.json`), parsed once into typed values;
 //! - [`strategy`]: the [`Strategy`](strategy::Strategy) trait and one file per algorithm;
 //! - [`posterior`]: the Beta posterior with exponential time decay (the learner's state per arm);
+//! - [`health`]: passive failure detection (phi accrual, consecutive failures), ejection, panic
+//!   threshold, readmission probes and slow start;
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
+//! - [`tags`]: tags a request requires (`x-magnetar-tags`, `ROUTE_TAGS`) and the downstreams
+//!   they leave out;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
 //! - [`config`]: the router's configuration (wrangler variables), parsed once;
 //! - [`bench`]: the micro-benchmark workload shared by the native and the wasm32 benchmarks.
@@ -24,6 +28,7 @@ pub mod bench;
 pub mod config;
 pub mod fleet;
 pub mod forward;
+pub mod health;
 pub mod outcome;
 pub mod posterior;
 pub mod request;
@@ -31,6 +36,7 @@ pub mod retry;
 pub mod route;
 pub mod select;
 pub mod strategy;
+pub mod tags;
 pub mod telemetry;
 
 pub use outcome::Outcome;

@@ -287,6 +287,8 @@ pub struct Stack {
     pub downstreams: Vec<(String, String)>,
     pub dir: PathBuf,
     services: Vec<Service>,
+    /// The downstream Workers' processes, in the order of `services` (to restart one).
+    processes: Vec<magnetar_fleet::Process>,
 }
 
 fn scratch_dir(label: &str) -> PathBuf {
@@ -431,7 +433,8 @@ impl Stack {
         if let Some(router) = services.last_mut() {
             router.wait_ready(&format!("{router_url}/_magnetar/health"));
         }
-        Stack { router_url, admin_token, downstreams: urls, dir, services }
+        let processes = manifest.downstreams.clone();
+        Stack { router_url, admin_token, downstreams: urls, dir, services, processes }
     }
 
     /// The log tail of every process, for assertion messages.
@@ -754,6 +757,30 @@ impl Broker {
 // The lab and the test-bed page (tests/lab.rs, tests/browser.rs).
 
 impl Stack {
+    fn downstream_index(&self, name: &str) -> usize {
+        self.processes
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{name} is not a downstream Worker of this stack"))
+    }
+
+    /// Stops downstream Worker `name` (its whole process group), as when an origin dies: its
+    /// port then refuses connections.
+    pub fn stop_downstream(&mut self, name: &str) {
+        let i = self.downstream_index(name);
+        self.services[i].stop();
+    }
+
+    /// Starts downstream Worker `name` again on its port (after [`Stack::stop_downstream`]) and
+    /// waits until it answers `/ping`.
+    pub fn restart_downstream(&mut self, name: &str) {
+        let i = self.downstream_index(name);
+        let process = self.processes[i].clone();
+        let mut service = wrangler_dev(&format!("{name}-restarted"), &process, &self.dir);
+        service.wait_ready(&format!("http://127.0.0.1:{}/ping", process.port));
+        self.services[i] = service;
+    }
+
     /// Stops the router (its whole process group) and leaves the downstreams running, as when
     /// the router of a running stack dies.
     pub fn stop_router(&mut self) {

@@ -13,12 +13,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use magnetar_core::config::{ConfigError, RouterConfig};
+use magnetar_core::health::{self, FleetHealth, HealthView};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget};
 use magnetar_core::strategy::{
     ArmId, Feedback, PosteriorSnapshot, SelectContext, Strategy, StrategyKind, StrategyParams,
 };
-use rand::SeedableRng;
+use magnetar_core::tags;
 use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 use serde::Serialize;
 use worker::Env;
 
@@ -92,6 +94,8 @@ struct State {
     counters: Counters,
     /// What every local strategy is built with (the configuration's, computed once).
     params: StrategyParams,
+    /// Passive health of the fleet (ejections, probes, slow start), shared by all routes.
+    health: FleetHealth,
 }
 
 /// The isolate's state: a cheap handle (clone it into background work such as `wait_until`).
@@ -126,7 +130,9 @@ impl Isolate {
             return Ok(isolate);
         }
         let config = Rc::new(RouterConfig::from_lookup(|name| {
-            VARS.contains(&name).then(|| read_var(env, name)).flatten()
+            (VARS.contains(&name) || health::VARS.contains(&name) || tags::VARS.contains(&name))
+                .then(|| read_var(env, name))
+                .flatten()
         })?);
         let seed = (js_sys::Math::random() * (u64::MAX as f64)) as u64 ^ clock::now_ms();
         let state = State {
@@ -140,6 +146,7 @@ impl Isolate {
             retry_budget: config.retry_budget.map(RetryBudget::new),
             counters: Counters::default(),
             params: config.strategy_params(),
+            health: FleetHealth::new(config.health.clone(), config.fleet.len()),
         };
         let isolate = Isolate { config, state: Rc::new(RefCell::new(state)) };
         ISOLATE.with_borrow_mut(|slot| *slot = Some(isolate.clone()));
@@ -218,6 +225,11 @@ impl Isolate {
         self.with(|state| state.instance_id.clone())
     }
 
+    /// Runs `f` on the fleet's health with the isolate's RNG; returns what `f` returns.
+    pub fn health<R>(&self, f: impl FnOnce(&mut FleetHealth, &mut dyn RngCore) -> R) -> R {
+        self.with(|state| f(&mut state.health, &mut state.rng))
+    }
+
     /// Updates the counters; returns what `f` returns.
     pub fn count<R>(&self, f: impl FnOnce(&mut Counters) -> R) -> R {
         self.with(|state| f(&mut state.counters))
@@ -277,6 +289,7 @@ impl Isolate {
                 instance: state.instance_id.clone(),
                 counters: state.counters.clone(),
                 strategies,
+                health: state.health.view(now_ms, &self.config.fleet.names()),
             }
         })
     }
@@ -330,4 +343,6 @@ pub struct StateView {
     pub counters: Counters,
     /// route → strategy → per-arm posterior.
     pub strategies: HashMap<String, HashMap<String, PosteriorSnapshot>>,
+    /// Ejected downstreams, panic mode, per-downstream phase (`magnetar_core::health`).
+    pub health: HealthView,
 }

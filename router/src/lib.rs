@@ -8,10 +8,12 @@
 //! - [`body`]: the client's body, read under `MAX_BODY_BYTES`;
 //! - [`attempt`]: one attempt, cut off at its deadline;
 //! - [`deadline`]: AbortController + Delay for every subrequest;
+//! - [`health`]: ejected downstreams vetoed, outcomes reported, readmission probes;
 //! - [`isolate`]: per-isolate state (parsed config, strategies, RNG, counters), one handle per
 //!   request passed to what touches it;
 //! - [`clock`]: the wall clock;
 //! - [`learner`]: `/recommendation` per attempt and background `/params` refreshes;
+//! - [`tags`]: tags a request requires, the downstreams they leave out, 400/503 refusals;
 //! - [`telemetry`]: one batch per request posted to the REST proxy in `wait_until`;
 //! - [`log`]: log lines, failures of dependencies logged sparsely;
 //! - [`control`]: the router's own `/_magnetar/*` endpoints and JSON error responses.
@@ -23,10 +25,12 @@ pub mod body;
 pub mod clock;
 pub mod control;
 pub mod deadline;
+pub mod health;
 pub mod isolate;
 pub mod learner;
 pub mod log;
 pub mod proxy;
+pub mod tags;
 pub mod telemetry;
 
 #[event(fetch)]

@@ -5,6 +5,7 @@ use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::request::{BodyError, parse_request_options};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, IDEMPOTENCY_KEY_HEADER, Next, Replay};
 use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
+use magnetar_core::tags::TAGS_HEADER;
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use magnetar_core::{Outcome, forward};
 use serde_json::json;
@@ -14,7 +15,7 @@ use crate::attempt::{self, Answer, AttemptResult, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
-use crate::{control, learner, log, telemetry};
+use crate::{control, health, learner, log, tags, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
@@ -76,8 +77,14 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             return Ok(control::with_cors(response, &config));
         }
     };
+    let required = match tags::required(&config, &route, lookup(TAGS_HEADER).as_deref()) {
+        Ok(required) => required,
+        Err(refusal) => return Ok(control::with_cors(refusal.response()?, &config)),
+    };
+    let route = required.learning_route(&route);
     isolate.count(|c| c.requests += 1);
     isolate.deposit_retry_budget(started_ms);
+    health::start_due_probes(&isolate, &ctx.env, &ctx.data, started_ms);
     let algo = options.algo.unwrap_or(config.default_algo);
     learner::maybe_refresh_params(&isolate, &route, algo, started_ms, &ctx.data);
 
@@ -114,7 +121,9 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let mut next = Next::GiveUp;
     loop {
         let attempt_no = plan.next_attempt();
-        let ctx_sel = plan.select_context(now_ms());
+        let chosen_at = now_ms();
+        let vetoed = health::veto(&isolate, &required.veto(plan.excluded()), chosen_at);
+        let ctx_sel = health::context(plan.select_context(chosen_at), &vetoed);
         let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,
@@ -141,6 +150,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
         isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        health::observe(&isolate, arm, outcome, finished);
         isolate.count(|c| c.attempts += 1);
         last_answer = answer;
         next = isolate.record_attempt(
