@@ -61,7 +61,7 @@ async fn probe(isolate: &Isolate, env: &Env, arm: ArmId) -> bool {
         path_and_query: config.health.probe_path.clone(),
         headers,
         body: Vec::new(),
-        forwarding: forward::forwarding(None, None, None, "https"),
+        forwarding: forward::forwarding(None, None, None, "https", forward::ForwardTrust::Replace),
     };
     let result = attempt::send(env, downstream, &out, 1, config.health.probe_timeout_ms).await;
     let (ok, detail) = match &result {
