@@ -30,6 +30,7 @@ pub mod request;
 pub mod retry;
 pub mod route;
 pub mod select;
+pub mod stats;
 pub mod strategy;
 pub mod telemetry;
 
