@@ -29,7 +29,8 @@ use serde::Serialize;
 pub const Z_95: f64 = 1.959_963_984_540_054;
 /// The normal quantile for a two-sided 99% interval.
 pub const Z_99: f64 = 2.575_829_303_548_901;
-/// The confidence level of every interval the lab and the learner report.
+/// The confidence level of the lab's intervals and of the learner's success-rate intervals (the
+/// learner reads its experiment verdicts from 99% intervals, [`Z_99`]).
 pub const CONFIDENCE: f64 = 0.95;
 
 /// A closed interval of proportions (or of differences of proportions).
@@ -155,6 +156,10 @@ mod tests {
         assert_eq!(wilson(5, 0, Z_95), Interval { low: 0.0, high: 1.0 });
         let all = wilson(20, 20, Z_95);
         assert!(close(all.low, 0.8389) && all.high == 1.0, "{all:?}");
+        // At 99% the same counts give a wider interval around the same rate.
+        let (i95, i99) = (Proportion::new(81, 263), Proportion::at(81, 263, Z_99));
+        assert_eq!(i95.rate, i99.rate);
+        assert!(i99.interval.low < i95.interval.low && i99.interval.high > i95.interval.high);
     }
 
     #[test]

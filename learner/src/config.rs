@@ -620,6 +620,19 @@ mod tests {
     }
 
     #[test]
+    fn the_database_url_is_parsed_and_never_echoed() {
+        let config = parse(&["--database-url", "postgres://u:pw@127.0.0.1:5432/m"]).unwrap();
+        assert_eq!(config.summary()["database"], "postgres://127.0.0.1:5432/m");
+        let err = parse(&["--database-url", "mysql://u:pw@h/db"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--database-url (LEARNER_DATABASE_URL)") && !err.contains("pw"),
+            "{err}"
+        );
+        let beside = parse(&["--state-file", "/x/s.json"]).unwrap().database;
+        assert_eq!(beside, crate::admin::Database::Sqlite("/x/s.admin.sqlite3".into()));
+    }
+
+    #[test]
     fn credentials_are_required_unless_open_on_loopback() {
         let err = parse_bare(&[]).unwrap_err();
         assert_eq!(err, ConfigError::NoCredentials);
