@@ -22,7 +22,8 @@ WORKER_BUILD_VERSION=0.8.7
 TANSU_VERSION=0.6.0
 WASM_PACK_VERSION=0.15.1
 WASM_TOOLCHAIN_NAME=magnetar-wasm
-APT_PACKAGES=(chromium chromium-driver haproxy nginx wrk)
+# postgresql: the learner's admin store is tested against a real server (e2e/tests/admin.rs).
+APT_PACKAGES=(chromium chromium-driver haproxy nginx wrk postgresql)
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }

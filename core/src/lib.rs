@@ -35,6 +35,7 @@ pub mod request;
 pub mod retry;
 pub mod route;
 pub mod select;
+pub mod stats;
 pub mod strategy;
 pub mod tags;
 pub mod telemetry;

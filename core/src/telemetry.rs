@@ -66,6 +66,15 @@ pub struct TelemetryRecord {
     pub final_outcome: Outcome,
     /// Status the client got.
     pub final_status: u16,
+    /// The pool that served the request, when the router's configuration has pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The experiment the request took part in (its id), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// The experiment's variant that served the request (with `experiment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// Standard base64 with padding (RFC 4648 section 4), by the `base64` crate.
@@ -195,6 +204,9 @@ mod tests {
             ],
             final_outcome: Outcome::Success,
             final_status: 200,
+            pool: None,
+            experiment: None,
+            variant: None,
         }
     }
 
@@ -206,6 +218,28 @@ mod tests {
         assert!(json["records"][0].get("partition").is_none());
         let back: ProduceRequest<TelemetryRecord> = serde_json::from_value(json).unwrap();
         assert_eq!(back.records[0].value, sample());
+    }
+
+    #[test]
+    fn pool_experiment_and_variant_are_optional_and_round_trip() {
+        let plain = serde_json::to_value(sample()).unwrap();
+        assert!(plain.get("pool").is_none() && plain.get("experiment").is_none(), "{plain}");
+        let tagged = TelemetryRecord {
+            pool: Some("api".into()),
+            experiment: Some("exp-1".into()),
+            variant: Some("control".into()),
+            ..sample()
+        };
+        let json = serde_json::to_value(&tagged).unwrap();
+        assert_eq!(
+            (json["pool"].as_str(), json["variant"].as_str()),
+            (Some("api"), Some("control"))
+        );
+        let back: TelemetryRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, tagged);
+        // Records of routers that do not know these fields still parse.
+        let old: TelemetryRecord = serde_json::from_value(plain).unwrap();
+        assert_eq!(old.experiment, None);
     }
 
     #[test]

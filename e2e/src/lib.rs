@@ -648,11 +648,13 @@ pub fn shares(observed: &[Observed], names: &[&str]) -> Vec<f64> {
         .collect()
 }
 
-/// The learner binary built by `cargo build -p magnetar-learner` (scripts/test.sh builds it).
+pub mod postgres;
+
+/// The learner binary built by `cargo build -p magnetar-learner` (scripts/test.sh builds it),
+/// in `CARGO_TARGET_DIR` when that is set, else in the repository's `target/`.
 pub fn learner_bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
+        .map_or_else(|| repo_root().join("target"), PathBuf::from);
     let bin = target.join("debug/magnetar-learner");
     assert!(bin.exists(), "{} is missing: run `cargo build -p magnetar-learner`", bin.display());
     bin

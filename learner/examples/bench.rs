@@ -113,6 +113,9 @@ fn record(i: usize, route: &str, downstreams: usize) -> TelemetryRecord {
         }],
         final_outcome: outcome,
         final_status: if outcome.is_success() { 200 } else { 500 },
+        pool: None,
+        experiment: None,
+        variant: None,
     }
 }
 

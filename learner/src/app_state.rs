@@ -46,4 +46,6 @@ pub struct AppState {
     /// Embedded mode with a state file: the state log every batch goes through before it is
     /// answered ([`crate::journal`]).
     pub journal: Option<Arc<Journal>>,
+    /// The admin API's store (`/v1`, [`crate::admin`]); `None` serves no `/v1` routes.
+    pub admin: Option<crate::admin::Admin>,
 }

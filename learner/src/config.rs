@@ -31,6 +31,7 @@
 //! | `--metrics-max-series` | `LEARNER_METRICS_MAX_SERIES` | [`DEFAULT_METRICS_MAX_SERIES`] route/downstream series in `/metrics` and `/stats` |
 //! | `--max-routes` | `LEARNER_MAX_ROUTES` | [`DEFAULT_MAX_ROUTES`] |
 //! | `--max-downstreams-per-route` | `LEARNER_MAX_DOWNSTREAMS` | [`DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE`] |
+//! | `--database-url` | `LEARNER_DATABASE_URL` | the admin store ([`crate::admin`]): `postgres://...`, `sqlite://PATH`; unset, SQLite beside `--state-file`, else in memory |
 //!
 //! `--print-config` (no variable) prints the validated configuration as JSON, the token and the
 //! basic-auth password left out, and exits.
@@ -204,6 +205,10 @@ pub struct Args {
         default_value_t = DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE
     )]
     pub max_downstreams_per_route: usize,
+    /// The admin API's database: postgres://... (several learners), sqlite://PATH; unset, an
+    /// SQLite file beside --state-file (STATE.admin.sqlite3), else SQLite in memory.
+    #[arg(long, env = "LEARNER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Print the validated configuration as JSON (password left out) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -242,6 +247,8 @@ pub struct LearnerConfig {
     pub metrics_max_series: usize,
     pub max_routes: usize,
     pub max_downstreams_per_route: usize,
+    /// Where the admin API keeps pools, experiments, gates and keys.
+    pub database: crate::admin::Database,
 }
 
 /// A setting was missing or out of range.
@@ -407,7 +414,14 @@ impl TryFrom<Args> for LearnerConfig {
                 partitions: args.kafka_partitions,
             })
         };
+        let database =
+            crate::admin::database_for(args.database_url.as_deref(), args.state_file.as_deref())
+                .map_err(|reason| ConfigError::Secret {
+                    field: "--database-url (LEARNER_DATABASE_URL)",
+                    reason,
+                })?;
         Ok(LearnerConfig {
+            database,
             mode: args.mode,
             http_addr,
             topic,
@@ -548,6 +562,7 @@ impl LearnerConfig {
             "max_connections": self.server.max_connections,
             "shutdown_timeout_ms": self.server.shutdown_timeout.as_millis() as u64,
             "metrics_max_series": self.metrics_max_series,
+            "database": self.database.describe(),
         })
     }
 }
@@ -578,6 +593,7 @@ impl LearnerConfig {
             metrics_max_series: DEFAULT_METRICS_MAX_SERIES,
             max_routes: DEFAULT_MAX_ROUTES,
             max_downstreams_per_route: DEFAULT_MAX_DOWNSTREAMS_PER_ROUTE,
+            database: crate::admin::Database::Memory,
         }
     }
 }
@@ -601,6 +617,19 @@ mod tests {
     fn parse_bare(args: &[&str]) -> Result<LearnerConfig, ConfigError> {
         let argv = std::iter::once("magnetar-learner").chain(args.iter().copied());
         LearnerConfig::try_from(Args::try_parse_from(argv).map_err(|e| invalid("argv", e, "clap"))?)
+    }
+
+    #[test]
+    fn the_database_url_is_parsed_and_never_echoed() {
+        let config = parse(&["--database-url", "postgres://u:pw@127.0.0.1:5432/m"]).unwrap();
+        assert_eq!(config.summary()["database"], "postgres://127.0.0.1:5432/m");
+        let err = parse(&["--database-url", "mysql://u:pw@h/db"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--database-url (LEARNER_DATABASE_URL)") && !err.contains("pw"),
+            "{err}"
+        );
+        let beside = parse(&["--state-file", "/x/s.json"]).unwrap().database;
+        assert_eq!(beside, crate::admin::Database::Sqlite("/x/s.admin.sqlite3".into()));
     }
 
     #[test]

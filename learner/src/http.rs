@@ -4,7 +4,8 @@
 //!   (Confluent v3): the produce APIs (embedded, bridge, combined), see [`crate::produce`];
 //! - `GET /recommendation?route=&candidates=&exclude=`: one Thompson draw per candidate;
 //! - `GET /params?route=`: decayed counts per downstream, for the router to import;
-//! - `GET /stats`, `GET /healthz`, `GET /metrics` (Prometheus text).
+//! - `GET /stats`, `GET /healthz`, `GET /metrics` (Prometheus text);
+//! - `/v1/...`: the admin API (pools, experiments, gates, keys, `/v1/config`), [`crate::admin`].
 //!
 //! Credentials ([`crate::auth`]): every endpoint but `/healthz` and `/metrics` asks for
 //! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer realm="magnetar"`); the
@@ -52,7 +53,8 @@ pub fn app(state: AppState) -> Router {
         .route("/topics/{topic}", post(produce::v2))
         .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(produce::v3))
         .route_layer(middleware::from_fn_with_state(state.clone(), produce::require_credentials));
-    reads.layer(cors).merge(produce).fallback(not_found).with_state(state)
+    let admin = crate::admin::http::routes(&state);
+    reads.layer(cors).merge(produce).merge(admin).fallback(not_found).with_state(state)
 }
 
 /// Middleware on `/recommendation`, `/params` and `/stats`: 401 without the bearer token.
@@ -240,6 +242,7 @@ mod tests {
             ingest: Ingest::Refuse,
             counters: Arc::new(Counters::default()),
             journal: None,
+            admin: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -241,6 +241,9 @@ pub(crate) mod tests {
             }],
             final_outcome: Outcome::Success,
             final_status: 200,
+            pool: None,
+            experiment: None,
+            variant: None,
         }
     }
 

@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub mod admin;
 pub mod app_state;
 pub mod auth;
 pub mod checkpoint;
@@ -80,6 +81,8 @@ pub enum LearnerError {
     NoKafka { mode: &'static str },
     #[error("an open learner (--open) listens on loopback only, not on {0}")]
     OpenNotLoopback(std::net::SocketAddr),
+    #[error("admin store: {0}")]
+    Store(#[from] admin::store::StoreError),
 }
 
 /// Loads the state file when configured and present, else starts empty.
@@ -125,6 +128,14 @@ pub async fn run(
         return Err(LearnerError::OpenNotLoopback(addr));
     }
     let counters = Arc::new(Counters::default());
+    // Before any task starts: a database that cannot be opened stops the start here.
+    if config.database == admin::Database::Memory {
+        warn!(
+            "admin store in memory: pools, experiments, gates and keys are gone at exit; \
+             give --state-file or --database-url"
+        );
+    }
+    let store = admin::SqlStore::open(&config.database).await?;
     let learner = if mode.learns() {
         let rng = match config.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
@@ -199,6 +210,7 @@ pub async fn run(
     };
 
     let state = AppState {
+        admin: Some(admin::Admin { store: Arc::new(store) }),
         mode,
         topic: config.topic.clone().into(),
         cluster_id: config.cluster_id.clone().into(),

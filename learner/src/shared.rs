@@ -4,10 +4,13 @@
 //! each method holds the lock for its own work only, and what is heavy to produce (JSON,
 //! Prometheus text, the state file's bytes) is rendered by the caller after the lock is released.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use magnetar_core::telemetry::TelemetryRecord;
 use rand::rngs::SmallRng;
+
+use crate::admin::report::{ExperimentTallies, VariantTally};
 
 use crate::state::{
     Applied, KafkaOffsets, LearnerState, Params, RecommendError, Recommendation, SavedState,
@@ -18,6 +21,18 @@ use crate::state::{
 struct Learner {
     state: LearnerState,
     rng: SmallRng,
+    /// Per experiment variant, what the applied records did (`/v1/experiments/{id}/report`).
+    experiments: ExperimentTallies,
+}
+
+impl Learner {
+    fn apply(&mut self, record: &TelemetryRecord, now_ms: u64) -> Applied {
+        let applied = self.state.apply(record, now_ms);
+        if matches!(applied, Applied::New { .. }) {
+            self.experiments.record(record);
+        }
+        applied
+    }
 }
 
 /// Shared handle to the learned state; cheap to clone.
@@ -26,7 +41,8 @@ pub struct SharedLearner(Arc<Mutex<Learner>>);
 
 impl SharedLearner {
     pub fn new(state: LearnerState, rng: SmallRng) -> Self {
-        SharedLearner(Arc::new(Mutex::new(Learner { state, rng })))
+        let experiments = ExperimentTallies::default();
+        SharedLearner(Arc::new(Mutex::new(Learner { state, rng, experiments })))
     }
 
     /// A panic while the lock was held leaves the state as the last completed method left it
@@ -44,7 +60,7 @@ impl SharedLearner {
         now_ms: u64,
     ) -> Result<Recommendation, RecommendError> {
         let mut guard = self.lock();
-        let Learner { state, rng } = &mut *guard;
+        let Learner { state, rng, .. } = &mut *guard;
         state.recommend(route, candidates, exclude, now_ms, rng)
     }
 
@@ -55,7 +71,7 @@ impl SharedLearner {
 
     /// Learns from one record.
     pub fn apply(&self, record: &TelemetryRecord, now_ms: u64) -> Applied {
-        self.lock().state.apply(record, now_ms)
+        self.lock().apply(record, now_ms)
     }
 
     /// Learns from every record in order under one lock, giving them consecutive offsets of
@@ -67,7 +83,7 @@ impl SharedLearner {
     ) -> (i64, Vec<Applied>) {
         let mut guard = self.lock();
         let first = guard.state.take_offsets(records.len());
-        (first, records.map(|r| guard.state.apply(r, now_ms)).collect())
+        (first, records.map(|r| guard.apply(r, now_ms)).collect())
     }
 
     /// Learns from records the state log holds at `offset`s (replay at start, or a batch the
@@ -81,7 +97,7 @@ impl SharedLearner {
         let mut out = Vec::new();
         for (offset, record) in records {
             if offset >= guard.state.next_offset() {
-                out.push(guard.state.apply(record, now_ms));
+                out.push(guard.apply(record, now_ms));
                 guard.state.offset_seen(offset);
             }
         }
@@ -102,6 +118,11 @@ impl SharedLearner {
     /// route/downstream series of them.
     pub fn summary(&self, now_ms: u64, max_series: usize) -> StateSummary {
         self.lock().state.summary(now_ms, max_series)
+    }
+
+    /// The tallies of one experiment's variants since this learner started.
+    pub fn experiment_tallies(&self, experiment: &str) -> BTreeMap<String, VariantTally> {
+        self.lock().experiments.of(experiment)
     }
 
     /// The checkpoint's content (serialized by the caller, outside the lock).

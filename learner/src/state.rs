@@ -613,6 +613,9 @@ mod tests {
             attempts,
             final_outcome,
             final_status: 200,
+            pool: None,
+            experiment: None,
+            variant: None,
         }
     }
 

@@ -7,7 +7,9 @@
 //! Why each bound: every number the state sums (latencies into the histogram's sum, the time an
 //! attempt ended) is finite and bounded, so no sum can overflow and no checkpoint can hold a
 //! value JSON cannot carry; every name the state keeps is short, so memory follows the caps;
-//! an empty request id would bypass deduplication; an empty attempt list teaches nothing.
+//! an empty request id would bypass deduplication; an empty attempt list teaches nothing. `pool`,
+//! `experiment` and `variant` are optional names like the route's (non-empty, bounded); a
+//! variant belongs to an experiment, so the two come together.
 
 use magnetar_core::telemetry::TelemetryRecord;
 
@@ -36,6 +38,16 @@ pub fn check(record: &TelemetryRecord) -> Result<(), String> {
     timestamp("started_ms", record.started_ms)?;
     timestamp("finished_ms", record.finished_ms)?;
     status("final_status", record.final_status)?;
+    for (field, value) in
+        [("pool", &record.pool), ("experiment", &record.experiment), ("variant", &record.variant)]
+    {
+        if let Some(value) = value {
+            name(field, value, MAX_NAME_LEN)?;
+        }
+    }
+    if record.experiment.is_some() != record.variant.is_some() {
+        return Err("variant: experiment and variant come together (both or neither)".into());
+    }
     if record.attempts.is_empty() {
         return Err("attempts: must not be empty".into());
     }
@@ -123,6 +135,18 @@ mod tests {
             (|r| r.router_instance = "s".repeat(129), "router_instance"),
             (|r| r.started_ms = u64::MAX, "started_ms"),
             (|r| r.finished_ms = MAX_TIMESTAMP_MS + 1, "finished_ms"),
+            (|r| r.pool = Some(String::new()), "pool: must not be empty"),
+            (|r| r.pool = Some("p".repeat(129)), "pool"),
+            (|r| r.experiment = Some("e".repeat(129)), "experiment"),
+            (
+                |r| {
+                    r.experiment = Some("exp".into());
+                    r.variant = Some(String::new());
+                },
+                "variant: must not be empty",
+            ),
+            (|r| r.variant = Some("control".into()), "variant: experiment and variant"),
+            (|r| r.experiment = Some("exp".into()), "variant: experiment and variant"),
         ];
         for (spoil, field) in cases {
             let mut r = good();
@@ -137,6 +161,9 @@ mod tests {
         r.route = "/".repeat(MAX_ROUTE_LEN);
         r.finished_ms = MAX_TIMESTAMP_MS;
         r.attempts = vec![r.attempts[0].clone(); MAX_ATTEMPTS];
+        r.pool = Some("p".repeat(MAX_NAME_LEN));
+        r.experiment = Some("e".repeat(MAX_NAME_LEN));
+        r.variant = Some("v".repeat(MAX_NAME_LEN));
         assert_eq!(check(&r), Ok(()));
     }
 }

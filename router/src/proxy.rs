@@ -179,6 +179,9 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             attempts: attempts_telemetry(&config, &plan),
             final_outcome: plan.attempts().last().map_or(Outcome::ConnectError, |a| a.outcome),
             final_status: response.status_code(),
+            pool: None,
+            experiment: None,
+            variant: None,
         };
         ctx.data.wait_until(telemetry::post(isolate.clone(), telemetry_config, record));
     }

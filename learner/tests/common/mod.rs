@@ -103,6 +103,9 @@ pub fn record(request_id: &str, route: &str, attempts: &[(&str, Outcome)]) -> Te
         attempts,
         final_outcome,
         final_status: if final_outcome.is_success() { 200 } else { 502 },
+        pool: None,
+        experiment: None,
+        variant: None,
     }
 }
 
