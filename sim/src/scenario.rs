@@ -35,6 +35,7 @@ use magnetar_flaky::OutageCycle;
 use serde::{Deserialize, Serialize};
 
 use super::SimConfig;
+use super::arrivals::Arrivals;
 use super::model::{LatencyStep, MarkovState, SimDownstream, SuccessCurve};
 
 /// A share of requests that fail on every host.
@@ -72,6 +73,12 @@ pub struct Scenario {
     /// Deadline of one attempt, replacing the run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_timeout_ms: Option<u64>,
+    /// How arrivals are spaced, replacing the run's ([`Arrivals`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<Arrivals>,
+    /// The latency objective the tables report success within, replacing the run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_objective_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poison: Option<Poison>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,11 +140,14 @@ impl Scenario {
         SCENARIOS.iter().filter_map(|n| Scenario::builtin(n, config).ok()).collect()
     }
 
-    /// `config` with this scenario's own arrival rate and attempt timeout, if it has them.
+    /// `config` with this scenario's own arrival rate and process, attempt timeout and latency
+    /// objective, where it has them.
     pub fn configure(&self, config: &SimConfig) -> SimConfig {
         SimConfig {
             interarrival_ms: self.interarrival_ms.unwrap_or(config.interarrival_ms),
             attempt_timeout_ms: self.attempt_timeout_ms.unwrap_or(config.attempt_timeout_ms),
+            arrivals: self.arrivals.clone().unwrap_or_else(|| config.arrivals.clone()),
+            latency_objective_ms: self.latency_objective_ms.or(config.latency_objective_ms),
             ..config.clone()
         }
     }
@@ -274,6 +284,8 @@ impl Scenario {
             change_at_ms: None,
             interarrival_ms: None,
             attempt_timeout_ms: None,
+            arrivals: None,
+            latency_objective_ms: None,
             poison: None,
             brownout: None,
         }
