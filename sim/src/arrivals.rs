@@ -37,6 +37,34 @@ pub enum Arrivals {
     },
 }
 
+/// An arrival process given as text is not `constant`, `poisson` or `bursts:SIZE:GAP_MS`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid arrival process {0:?}; valid: constant, poisson, bursts:SIZE:GAP_MS (SIZE >= 1, GAP_MS >= 0)"
+)]
+pub struct InvalidArrivals(pub String);
+
+impl std::str::FromStr for Arrivals {
+    type Err = InvalidArrivals;
+
+    /// `constant`, `poisson`, or `bursts:SIZE:GAP_MS` (the command line's form).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidArrivals(s.to_owned());
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "constant" => return Ok(Arrivals::Constant),
+            "poisson" => return Ok(Arrivals::Poisson),
+            _ => {}
+        }
+        let rest = t.strip_prefix("bursts:").ok_or_else(bad)?;
+        let (size, gap) = rest.split_once(':').ok_or_else(bad)?;
+        let size: u32 = size.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
+        let gap_ms: f64 =
+            gap.trim().parse().ok().filter(|g: &f64| g.is_finite() && *g >= 0.0).ok_or_else(bad)?;
+        Ok(Arrivals::Bursts { size, gap_ms })
+    }
+}
+
 /// Exponential draw of mean `mean_us`, in microseconds.
 fn exponential_us(mean_us: f64, rng: &mut SmallRng) -> f64 {
     let u: f64 = rng.random();
@@ -124,6 +152,17 @@ mod tests {
                 t
             })
             .collect()
+    }
+
+    #[test]
+    fn the_command_lines_form_parses_and_names_what_is_wrong() {
+        assert_eq!("Poisson".parse(), Ok(Arrivals::Poisson));
+        assert_eq!("constant".parse(), Ok(Arrivals::Constant));
+        assert_eq!("bursts:20:0.5".parse(), Ok(Arrivals::Bursts { size: 20, gap_ms: 0.5 }));
+        for bad in ["", "bursty", "bursts:0:1", "bursts:5", "bursts:5:-1", "bursts:5:nan"] {
+            let err = bad.parse::<Arrivals>().unwrap_err().to_string();
+            assert!(err.contains("bursts:SIZE:GAP_MS") && err.contains(&format!("{bad:?}")), "{err}");
+        }
     }
 
     #[test]

@@ -446,6 +446,13 @@ mod tests {
         // The learner has learned what arrived by the last import, at most one refresh interval
         // plus the lag before the end: (100 - 5 - 1) s at 100 requests/s.
         assert!((9_400..10_000).contains(&f.records_learned), "{f:?}");
+        // Imports change what Thompson sampling does, even for one isolate (it then counts what
+        // the learner counted: a second late and decayed).
+        let one = FleetConfig { learner: Some(LearnerSync::default()), ..FleetConfig::isolated(1) };
+        let synced = run_fleet(&s, StrategyKind::Thompson, &p, &c, &one, 3).unwrap();
+        let alone = run_fleet(&s, StrategyKind::Thompson, &p, &c, &FleetConfig::isolated(1), 3)
+            .unwrap();
+        assert_ne!(synced.summary.regret, alone.summary.regret);
         // Round robin does not import (its row says so): a learner changes nothing for it.
         let rr = run_fleet(&s, StrategyKind::RoundRobin, &p, &c, &sync, 3).unwrap();
         let alone = run_fleet(&s, StrategyKind::RoundRobin, &p, &c, &FleetConfig::isolated(10), 3)
