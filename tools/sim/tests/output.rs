@@ -265,7 +265,7 @@ fn prints_the_fleet_table_and_the_throughput() {
     for (flag, value) in [("--isolates", "0"), ("--skew", "-1"), ("--arrivals", "bursts:0:1")] {
         let output = Command::new(env!("CARGO_BIN_EXE_magnetar-sim"))
             .args(["--scenarios", "constant", "--seeds", "1", "--requests", "10"])
-            .args(["--isolates", "2", flag, value])
+            .args(["--isolates", "2", &format!("{flag}={value}")])
             .output()
             .expect("magnetar-sim runs");
         let err = String::from_utf8_lossy(&output.stderr);
