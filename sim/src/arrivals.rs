@@ -161,7 +161,10 @@ mod tests {
         assert_eq!("bursts:20:0.5".parse(), Ok(Arrivals::Bursts { size: 20, gap_ms: 0.5 }));
         for bad in ["", "bursty", "bursts:0:1", "bursts:5", "bursts:5:-1", "bursts:5:nan"] {
             let err = bad.parse::<Arrivals>().unwrap_err().to_string();
-            assert!(err.contains("bursts:SIZE:GAP_MS") && err.contains(&format!("{bad:?}")), "{err}");
+            assert!(
+                err.contains("bursts:SIZE:GAP_MS") && err.contains(&format!("{bad:?}")),
+                "{err}"
+            );
         }
     }
 

@@ -216,7 +216,10 @@ impl Scenario {
             }
             if !d.latency_curve.is_empty() {
                 if !d.latency_steps.is_empty() {
-                    return Err(invalid(at("latency_curve"), "cannot be combined with latency_steps"));
+                    return Err(invalid(
+                        at("latency_curve"),
+                        "cannot be combined with latency_steps",
+                    ));
                 }
                 in_time_order(&at("latency_curve"), d.latency_curve.iter().map(|p| p.at_ms))?;
                 for (j, p) in d.latency_curve.iter().enumerate() {

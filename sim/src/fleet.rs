@@ -335,7 +335,8 @@ pub fn run_fleet(
     let mut life_rng = SmallRng::seed_from_u64(stream(seed, 5));
     let isolates = (0..fleet.isolates)
         .map(|i| {
-            let rng_seed = if i == 0 { strategy_seed(seed) } else { stream(seed, 1_000_000 + i as u64) };
+            let rng_seed =
+                if i == 0 { strategy_seed(seed) } else { stream(seed, 1_000_000 + i as u64) };
             Isolate {
                 strategy: kind.build_with(arms, params),
                 rng: SmallRng::seed_from_u64(rng_seed),
@@ -391,8 +392,7 @@ mod tests {
         for name in ["constant", "rate_limited", "poison", "random_outages"] {
             let c = config(3_000);
             let s = Scenario::builtin(name, &c).unwrap();
-            for kind in [StrategyKind::Thompson, StrategyKind::Magnetar, StrategyKind::RoundRobin]
-            {
+            for kind in [StrategyKind::Thompson, StrategyKind::Magnetar, StrategyKind::RoundRobin] {
                 let single = crate::run_kind(&s, kind, &p, &c, 9);
                 let fleet = run_fleet(&s, kind, &p, &c, &FleetConfig::isolated(1), 9).unwrap();
                 assert_eq!(single.summary, fleet.summary, "{name} {kind}");
@@ -402,7 +402,10 @@ mod tests {
                     (fleet.oracle_success_rate, fleet.oracle_latency_ms, fleet.retries_denied),
                 );
                 assert!(single.fleet.is_none());
-                assert_eq!(fleet.fleet.map(|f| (f.isolates, f.imports, f.recycles)), Some((1, 0, 0)));
+                assert_eq!(
+                    fleet.fleet.map(|f| (f.isolates, f.imports, f.recycles)),
+                    Some((1, 0, 0))
+                );
             }
         }
     }
@@ -422,8 +425,12 @@ mod tests {
         // spread leaves about 1000 e^-2 = 135 unused.
         let c = config(2_000);
         let s = Scenario::builtin("constant", &c).unwrap();
-        let skewed = FleetConfig { spread: Spread::Skewed { exponent: 1.2 }, ..FleetConfig::isolated(1_000) };
-        let skewed = run_fleet(&s, StrategyKind::Random, &p, &c, &skewed, 2).unwrap().fleet.unwrap();
+        let skewed = FleetConfig {
+            spread: Spread::Skewed { exponent: 1.2 },
+            ..FleetConfig::isolated(1_000)
+        };
+        let skewed =
+            run_fleet(&s, StrategyKind::Random, &p, &c, &skewed, 2).unwrap().fleet.unwrap();
         let even = run_fleet(&s, StrategyKind::Random, &p, &c, &FleetConfig::isolated(1_000), 2)
             .unwrap()
             .fleet
@@ -439,7 +446,8 @@ mod tests {
         // refresh it imports about 20 times plus once when fresh.
         let c = config(10_000);
         let s = Scenario::builtin("constant", &c).unwrap();
-        let sync = FleetConfig { learner: Some(LearnerSync::default()), ..FleetConfig::isolated(10) };
+        let sync =
+            FleetConfig { learner: Some(LearnerSync::default()), ..FleetConfig::isolated(10) };
         let r = run_fleet(&s, StrategyKind::Thompson, &p, &c, &sync, 3).unwrap();
         let f = r.fleet.unwrap();
         assert!((200..=220).contains(&f.imports), "{f:?}");
@@ -450,13 +458,13 @@ mod tests {
         // the learner counted: a second late and decayed).
         let one = FleetConfig { learner: Some(LearnerSync::default()), ..FleetConfig::isolated(1) };
         let synced = run_fleet(&s, StrategyKind::Thompson, &p, &c, &one, 3).unwrap();
-        let alone = run_fleet(&s, StrategyKind::Thompson, &p, &c, &FleetConfig::isolated(1), 3)
-            .unwrap();
+        let alone =
+            run_fleet(&s, StrategyKind::Thompson, &p, &c, &FleetConfig::isolated(1), 3).unwrap();
         assert_ne!(synced.summary.regret, alone.summary.regret);
         // Round robin does not import (its row says so): a learner changes nothing for it.
         let rr = run_fleet(&s, StrategyKind::RoundRobin, &p, &c, &sync, 3).unwrap();
-        let alone = run_fleet(&s, StrategyKind::RoundRobin, &p, &c, &FleetConfig::isolated(10), 3)
-            .unwrap();
+        let alone =
+            run_fleet(&s, StrategyKind::RoundRobin, &p, &c, &FleetConfig::isolated(10), 3).unwrap();
         assert_eq!(rr.summary, alone.summary);
         assert_eq!(rr.fleet.unwrap().imports, 0);
         // Isolates living 10 s on average over 100 s: about 10 lives each, 100 recycles (sd 10).
@@ -474,7 +482,8 @@ mod tests {
             run_fleet(&s, StrategyKind::Thompson, &p, &c, &f, 1).unwrap_err().to_string()
         };
         assert!(run(FleetConfig::isolated(0)).starts_with("isolates:"));
-        let skew = FleetConfig { spread: Spread::Skewed { exponent: -1.0 }, ..FleetConfig::isolated(2) };
+        let skew =
+            FleetConfig { spread: Spread::Skewed { exponent: -1.0 }, ..FleetConfig::isolated(2) };
         assert!(run(skew).starts_with("spread.exponent:"));
         let life = FleetConfig { mean_lifetime_ms: Some(0.0), ..FleetConfig::isolated(2) };
         assert!(run(life).starts_with("mean_lifetime_ms:"));

@@ -201,7 +201,8 @@ impl SimDownstream {
 
     /// The median latency at `t_ms` outside Markov states.
     fn median_at(&self, t_ms: f64) -> f64 {
-        if let Some(ms) = interpolate(self.latency_curve.iter().map(|p| (p.at_ms, p.latency_ms)), t_ms)
+        if let Some(ms) =
+            interpolate(self.latency_curve.iter().map(|p| (p.at_ms, p.latency_ms)), t_ms)
         {
             return ms;
         }
@@ -454,7 +455,9 @@ mod tests {
     #[test]
     fn linear_curves_interpolate_between_their_points() {
         let points = |v: &[(u64, f64)]| {
-            SuccessCurve::Linear(v.iter().map(|&(at_ms, success)| SuccessPoint { at_ms, success }).collect())
+            SuccessCurve::Linear(
+                v.iter().map(|&(at_ms, success)| SuccessPoint { at_ms, success }).collect(),
+            )
         };
         let ramp = points(&[(1_000, 0.9), (3_000, 0.1), (3_000, 0.5)]);
         assert_eq!((ramp.at(0.0), ramp.at(1_000.0)), (0.9, 0.9));

@@ -78,9 +78,10 @@ pub fn aggregate(runs: &[RunResult]) -> Option<Aggregate> {
         strategy: first.strategy,
         runs: runs.len(),
         success_rate: stat(&|r| r.summary.success_rate),
-        success_within_objective_rate: first.summary.success_within_objective_rate.map(|_| {
-            stat(&|r| r.summary.success_within_objective_rate.unwrap_or(0.0))
-        }),
+        success_within_objective_rate: first
+            .summary
+            .success_within_objective_rate
+            .map(|_| stat(&|r| r.summary.success_within_objective_rate.unwrap_or(0.0))),
         first_attempt_success_rate: stat(&|r| r.summary.first_attempt_success_rate),
         attempts_per_request: stat(&|r| r.summary.attempts_per_request),
         max_attempts: runs.iter().map(|r| r.summary.max_attempts).max().unwrap_or(0),

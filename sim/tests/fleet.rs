@@ -69,7 +69,9 @@ fn the_learner_gives_a_thousand_isolates_back_most_of_what_one_router_learns() {
         let with_learner = fleet_success(kind, &synced, 5);
         let alone = fleet_success(kind, &FleetConfig::isolated(K), 5);
         let one = fleet_success(kind, &FleetConfig::isolated(1), 5);
-        eprintln!("{kind}: K=1 {one:.4}, K=1000 with the learner {with_learner:.4}, alone {alone:.4}");
+        eprintln!(
+            "{kind}: K=1 {one:.4}, K=1000 with the learner {with_learner:.4}, alone {alone:.4}"
+        );
         assert!(one - with_learner < 0.015, "{kind}: {with_learner} against {one}");
         assert!(with_learner - alone > 0.04, "{kind}: {with_learner} against {alone}");
     }

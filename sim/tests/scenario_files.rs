@@ -55,7 +55,10 @@ fn latency_changes() -> impl Strategy<Value = (Vec<LatencyStep>, Vec<LatencyPoin
         )),
         (sorted_times(1..=4), prop::collection::vec(ms(), 4)).prop_map(|(t, l)| (
             Vec::new(),
-            t.iter().zip(l).map(|(&at_ms, latency_ms)| LatencyPoint { at_ms, latency_ms }).collect()
+            t.iter()
+                .zip(l)
+                .map(|(&at_ms, latency_ms)| LatencyPoint { at_ms, latency_ms })
+                .collect()
         )),
     ]
 }
@@ -88,8 +91,11 @@ fn downstream() -> impl Strategy<Value = SimDownstream> {
                 latency_ms,
                 latency_sigma,
                 capacity_rps,
-                outage: outage
-                    .map(|(up_ms, down_ms, offset_ms)| OutageCycle { up_ms, down_ms, offset_ms }),
+                outage: outage.map(|(up_ms, down_ms, offset_ms)| OutageCycle {
+                    up_ms,
+                    down_ms,
+                    offset_ms,
+                }),
                 timeout_share,
                 slow_tail: slow_tail.map(|(share, factor)| SlowTail { share, factor }),
                 latency_steps,

@@ -53,7 +53,11 @@ pub fn markdown(
         out,
         "| strategy | isolates | learner | success % |{slo} % of oracle | p99 ms | imports/request | recycles |"
     );
-    let _ = writeln!(out, "|---|---:|---|---:|{}---:|---:|---:|---:|", if slo.is_empty() { "" } else { "---:|" });
+    let _ = writeln!(
+        out,
+        "|---|---:|---|---:|{}---:|---:|---:|---:|",
+        if slo.is_empty() { "" } else { "---:|" }
+    );
     for (job, runs) in jobs.iter().zip(runs) {
         let Some(agg) = sim::aggregate(runs) else { continue };
         let n = runs.len().max(1) as f64;

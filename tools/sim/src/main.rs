@@ -297,7 +297,11 @@ fn main() -> Result<()> {
             let n: u64 = runs.iter().flatten().map(|r| r.summary.attempts).sum();
             attempts += n;
             println!("{}", fleet_table::markdown(&scenario, &run_config, args.seeds, &jobs, &runs));
-            eprintln!("{name}: {} fleet runs in {}", jobs.len() * args.seeds as usize, rate(n, started, threads));
+            eprintln!(
+                "{name}: {} fleet runs in {}",
+                jobs.len() * args.seeds as usize,
+                rate(n, started, threads)
+            );
             continue;
         }
         let runs =
@@ -371,8 +375,14 @@ fn fleet_options(args: &Args, list: &str) -> Result<(Vec<usize>, LearnerSync, Fl
         telemetry_lag_ms: args.telemetry_lag_ms,
         half_life_ms: args.half_life_ms,
     };
-    let spread = if args.skew == 0.0 { Spread::Even } else { Spread::Skewed { exponent: args.skew } };
-    let base = FleetConfig { isolates: 1, spread, learner: Some(learner), mean_lifetime_ms: args.isolate_lifetime_ms };
+    let spread =
+        if args.skew == 0.0 { Spread::Even } else { Spread::Skewed { exponent: args.skew } };
+    let base = FleetConfig {
+        isolates: 1,
+        spread,
+        learner: Some(learner),
+        mean_lifetime_ms: args.isolate_lifetime_ms,
+    };
     base.check().map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
     Ok((counts, learner, base))
 }

@@ -97,9 +97,8 @@ pub fn csv(reports: &[(&Scenario, &SimConfig, &[Aggregate])]) -> String {
         let budget = retry_budget(config).replace(',', ";");
         let objective = config.latency_objective_ms.map_or(String::new(), |ms| ms.to_string());
         for r in *results {
-            let within = r
-                .success_within_objective_rate
-                .map_or(String::new(), |s| format!("{:.6}", s.mean));
+            let within =
+                r.success_within_objective_rate.map_or(String::new(), |s| format!("{:.6}", s.mean));
             let share: Vec<String> = r.traffic_share.iter().map(|s| format!("{s:.4}")).collect();
             let _ = writeln!(
                 out,

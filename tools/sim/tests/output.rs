@@ -260,7 +260,10 @@ fn prints_the_fleet_table_and_the_throughput() {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr.lines().find(|l| l.starts_with("all scenarios:")).expect("a total line");
-    assert!(line.contains("simulated attempts (") && line.contains("attempts/s on 2 threads"), "{line}");
+    assert!(
+        line.contains("simulated attempts (") && line.contains("attempts/s on 2 threads"),
+        "{line}"
+    );
     // Bad fleet options name the flag.
     for (flag, value) in [("--isolates", "0"), ("--skew", "-1"), ("--arrivals", "bursts:0:1")] {
         let output = Command::new(env!("CARGO_BIN_EXE_magnetar-sim"))
