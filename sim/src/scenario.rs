@@ -24,6 +24,7 @@
 //! | `sticky`       | the same fleet, failures sticky (0.5): a retry on a host that failed the request fails again half the time on top |
 //! | `poison`       | 97/92/85%, 2% of requests fail on every host (5xx), 1% get a 4xx (a success by the project's definition, not retried) |
 //! | `brownout`     | 99/97/95%, every host at 20% success for 60 s from a third of the run     |
+//! | `degrading`    | Poisson arrivals; the best (98%, 20 ms) degrades linearly to 60% and 200 ms over the middle half of the run; 93/90/85% steady |
 //!
 //! A scenario may carry its own arrival rate and attempt timeout (`slow_host` does);
 //! [`Scenario::configure`] applies them to a run's [`SimConfig`] and the engine always runs with
@@ -36,7 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use super::SimConfig;
 use super::arrivals::Arrivals;
-use super::model::{LatencyStep, MarkovState, SimDownstream, SuccessCurve};
+use super::model::{
+    LatencyPoint, LatencyStep, MarkovState, SimDownstream, SuccessCurve, SuccessPoint,
+};
 
 /// A share of requests that fail on every host.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,6 +108,7 @@ pub const SCENARIOS: &[&str] = &[
     "sticky",
     "poison",
     "brownout",
+    "degrading",
 ];
 
 /// Linkerd's slow-host benchmark: arrivals every millisecond (1,000 requests/s).
@@ -263,6 +267,24 @@ impl Scenario {
                 extra.brownout =
                     Some(Brownout { from_ms: from, until_ms: from + 60_000, success: 0.2 });
                 ("99/97/95%, all at 20% success for 60 s", fleet(&[0.99, 0.97, 0.95]), Some(from))
+            }
+            "degrading" => {
+                let mut f = fleet(&[0.98, 0.93, 0.9, 0.85]);
+                let (from, until) = (duration_ms / 4, duration_ms - duration_ms / 4);
+                f[0].success = SuccessCurve::Linear(vec![
+                    SuccessPoint { at_ms: from, success: 0.98 },
+                    SuccessPoint { at_ms: until, success: 0.6 },
+                ]);
+                f[0].latency_curve = vec![
+                    LatencyPoint { at_ms: from, latency_ms: 20.0 },
+                    LatencyPoint { at_ms: until, latency_ms: 200.0 },
+                ];
+                extra.arrivals = Some(Arrivals::Poisson);
+                (
+                    "Poisson arrivals; the best (98%, 20 ms) degrades linearly to 60% and 200 ms over the middle half; 93/90/85%",
+                    f,
+                    Some(from),
+                )
             }
             other => return Err(UnknownScenario(other.to_owned())),
         };
