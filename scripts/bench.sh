@@ -9,7 +9,9 @@
 #   core     criterion: select + update per strategy for 3, 10 and 100 downstreams (native)
 #   wasm     the same loop compiled to wasm32 and run under Node (tools/wasm-bench)
 #   learner  ingest throughput, /recommendation and /params p50/p99, memory at 10/1,000 downstreams
-#   sim      magnetar-sim: every strategy on every scenario, 20 seeds x 20,000 requests
+#   sim      magnetar-sim: every strategy on every scenario, 20 seeds x 20,000 requests; the
+#            fleet-scale table (1 to 1,000 isolates, with and without the learner); simulated
+#            attempts per second on one thread and on every core
 #
 # Run scripts/setup.sh first (scripts/test.sh does). `latency` uses the stack on the router port
 # of config/workers.json when one runs, and starts its own otherwise.
@@ -107,13 +109,28 @@ learner() {
 sim() {
   step "simulator: every strategy on every scenario"
   cargo build --locked -q --release -p magnetar-sim-cli
+  local bin="${CARGO_TARGET_DIR:-target}/release/magnetar-sim"
   { machine; echo; } >"$OUT/sim.md"
-  target/release/magnetar-sim --scenarios all --strategies all --seeds 20 --requests 20000 \
+  "$bin" --scenarios all --strategies all --seeds 20 --requests 20000 \
     --out "$OUT/sim" | tee -a "$OUT/sim.md"
   echo
   echo "with the 3-attempt budget:" | tee -a "$OUT/sim.md"
-  target/release/magnetar-sim --scenarios prototype,spread,retries --strategies all --seeds 20 \
+  "$bin" --scenarios prototype,spread,retries --strategies all --seeds 20 \
     --requests 20000 --max-attempts 3 --out "$OUT/sim-3-attempts" | tee -a "$OUT/sim.md"
+  echo
+  echo "fleet scale: 1 to 1,000 router isolates, without and with the learner:" | tee -a "$OUT/sim.md"
+  "$bin" --scenarios constant,random_outages,abrupt --strategies thompson,magnetar,round_robin \
+    --seeds 10 --requests 20000 --max-attempts 3 --isolates 1,10,100,1000 | tee -a "$OUT/sim.md"
+  # Throughput: simulated attempts per second of wall time, on one thread and on every core
+  # (the CLI's stderr summary line), every strategy on every scenario, 2 seeds x 20,000 requests.
+  echo
+  echo "simulator throughput (every strategy on every scenario, 2 seeds x 20,000 requests, 3 attempts):" \
+    | tee -a "$OUT/sim.md"
+  local threads
+  for threads in 1 "$(nproc)"; do
+    "$bin" --scenarios all --strategies all --seeds 2 --requests 20000 --max-attempts 3 \
+      --threads "$threads" 2>&1 >/dev/null | grep '^all scenarios:' | tee -a "$OUT/sim.md"
+  done
 }
 
 what=("$@")

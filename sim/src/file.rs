@@ -7,7 +7,9 @@
 //! ```toml
 //! name = "mine"
 //! description = "two hosts, one with random outages"
-//! # interarrival_ms = 1.0        # optional: this fleet's arrival rate
+//! # interarrival_ms = 1.0        # optional: this fleet's mean time between arrivals
+//! # arrivals = "poisson"         # or "constant" (the default), { bursts = { size = 20, gap_ms = 0.5 } }
+//! # latency_objective_ms = 300   # optional: report success within 300 ms of arrival
 //! # attempt_timeout_ms = 1000    # optional: this fleet's attempt timeout
 //! # poison = { server_error_share = 0.02, client_error_share = 0.01 }
 //! # brownout = { from_ms = 60000, until_ms = 120000, success = 0.2 }
@@ -27,7 +29,16 @@
 //! outage = { up_ms = 20000, down_ms = 10000, offset_ms = 0 }
 //! slow_tail = { share = 0.01, factor = 20.0 }
 //! latency_steps = [{ at_ms = 50000, latency_ms = 200.0 }]
+//!
+//! [[downstreams]]
+//! name = "c"                     # degrades linearly from 98% to 60% between 30 s and 90 s
+//! success = { linear = [{ at_ms = 30000, success = 0.98 }, { at_ms = 90000, success = 0.6 }] }
+//! latency_ms = 20.0              # ignored while latency_curve has points
+//! latency_curve = [{ at_ms = 30000, latency_ms = 20.0 }, { at_ms = 90000, latency_ms = 400.0 }]
 //! ```
+//!
+//! A linear curve's points are in time order; before the first point its value holds, after
+//! the last one the last value, and two points at the same time make a jump.
 //!
 //! Parse errors name the line, the column and the key (TOML) or the field's path and the line
 //! (JSON); [`Scenario::check`] then names the field of a value out of range
@@ -35,6 +46,7 @@
 
 use std::fmt::Display;
 
+use super::arrivals::Arrivals;
 use super::model::SuccessCurve;
 use super::scenario::Scenario;
 
@@ -87,6 +99,24 @@ fn positive(field: impl Display, value: f64) -> Result<(), ScenarioError> {
     }
 }
 
+/// Times of a curve's points must not go backwards; a curve has at least one point.
+fn in_time_order(field: &str, times: impl IntoIterator<Item = u64>) -> Result<(), ScenarioError> {
+    let mut last = None;
+    for (j, at) in times.into_iter().enumerate() {
+        if last.is_some_and(|l| at < l) {
+            return Err(invalid(
+                format!("{field}[{j}].at_ms"),
+                format!("must not be before the previous point's ({at} < {})", last.unwrap_or(0)),
+            ));
+        }
+        last = Some(at);
+    }
+    if last.is_none() {
+        return Err(invalid(field, "needs at least one point"));
+    }
+    Ok(())
+}
+
 /// `value` must be finite and at least 0.
 fn not_negative(field: impl Display, value: f64) -> Result<(), ScenarioError> {
     if value.is_finite() && value >= 0.0 {
@@ -129,6 +159,15 @@ impl Scenario {
         if self.attempt_timeout_ms == Some(0) {
             return Err(invalid("attempt_timeout_ms", "must be positive, got 0"));
         }
+        if self.latency_objective_ms == Some(0) {
+            return Err(invalid("latency_objective_ms", "must be positive, got 0"));
+        }
+        if let Some(Arrivals::Bursts { size, gap_ms }) = self.arrivals {
+            if size == 0 {
+                return Err(invalid("arrivals.bursts.size", "must be at least 1, got 0"));
+            }
+            not_negative("arrivals.bursts.gap_ms", gap_ms)?;
+        }
         if let Some(p) = self.poison {
             probability("poison.server_error_share", p.server_error_share)?;
             probability("poison.client_error_share", p.client_error_share)?;
@@ -152,6 +191,12 @@ impl Scenario {
                     probability(at("success.sine.mean"), mean)?;
                     not_negative(at("success.sine.amplitude"), amplitude)?;
                 }
+                SuccessCurve::Linear(ref points) => {
+                    in_time_order(&at("success.linear"), points.iter().map(|p| p.at_ms))?;
+                    for (j, p) in points.iter().enumerate() {
+                        probability(at(&format!("success.linear[{j}].success")), p.success)?;
+                    }
+                }
             }
             positive(at("latency_ms"), d.latency_ms)?;
             not_negative(at("latency_sigma"), d.latency_sigma)?;
@@ -168,6 +213,18 @@ impl Scenario {
             }
             for (j, s) in d.latency_steps.iter().enumerate() {
                 positive(at(&format!("latency_steps[{j}].latency_ms")), s.latency_ms)?;
+            }
+            if !d.latency_curve.is_empty() {
+                if !d.latency_steps.is_empty() {
+                    return Err(invalid(
+                        at("latency_curve"),
+                        "cannot be combined with latency_steps",
+                    ));
+                }
+                in_time_order(&at("latency_curve"), d.latency_curve.iter().map(|p| p.at_ms))?;
+                for (j, p) in d.latency_curve.iter().enumerate() {
+                    positive(at(&format!("latency_curve[{j}].latency_ms")), p.latency_ms)?;
+                }
             }
             for (j, s) in d.markov.iter().enumerate() {
                 probability(at(&format!("markov[{j}].success")), s.success)?;

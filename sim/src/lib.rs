@@ -38,19 +38,26 @@ use magnetar_core::retry::{
 };
 use magnetar_core::strategy::{ArmId, Feedback, Strategy, StrategyKind, StrategyParams};
 
+pub mod arrivals;
 pub mod file;
+pub mod fleet;
 pub mod metrics;
 pub mod model;
 pub mod oracle;
 pub mod report;
+pub mod routers;
 pub mod scenario;
 
+pub use arrivals::Arrivals;
 pub use file::{Format, ScenarioError};
+pub use fleet::{FleetConfig, FleetStats, LearnerSync, Spread, run_fleet};
 pub use report::{Aggregate, Stat, aggregate};
 pub use scenario::{SCENARIOS, Scenario, UnknownScenario};
 
+use arrivals::ArrivalClock;
 use model::{Attempted, Conditions, DownstreamState, RequestKind};
 use oracle::RetryOptions;
+use routers::{Finished, Routers, Single};
 
 /// Default time between two client requests (100 requests/s).
 pub const DEFAULT_INTERARRIVAL_MS: f64 = 10.0;
@@ -62,8 +69,10 @@ pub const DEFAULT_SERIES_POINTS: usize = 200;
 pub struct SimConfig {
     /// Client requests in the run.
     pub requests: u64,
-    /// Time between two arrivals.
+    /// Mean time between two arrivals.
     pub interarrival_ms: f64,
+    /// How arrivals are spaced around that mean (evenly by default).
+    pub arrivals: Arrivals,
     /// Attempt budget per request (1 = no retry).
     pub max_attempts: u32,
     /// Which downstreams a retry may go to.
@@ -77,6 +86,9 @@ pub struct SimConfig {
     pub request_deadline_ms: u64,
     /// Points in the time series.
     pub series_points: usize,
+    /// Report the share of requests that succeeded within this many ms of their arrival
+    /// (`OBJECTIVE=latency_slo:N`'s objective); `None` (`null`): no objective.
+    pub latency_objective_ms: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -84,12 +96,14 @@ impl Default for SimConfig {
         SimConfig {
             requests: 20_000,
             interarrival_ms: DEFAULT_INTERARRIVAL_MS,
+            arrivals: Arrivals::Constant,
             max_attempts: 1,
             retry_mode: RetryMode::Distinct,
             retry_budget: Some(RetryBudgetConfig::default()),
             attempt_timeout_ms: DEFAULT_ATTEMPT_TIMEOUT_MS,
             request_deadline_ms: DEFAULT_REQUEST_DEADLINE_MS,
             series_points: DEFAULT_SERIES_POINTS,
+            latency_objective_ms: None,
         }
     }
 }
@@ -151,6 +165,9 @@ pub struct RunResult {
     /// Retries the retry budget refused.
     pub retries_denied: u64,
     pub series: Series,
+    /// What the isolates did, for a fleet run ([`run_fleet`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStats>,
 }
 
 impl RunResult {
@@ -166,6 +183,7 @@ impl RunResult {
 
 struct Request {
     index: u64,
+    isolate: usize,
     plan: AttemptPlan,
     started_us: u64,
     oracle: f64,
@@ -177,7 +195,7 @@ struct Request {
 }
 
 /// Derives an independent stream seed.
-fn stream(seed: u64, salt: u64) -> u64 {
+pub(crate) fn stream(seed: u64, salt: u64) -> u64 {
     // splitmix64 finaliser
     let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -204,17 +222,23 @@ pub fn run(
     config: &SimConfig,
     seed: u64,
 ) -> RunResult {
-    Engine::new(scenario, strategy, config, seed).run(seed)
+    let routers = Single { strategy, rng: SmallRng::seed_from_u64(stream(seed, 2)) };
+    Engine::new(scenario, routers, config, seed).run(seed)
 }
 
-struct Engine<'a> {
+/// The seed of the strategy RNG of a run (isolate 0's in a fleet).
+pub(crate) fn strategy_seed(seed: u64) -> u64 {
+    stream(seed, 2)
+}
+
+pub(crate) struct Engine<'a, R: Routers> {
     scenario: &'a Scenario,
-    strategy: &'a mut dyn Strategy,
+    routers: R,
     /// The caller's configuration with the scenario's own arrival rate and attempt timeout.
     config: SimConfig,
+    arrivals: ArrivalClock,
     env_rng: SmallRng,
     request_rng: SmallRng,
-    strategy_rng: SmallRng,
     states: Vec<DownstreamState>,
     budget: Option<RetryBudget>,
     metrics: Metrics,
@@ -230,20 +254,15 @@ struct Engine<'a> {
     odds: Vec<oracle::HostOdds>,
 }
 
-impl<'a> Engine<'a> {
-    fn new(
-        scenario: &'a Scenario,
-        strategy: &'a mut dyn Strategy,
-        config: &'a SimConfig,
-        seed: u64,
-    ) -> Self {
+impl<'a, R: Routers> Engine<'a, R> {
+    pub(crate) fn new(scenario: &'a Scenario, routers: R, config: &SimConfig, seed: u64) -> Self {
         let arms = scenario.arms();
         let config = scenario.configure(config);
         Engine {
             scenario,
-            strategy,
+            routers,
+            arrivals: ArrivalClock::new(&config, stream(seed, 6)),
             env_rng: SmallRng::seed_from_u64(stream(seed, 1)),
-            strategy_rng: SmallRng::seed_from_u64(stream(seed, 2)),
             request_rng: SmallRng::seed_from_u64(stream(seed, 3)),
             states: (0..arms)
                 .map(|i| {
@@ -251,7 +270,7 @@ impl<'a> Engine<'a> {
                 })
                 .collect(),
             budget: config.retry_budget.map(RetryBudget::new),
-            metrics: Metrics::new(arms),
+            metrics: Metrics::new(arms).with_objective(config.latency_objective_ms),
             series: Series::new(&config),
             config,
             slots: Vec::new(),
@@ -266,17 +285,17 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn run(mut self, seed: u64) -> RunResult {
-        let step_us = (self.config.interarrival_ms * 1_000.0).max(0.0);
+    pub(crate) fn run(mut self, seed: u64) -> RunResult {
         let mut next = 0u64;
         loop {
-            let arrival = (next < self.config.requests).then_some((next as f64 * step_us) as u64);
+            let arrival = (next < self.config.requests).then(|| self.arrivals.peek());
             let completion = self.events.peek().map(|Reverse((t, _, _))| *t);
             // A completion at the same time as an arrival is handled first.
             match (arrival, completion) {
                 (None, None) => break,
                 (Some(a), c) if c.is_none_or(|c| a < c) => {
                     self.arrive(next, a);
+                    self.arrivals.advance();
                     next += 1;
                 }
                 _ => self.complete(),
@@ -284,13 +303,14 @@ impl<'a> Engine<'a> {
         }
         let requests = self.config.requests.max(1) as f64;
         RunResult {
-            strategy: self.strategy.kind(),
+            strategy: self.routers.kind(),
             seed,
             summary: self.metrics.summary(),
             oracle_success_rate: self.oracle_sum / requests,
             oracle_latency_ms: self.oracle_latency_sum / requests,
             retries_denied: self.retries_denied,
             series: self.series,
+            fleet: self.routers.stats(),
         }
     }
 
@@ -344,6 +364,7 @@ impl<'a> Engine<'a> {
         }
         self.refresh_probabilities(t_us);
         let kind = self.draw_kind();
+        let isolate = self.routers.assign(t_us);
         let chain = oracle::best_chain(&self.odds, &self.retry_options());
         // A 5xx poison request fails on every host: the oracle cannot serve it either. A 4xx
         // one is answered (a success by the project's definition) by any host that answers.
@@ -369,6 +390,7 @@ impl<'a> Engine<'a> {
         .mode(self.config.retry_mode);
         let request = Request {
             index,
+            isolate,
             plan,
             started_us: t_us,
             oracle,
@@ -395,19 +417,20 @@ impl<'a> Engine<'a> {
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
         let ctx = req.plan.select_context(t_us / 1_000);
-        let pick = self.strategy.select(&ctx, &mut self.strategy_rng);
+        let (strategy, rng) = self.routers.strategy(req.isolate);
+        let pick = strategy.select(&ctx, rng);
         let arm = match pick {
             Some(arm) if arm < self.scenario.arms() && !req.plan.excluded().contains(&arm) => arm,
-            Some(arm) => panic!("{} chose arm {arm}, excluded or unknown", self.strategy.kind()),
+            Some(arm) => panic!("{} chose arm {arm}, excluded or unknown", strategy.kind()),
             None => return self.finish(slot, t_us),
         };
+        let hint = strategy.attempt_deadline_ms(arm);
         let index = req.index;
         self.refresh_probabilities(t_us);
         let mut cond = self.conditions(t_us);
         let Some(req) = self.slots[slot].as_mut() else { return };
         // The router's own rule for this attempt's deadline (shorter when the strategy asks and a
         // retry could follow).
-        let hint = self.strategy.attempt_deadline_ms(arm);
         cond.attempt_timeout_ms =
             req.plan.attempt_timeout_ms(t_us / 1_000, self.config.attempt_timeout_ms, hint) as f64;
         // A host that already failed this request answers a retry with its repeat odds.
@@ -452,7 +475,8 @@ impl<'a> Engine<'a> {
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
         let (arm, outcome, latency_ms) = (req.arm, req.outcome, req.latency_ms);
-        self.strategy.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
+        let (strategy, _) = self.routers.strategy(req.isolate);
+        strategy.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
         self.metrics.record_attempt(arm, outcome, attempt);
         if attempt == 1 {
             req.first_success = Some(outcome.is_success());
@@ -484,6 +508,14 @@ impl<'a> Engine<'a> {
         });
         let bucket = (req.index / self.series.bucket) as usize;
         self.series.successes[bucket] += f64::from(u8::from(succeeded));
+        let final_outcome = req.plan.attempts().last().map_or(Outcome::ServerError, |a| a.outcome);
+        self.routers.finished(Finished {
+            isolate: req.isolate,
+            started_us: req.started_us,
+            finished_us: t_us,
+            attempts: req.plan.attempts(),
+            final_outcome,
+        });
     }
 }
 

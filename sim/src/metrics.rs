@@ -17,7 +17,11 @@
 //!   flaky-load-balancer scoring: "successes minus every attempt beyond the third");
 //! - `latency_p50_ms`, `latency_p99_ms`, `latency_p999_ms`: client-perceived request latency (all attempts), from an
 //!   HDR histogram with [`LATENCY_SIGNIFICANT_DIGITS`] significant digits and bounded memory;
-//! - `traffic_share`: attempts per downstream over all attempts, and `arm_success_rate`.
+//! - `traffic_share`: attempts per downstream over all attempts, and `arm_success_rate`;
+//! - `success_within_objective_rate`, when a latency objective is set
+//!   ([`Metrics::with_objective`]): requests that succeeded with a client-perceived latency of at
+//!   most the objective, over requests (`OBJECTIVE=latency_slo:N` counts a later answer as a
+//!   failure, and so does this figure).
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -96,6 +100,8 @@ pub struct Metrics {
     arm_attempts: Vec<u64>,
     arm_successes: Vec<u64>,
     latency: LatencyHistogram,
+    objective_ms: Option<u64>,
+    within_objective: u64,
 }
 
 /// A serialisable summary of [`Metrics`]; see the module docs for each figure.
@@ -117,6 +123,9 @@ pub struct MetricsSummary {
     pub latency_p999_ms: f64,
     pub traffic_share: Vec<f64>,
     pub arm_success_rate: Vec<f64>,
+    /// Requests that succeeded within the latency objective, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_within_objective_rate: Option<f64>,
 }
 
 impl Metrics {
@@ -140,7 +149,16 @@ impl Metrics {
             arm_attempts: vec![0; arms],
             arm_successes: vec![0; arms],
             latency: LatencyHistogram::default(),
+            objective_ms: None,
+            within_objective: 0,
         }
+    }
+
+    /// The same metrics also counting the requests that succeed within `objective_ms` of their
+    /// arrival (`None`: no objective).
+    pub fn with_objective(mut self, objective_ms: Option<u64>) -> Self {
+        self.objective_ms = objective_ms;
+        self
     }
 
     /// Records one attempt (1-based `attempt` within its request) on `arm`.
@@ -172,6 +190,12 @@ impl Metrics {
         self.first_successes += u64::from(r.first_attempt_succeeded);
         self.max_attempts = self.max_attempts.max(r.attempts);
         self.latency.record(r.latency_ms);
+        if let Some(ms) = self.objective_ms
+            && r.succeeded
+            && r.latency_ms <= ms as f64
+        {
+            self.within_objective += 1;
+        }
         if let Some(p) = r.oracle_success.filter(|p| p.is_finite()) {
             self.realized_regret += p - f64::from(u8::from(r.succeeded));
         }
@@ -206,6 +230,9 @@ impl Metrics {
                 .zip(&self.arm_successes)
                 .map(|(n, s)| ratio(*s, *n))
                 .collect(),
+            success_within_objective_rate: self
+                .objective_ms
+                .map(|_| ratio(self.within_objective, self.requests)),
         }
     }
 }
@@ -250,6 +277,25 @@ mod tests {
         assert!((s.realized_regret - -0.2).abs() < 1e-12);
         assert_eq!(s.traffic_share, [0.4, 0.6]);
         assert_eq!(s.arm_success_rate, [0.0, 2.0 / 3.0]);
+        assert_eq!(s.success_within_objective_rate, None);
+    }
+
+    #[test]
+    fn success_within_the_objective_counts_successes_no_later_than_it() {
+        let mut m = Metrics::new(1).with_objective(Some(100));
+        let rec = |succeeded, latency_ms| RequestRecord {
+            succeeded,
+            first_attempt_succeeded: succeeded,
+            attempts: 1,
+            latency_ms,
+            oracle_success: None,
+        };
+        // In time, exactly on it, late, and a fast failure: two of four within the objective.
+        for (ok, ms) in [(true, 20.0), (true, 100.0), (true, 100.5), (false, 5.0)] {
+            m.record_request(&rec(ok, ms));
+        }
+        let s = m.summary();
+        assert_eq!((s.success_rate, s.success_within_objective_rate), (0.75, Some(0.5)));
     }
 
     #[test]

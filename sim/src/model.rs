@@ -46,6 +46,44 @@ pub enum SuccessCurve {
         period_ms: u64,
         phase: f64,
     },
+    /// Piecewise linear through the points (in time order): the first point's value before it,
+    /// the last one's after it, and a straight line between two neighbours (two points at the
+    /// same time make a jump).
+    Linear(Vec<SuccessPoint>),
+}
+
+/// A point of a piecewise-linear success curve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessPoint {
+    pub at_ms: u64,
+    pub success: f64,
+}
+
+/// A point of a piecewise-linear latency curve: the median latency at `at_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyPoint {
+    pub at_ms: u64,
+    pub latency_ms: f64,
+}
+
+/// The piecewise-linear interpolation of `(at_ms, value)` points at `t_ms` (see
+/// [`SuccessCurve::Linear`]); `None` without points.
+pub fn interpolate(points: impl IntoIterator<Item = (u64, f64)>, t_ms: f64) -> Option<f64> {
+    let mut before: Option<(f64, f64)> = None;
+    for (at, value) in points {
+        let at = at as f64;
+        if t_ms < at {
+            return Some(match before {
+                // Strictly after the previous point's time, so `at > t0`.
+                Some((t0, v0)) => v0 + (value - v0) * (t_ms - t0) / (at - t0),
+                None => value,
+            });
+        }
+        before = Some((at, value));
+    }
+    before.map(|(_, v)| v)
 }
 
 impl SuccessCurve {
@@ -62,6 +100,9 @@ impl SuccessCurve {
             }
             SuccessCurve::Sine { mean, amplitude, period_ms, phase } => {
                 mean + amplitude * (TAU * t_ms / period_ms.max(1) as f64 + phase).sin()
+            }
+            SuccessCurve::Linear(ref points) => {
+                interpolate(points.iter().map(|p| (p.at_ms, p.success)), t_ms).unwrap_or(0.0)
             }
         };
         p.clamp(0.0, 1.0)
@@ -124,6 +165,9 @@ pub struct SimDownstream {
     /// Changes of the median latency over time, by `at_ms`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_steps: Vec<LatencyStep>,
+    /// The median latency over time as a piecewise-linear curve (instead of `latency_steps`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_curve: Vec<LatencyPoint>,
     /// States visited in order, cyclically, each for an exponential dwell time; each replaces
     /// `success` (and `latency_ms` when it has one) while it lasts. The run starts in the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -149,6 +193,7 @@ impl SimDownstream {
             timeout_share: 0.0,
             slow_tail: None,
             latency_steps: Vec::new(),
+            latency_curve: Vec::new(),
             markov: Vec::new(),
             stickiness: 0.0,
         }
@@ -156,6 +201,11 @@ impl SimDownstream {
 
     /// The median latency at `t_ms` outside Markov states.
     fn median_at(&self, t_ms: f64) -> f64 {
+        if let Some(ms) =
+            interpolate(self.latency_curve.iter().map(|p| (p.at_ms, p.latency_ms)), t_ms)
+        {
+            return ms;
+        }
         self.latency_steps
             .iter()
             .rev()
@@ -400,6 +450,33 @@ mod tests {
         assert_eq!(sine.at(1_000.0), 1.0); // clamped
         let o = OutageCycle { up_ms: 20, down_ms: 10, offset_ms: 0 };
         assert!(!o.is_down(19) && o.is_down(20) && o.is_down(29) && !o.is_down(30));
+    }
+
+    #[test]
+    fn linear_curves_interpolate_between_their_points() {
+        let points = |v: &[(u64, f64)]| {
+            SuccessCurve::Linear(
+                v.iter().map(|&(at_ms, success)| SuccessPoint { at_ms, success }).collect(),
+            )
+        };
+        let ramp = points(&[(1_000, 0.9), (3_000, 0.1), (3_000, 0.5)]);
+        assert_eq!((ramp.at(0.0), ramp.at(1_000.0)), (0.9, 0.9));
+        assert!((ramp.at(2_000.0) - 0.5).abs() < 1e-12);
+        assert!((ramp.at(2_999.0) - 0.1004).abs() < 1e-12);
+        assert_eq!((ramp.at(3_000.0), ramp.at(1e9)), (0.5, 0.5), "a jump at 3 s");
+        let d = SimDownstream {
+            latency_sigma: 0.0,
+            latency_curve: vec![
+                LatencyPoint { at_ms: 0, latency_ms: 20.0 },
+                LatencyPoint { at_ms: 10_000, latency_ms: 220.0 },
+            ],
+            ..SimDownstream::constant("slowing", 1.0)
+        };
+        let mut s = DownstreamState::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let (_, ms) = s.attempt(&d, 5_000_000, &COND, Attempted::default(), &mut rng);
+        assert!((ms - 120.0).abs() < 1e-9, "{ms}");
+        assert_eq!(s.odds(&d, 20_000_000, &COND).success_ms, 220.0);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Aggregate {
     pub strategy: StrategyKind,
     pub runs: usize,
     pub success_rate: Stat,
+    /// Success within the latency objective, when the runs had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_within_objective_rate: Option<Stat>,
     pub first_attempt_success_rate: Stat,
     pub attempts_per_request: Stat,
     /// Most attempts any request of any run made.
@@ -75,6 +78,10 @@ pub fn aggregate(runs: &[RunResult]) -> Option<Aggregate> {
         strategy: first.strategy,
         runs: runs.len(),
         success_rate: stat(&|r| r.summary.success_rate),
+        success_within_objective_rate: first
+            .summary
+            .success_within_objective_rate
+            .map(|_| stat(&|r| r.summary.success_within_objective_rate.unwrap_or(0.0))),
         first_attempt_success_rate: stat(&|r| r.summary.first_attempt_success_rate),
         attempts_per_request: stat(&|r| r.summary.attempts_per_request),
         max_attempts: runs.iter().map(|r| r.summary.max_attempts).max().unwrap_or(0),

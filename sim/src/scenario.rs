@@ -24,6 +24,7 @@
 //! | `sticky`       | the same fleet, failures sticky (0.5): a retry on a host that failed the request fails again half the time on top |
 //! | `poison`       | 97/92/85%, 2% of requests fail on every host (5xx), 1% get a 4xx (a success by the project's definition, not retried) |
 //! | `brownout`     | 99/97/95%, every host at 20% success for 60 s from a third of the run     |
+//! | `degrading`    | Poisson arrivals; the best (98%, 20 ms) degrades linearly to 60% and 200 ms over the middle half of the run; 93/90/85% steady |
 //!
 //! A scenario may carry its own arrival rate and attempt timeout (`slow_host` does);
 //! [`Scenario::configure`] applies them to a run's [`SimConfig`] and the engine always runs with
@@ -35,7 +36,10 @@ use magnetar_flaky::OutageCycle;
 use serde::{Deserialize, Serialize};
 
 use super::SimConfig;
-use super::model::{LatencyStep, MarkovState, SimDownstream, SuccessCurve};
+use super::arrivals::Arrivals;
+use super::model::{
+    LatencyPoint, LatencyStep, MarkovState, SimDownstream, SuccessCurve, SuccessPoint,
+};
 
 /// A share of requests that fail on every host.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,6 +76,12 @@ pub struct Scenario {
     /// Deadline of one attempt, replacing the run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_timeout_ms: Option<u64>,
+    /// How arrivals are spaced, replacing the run's ([`Arrivals`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<Arrivals>,
+    /// The latency objective the tables report success within, replacing the run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_objective_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poison: Option<Poison>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +108,7 @@ pub const SCENARIOS: &[&str] = &[
     "sticky",
     "poison",
     "brownout",
+    "degrading",
 ];
 
 /// Linkerd's slow-host benchmark: arrivals every millisecond (1,000 requests/s).
@@ -133,11 +144,14 @@ impl Scenario {
         SCENARIOS.iter().filter_map(|n| Scenario::builtin(n, config).ok()).collect()
     }
 
-    /// `config` with this scenario's own arrival rate and attempt timeout, if it has them.
+    /// `config` with this scenario's own arrival rate and process, attempt timeout and latency
+    /// objective, where it has them.
     pub fn configure(&self, config: &SimConfig) -> SimConfig {
         SimConfig {
             interarrival_ms: self.interarrival_ms.unwrap_or(config.interarrival_ms),
             attempt_timeout_ms: self.attempt_timeout_ms.unwrap_or(config.attempt_timeout_ms),
+            arrivals: self.arrivals.clone().unwrap_or_else(|| config.arrivals.clone()),
+            latency_objective_ms: self.latency_objective_ms.or(config.latency_objective_ms),
             ..config.clone()
         }
     }
@@ -254,6 +268,24 @@ impl Scenario {
                     Some(Brownout { from_ms: from, until_ms: from + 60_000, success: 0.2 });
                 ("99/97/95%, all at 20% success for 60 s", fleet(&[0.99, 0.97, 0.95]), Some(from))
             }
+            "degrading" => {
+                let mut f = fleet(&[0.98, 0.93, 0.9, 0.85]);
+                let (from, until) = (duration_ms / 4, duration_ms - duration_ms / 4);
+                f[0].success = SuccessCurve::Linear(vec![
+                    SuccessPoint { at_ms: from, success: 0.98 },
+                    SuccessPoint { at_ms: until, success: 0.6 },
+                ]);
+                f[0].latency_curve = vec![
+                    LatencyPoint { at_ms: from, latency_ms: 20.0 },
+                    LatencyPoint { at_ms: until, latency_ms: 200.0 },
+                ];
+                extra.arrivals = Some(Arrivals::Poisson);
+                (
+                    "Poisson arrivals; the best (98%, 20 ms) degrades linearly to 60% and 200 ms over the middle half; 93/90/85%",
+                    f,
+                    Some(from),
+                )
+            }
             other => return Err(UnknownScenario(other.to_owned())),
         };
         Ok(Scenario {
@@ -274,6 +306,8 @@ impl Scenario {
             change_at_ms: None,
             interarrival_ms: None,
             attempt_timeout_ms: None,
+            arrivals: None,
+            latency_objective_ms: None,
             poison: None,
             brownout: None,
         }
