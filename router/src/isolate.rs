@@ -55,6 +55,7 @@ const VARS: &[&str] = &[
     "ADMIN_TOKEN",
     "LEARNER_TOKEN",
     "ROUTES",
+    "HEDGE",
 ];
 
 /// Counters of one isolate, exposed by `/_magnetar/state`.

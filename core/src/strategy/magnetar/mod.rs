@@ -137,6 +137,10 @@ pub const DEADLINE_P99_FACTOR: f64 = 5.0;
 pub const DEADLINE_MIN_MS: f64 = 50.0;
 /// Latencies a downstream's model must have seen before it shortens its attempts.
 pub const DEADLINE_MIN_SAMPLES: u64 = 20;
+/// The standard normal quantile of a hedge's delay: the 95th percentile.
+pub const HEDGE_Z: f64 = 1.645;
+/// A hedge is never sent sooner than this after its attempt, ms.
+pub const HEDGE_MIN_DELAY_MS: f64 = 5.0;
 
 /// The strategy's parameters (see the module documentation for why these defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -339,12 +343,6 @@ impl Magnetar {
     pub fn latency(&self, arm: ArmId) -> Option<&LatencyModel> {
         self.arms.get(arm).map(|a| &a.latency)
     }
-
-    /// A hedge delay for an attempt on `arm`: its latency model's 95th percentile, once known.
-    pub fn hedge_delay_ms(&self, arm: ArmId) -> Option<f64> {
-        let a = self.arms.get(arm)?;
-        a.latency.known().then(|| a.latency.quantile(1.645))
-    }
 }
 
 impl Strategy for Magnetar {
@@ -423,6 +421,23 @@ impl Strategy for Magnetar {
         let model = &self.arms.get(arm)?.latency;
         (model.samples() >= DEADLINE_MIN_SAMPLES)
             .then(|| (model.p99() * DEADLINE_P99_FACTOR).max(DEADLINE_MIN_MS))
+    }
+
+    /// The latency model's 95th percentile ("The Tail at Scale"), once it has seen
+    /// [`DEADLINE_MIN_SAMPLES`] answers, and at least [`HEDGE_MIN_DELAY_MS`].
+    fn hedge_delay_ms(&self, arm: ArmId) -> Option<f64> {
+        let model = &self.arms.get(arm)?.latency;
+        (model.samples() >= DEADLINE_MIN_SAMPLES)
+            .then(|| model.quantile(HEDGE_Z).max(HEDGE_MIN_DELAY_MS))
+    }
+
+    /// The abandoned attempt is no longer in flight; what it took so far is a lower bound of its
+    /// latency, learned like an answer's, but it says nothing about success.
+    fn abandoned(&mut self, arm: ArmId, sent_ms: u64, now_ms: u64) {
+        let Some(a) = self.arms.get_mut(arm) else { return };
+        let elapsed = now_ms.saturating_sub(sent_ms) as f64;
+        a.pending.answered(now_ms, elapsed);
+        a.latency.observe(elapsed);
     }
 
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {

@@ -167,7 +167,13 @@ fn repeats_a_downstream_whose_failures_are_independent() {
                 arm,
                 &Feedback { outcome, latency_ms: 1.0, now_ms: now, attempt: ctx.attempt },
             );
-            let rec = crate::retry::AttemptRecord { arm, outcome, status: None, latency_ms: 1.0 };
+            let rec = crate::retry::AttemptRecord {
+                arm,
+                outcome,
+                status: None,
+                latency_ms: 1.0,
+                hedged: false,
+            };
             if plan.record(rec, now) != crate::retry::Next::Retry {
                 break;
             }
