@@ -23,6 +23,13 @@
 //! - what its **429s** taught ([`rate_limit`](super::rate_limit)): paced to the learned limit and
 //!   rested after each 429, which is not counted as a failure (as V6 does).
 //!
+//! - **hedging** ([`crate::hedge`], `HEDGE=auto`): an attempt outstanding longer than the
+//!   downstream's latency 95th percentile ([`HEDGE_Z`], once [`DEADLINE_MIN_SAMPLES`] answers
+//!   are known) is hedged by one to another downstream. An attempt abandoned after its p99
+//!   (it lost the race) is learned as a slow failure, as its cut-off at the deadline would be;
+//!   one abandoned sooner (usually the hedge, cut short by the first answer) only leaves
+//!   [`Pending`].
+//!
 //! A selection then asks [`chain`] for the first downstream of the best chain of the request's
 //! remaining attempts ([`SelectContext::remaining`]): the most probable slots, ordered by success
 //! per unit of expected cost (expected latency plus [`MagnetarConfig::attempt_cost_ms`]). With one
@@ -431,13 +438,22 @@ impl Strategy for Magnetar {
             .then(|| model.quantile(HEDGE_Z).max(HEDGE_MIN_DELAY_MS))
     }
 
-    /// The abandoned attempt is no longer in flight; what it took so far is a lower bound of its
-    /// latency, learned like an answer's, but it says nothing about success.
+    /// The abandoned attempt is no longer in flight. What it took so far is only a lower bound of
+    /// its latency. Beyond the downstream's 99th percentile it is what an attempt cut off at its
+    /// deadline is: a slow answer (learned as a peak) and a failure, so a downstream whose
+    /// attempts keep losing to hedges loses its traffic as it would to timeouts. Below, it says
+    /// nothing (most abandoned attempts are hedges cut short by the first attempt's answer,
+    /// after a few ms) and is only forgotten.
     fn abandoned(&mut self, arm: ArmId, sent_ms: u64, now_ms: u64) {
+        let hazard = self.hazard_per_ms();
         let Some(a) = self.arms.get_mut(arm) else { return };
         let elapsed = now_ms.saturating_sub(sent_ms) as f64;
         a.pending.answered(now_ms, elapsed);
-        a.latency.observe(elapsed);
+        if a.latency.known() && elapsed > a.latency.p99() {
+            a.latency.observe(elapsed);
+            a.change.observe(false, now_ms, hazard);
+            a.refresh();
+        }
     }
 
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
