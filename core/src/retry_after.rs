@@ -111,7 +111,7 @@ fn month_number(s: &str) -> Option<u64> {
 fn civil_ms(year: u64, month: u64, day: u64, time: &str) -> Option<u64> {
     let mut t = time.split(':');
     let (h, m, s) = (two_digits(t.next()?)?, two_digits(t.next()?)?, two_digits(t.next()?)?);
-    if t.next().is_some() || h > 23 || m > 59 || s > 60 || year < 1970 || year > 9999 {
+    if t.next().is_some() || h > 23 || m > 59 || s > 60 || !(1970..=9999).contains(&year) {
         return None;
     }
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;

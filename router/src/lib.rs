@@ -27,6 +27,7 @@ pub mod isolate;
 pub mod learner;
 pub mod log;
 pub mod proxy;
+pub mod race;
 pub mod telemetry;
 
 #[event(fetch)]

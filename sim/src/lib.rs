@@ -555,9 +555,8 @@ impl<'a> Engine<'a> {
         let record = AttemptRecord { arm, outcome, status: None, latency_ms, hedged: f.at.hedged };
         let others = req.flights.len();
         if others > 0 {
-            match hedge::record_racing(&mut req.plan, record, now_ms, others) {
-                Some(_) => self.finish(slot, t_us),
-                None => {}
+            if hedge::record_racing(&mut req.plan, record, now_ms, others).is_some() {
+                self.finish(slot, t_us);
             }
             return;
         }
