@@ -177,11 +177,11 @@ pub async fn run(
                 match select(race.running.next(), wait).await {
                     Either::Left((done, _)) => done,
                     Either::Right(((), _)) => {
-                        if isolate.pay_for_hedge(now_ms()) {
-                            race.start(plan, true).await;
+                        // No further hedge when this one is refused or finds no downstream
+                        // (its due time would still be past: the loop would spin).
+                        hedge_at = None;
+                        if isolate.pay_for_hedge(now_ms()) && race.start(plan, true).await {
                             hedge_at = race.hedge_due(plan);
-                        } else {
-                            hedge_at = None;
                         }
                         continue;
                     }
