@@ -7,6 +7,7 @@
 use crate::fleet::{Fleet, FleetError};
 use crate::forward::ForwardTrust;
 use crate::health::HealthConfig;
+use crate::hedge::HedgeMode;
 use crate::retry::budget::{DEFAULT_MIN_PER_SEC, DEFAULT_RETRY_PERCENT, DEFAULT_TTL_MS};
 use crate::retry::{DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_CAP, RetryBudgetConfig, RetryMode};
 use crate::route::Routes;
@@ -126,6 +127,9 @@ pub struct RouterConfig {
     /// the default: strategies that plan repeats decide, the others retry distinct downstreams).
     pub retry_mode: RetryMode,
     pub attempt_timeout_ms: u64,
+    /// Whether a slow attempt is hedged by one to another downstream (`HEDGE`: `auto`, the
+    /// default, or `off`; see [`crate::hedge`]).
+    pub hedge: HedgeMode,
     /// The `magnetar` strategy's parameters (`OBJECTIVE`, `CHANGE_HAZARD_PER_S`,
     /// `ATTEMPT_COST_MS`).
     pub magnetar: MagnetarConfig,
@@ -397,6 +401,10 @@ impl RouterConfig {
             };
 
         let magnetar = parse_magnetar(lookup, attempt_timeout_ms)?;
+        let hedge = match lookup("HEDGE") {
+            None => HedgeMode::default(),
+            Some(raw) => raw.parse::<HedgeMode>().map_err(|e| invalid("HEDGE", e.to_string()))?,
+        };
 
         Ok(RouterConfig {
             fleet,
@@ -404,6 +412,7 @@ impl RouterConfig {
             max_attempts,
             retry_mode,
             attempt_timeout_ms,
+            hedge,
             magnetar,
             request_deadline_ms,
             telemetry,
@@ -466,6 +475,9 @@ mod tests {
         assert_eq!(cfg.retry_budget, Some(RetryBudgetConfig::default()));
         assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(cfg.admin_token, None);
+        assert_eq!(cfg.hedge, HedgeMode::Auto);
+        let off = parse(&[("FLEET", FLEET), ("HEDGE", " Off ")]).unwrap();
+        assert_eq!(off.hedge, HedgeMode::Off);
     }
 
     #[test]
@@ -582,6 +594,7 @@ mod tests {
             (&[("FLEET", FLEET), ("OBJECTIVE", "latency_slo:0")], "valid objectives"),
             (&[("FLEET", FLEET), ("CHANGE_HAZARD_PER_S", "-1")], "CHANGE_HAZARD_PER_S"),
             (&[("FLEET", FLEET), ("ATTEMPT_COST_MS", "NaN")], "ATTEMPT_COST_MS"),
+            (&[("FLEET", FLEET), ("HEDGE", "always")], "HEDGE: invalid hedge mode \"always\""),
             (&[("FLEET", FLEET), ("KAFKA_REST_URL", "kafka:9092")], "KAFKA_REST_URL: must start"),
             (
                 &[("FLEET", FLEET), ("KAFKA_REST_URL", "http://x"), ("KAFKA_REST_API", "v3")],

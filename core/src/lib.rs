@@ -16,6 +16,8 @@
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
 //! - [`tags`]: tags a request requires (`x-magnetar-tags`, `ROUTE_TAGS`) and the downstreams
 //!   they leave out;
+//! - [`hedge`]: when a request's attempt is hedged by a second one (`HEDGE`);
+//! - [`retry_after`]: a 429/503's `Retry-After`, kept as a veto on the downstream until then;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
 //! - [`config`]: the router's configuration (wrangler variables), parsed once;
 //! - [`bench`]: the micro-benchmark workload shared by the native and the wasm32 benchmarks.
@@ -29,10 +31,12 @@ pub mod config;
 pub mod fleet;
 pub mod forward;
 pub mod health;
+pub mod hedge;
 pub mod outcome;
 pub mod posterior;
 pub mod request;
 pub mod retry;
+pub mod retry_after;
 pub mod route;
 pub mod select;
 pub mod stats;

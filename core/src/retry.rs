@@ -79,6 +79,8 @@ pub struct AttemptRecord {
     /// HTTP status when the downstream answered.
     pub status: Option<u16>,
     pub latency_ms: f64,
+    /// Whether the attempt was sent as a hedge ([`crate::hedge`]) while another was in flight.
+    pub hedged: bool,
 }
 
 /// What the caller should do after an attempt.
@@ -225,6 +227,26 @@ impl AttemptPlan {
         self.max_attempts
     }
 
+    /// After which outcomes the request may be sent again.
+    pub fn replay_rule(&self) -> Replay {
+        self.replay
+    }
+
+    /// Downstreams in the fleet.
+    pub fn fleet_len(&self) -> usize {
+        self.fleet_len
+    }
+
+    /// The request's deadline (caller's clock).
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
+    }
+
+    /// When the request arrived, if noted ([`started_at`](AttemptPlan::started_at)).
+    pub fn started_ms(&self) -> Option<u64> {
+        self.started_ms
+    }
+
     /// Arms to veto for the next attempt.
     pub fn excluded(&self) -> &[ArmId] {
         &self.excluded
@@ -301,7 +323,7 @@ mod tests {
     use super::*;
 
     fn rec(arm: ArmId, outcome: Outcome) -> AttemptRecord {
-        AttemptRecord { arm, outcome, status: None, latency_ms: 1.0 }
+        AttemptRecord { arm, outcome, status: None, latency_ms: 1.0, hedged: false }
     }
 
     #[test]

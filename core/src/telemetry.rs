@@ -38,6 +38,10 @@ pub struct AttemptTelemetry {
     pub status: Option<u16>,
     pub outcome: Outcome,
     pub latency_ms: f64,
+    /// Whether the attempt was a hedge, sent while another attempt of the request was in flight
+    /// (absent in records of routers that do not hedge: false).
+    #[serde(default)]
+    pub hedged: bool,
 }
 
 /// Everything the router reports about one client request.
@@ -194,12 +198,14 @@ mod tests {
                     status: Some(500),
                     outcome: Outcome::ServerError,
                     latency_ms: 4.5,
+                    hedged: false,
                 },
                 AttemptTelemetry {
                     downstream: "downstream-3".into(),
                     status: Some(200),
                     outcome: Outcome::Success,
                     latency_ms: 6.0,
+                    hedged: true,
                 },
             ],
             final_outcome: Outcome::Success,
@@ -216,6 +222,7 @@ mod tests {
         assert_eq!(json["records"][0]["key"], "/service");
         assert_eq!(json["records"][0]["value"]["attempts"][0]["outcome"], "server_error");
         assert!(json["records"][0].get("partition").is_none());
+        assert_eq!(json["records"][0]["value"]["attempts"][1]["hedged"], true);
         let back: ProduceRequest<TelemetryRecord> = serde_json::from_value(json).unwrap();
         assert_eq!(back.records[0].value, sample());
     }

@@ -141,6 +141,7 @@ fn tagged(id: &str, variant: &str, n: usize, successes: usize) -> Vec<TelemetryR
                     status: Some(if outcome.is_success() { 200 } else { 500 }),
                     outcome,
                     latency_ms: 5.0,
+                    hedged: false,
                 }],
                 final_outcome: outcome,
                 final_status: if outcome.is_success() { 200 } else { 500 },

@@ -110,6 +110,7 @@ fn record(i: usize, route: &str, downstreams: usize) -> TelemetryRecord {
             status: Some(if outcome.is_success() { 200 } else { 500 }),
             outcome,
             latency_ms: 1.0 + (i % 50) as f64,
+            hedged: false,
         }],
         final_outcome: outcome,
         final_status: if outcome.is_success() { 200 } else { 500 },

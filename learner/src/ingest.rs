@@ -238,6 +238,7 @@ pub(crate) mod tests {
                 status: Some(200),
                 outcome: Outcome::Success,
                 latency_ms: 10.0,
+                hedged: false,
             }],
             final_outcome: Outcome::Success,
             final_status: 200,

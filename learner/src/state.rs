@@ -596,7 +596,13 @@ mod tests {
     const NOW: u64 = 1_000_000;
 
     fn attempt(downstream: &str, outcome: Outcome) -> AttemptTelemetry {
-        AttemptTelemetry { downstream: downstream.into(), status: None, outcome, latency_ms: 5.0 }
+        AttemptTelemetry {
+            downstream: downstream.into(),
+            status: None,
+            outcome,
+            latency_ms: 5.0,
+            hedged: false,
+        }
     }
 
     fn record(id: &str, attempts: Vec<AttemptTelemetry>) -> TelemetryRecord {

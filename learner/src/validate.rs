@@ -106,6 +106,8 @@ fn status(field: &str, value: u16) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    use magnetar_core::telemetry::AttemptTelemetry;
+
     fn good() -> TelemetryRecord {
         crate::ingest::tests::record("r-1")
     }
@@ -165,5 +167,18 @@ mod tests {
         r.experiment = Some("e".repeat(MAX_NAME_LEN));
         r.variant = Some("v".repeat(MAX_NAME_LEN));
         assert_eq!(check(&r), Ok(()));
+    }
+
+    #[test]
+    fn hedged_attempts_are_accepted_and_older_records_read_as_not_hedged() {
+        let mut r = good();
+        r.attempts.push(AttemptTelemetry { hedged: true, ..r.attempts[0].clone() });
+        assert_eq!(check(&r), Ok(()));
+        let mut json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["attempts"][1]["hedged"], true);
+        json["attempts"][0].as_object_mut().expect("object").remove("hedged");
+        let back: TelemetryRecord = serde_json::from_value(json).expect("an older record");
+        assert!(!back.attempts[0].hedged && back.attempts[1].hedged);
+        assert_eq!(check(&back), Ok(()));
     }
 }

@@ -133,7 +133,18 @@ pub async fn send(
     attempt: u32,
     timeout_ms: u64,
 ) -> AttemptResult {
-    let deadline = Deadline::new(timeout_ms);
+    send_under(env, downstream, out, attempt, Deadline::new(timeout_ms)).await
+}
+
+/// Like [`send`], under a `deadline` the caller made (and may abort early through its
+/// [`Canceller`](crate::deadline::Canceller)); an aborted attempt ends as [`AttemptResult::Failed`].
+pub async fn send_under(
+    env: &Env,
+    downstream: &Downstream,
+    out: &Outgoing,
+    attempt: u32,
+    deadline: Deadline,
+) -> AttemptResult {
     let sent = match &downstream.target {
         Target::Url(base) => {
             let url = format!("{base}{}", out.path_and_query);

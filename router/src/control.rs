@@ -19,7 +19,7 @@ use crate::isolate::Isolate;
 
 /// Response headers a browser may read (the test-bed page reads them).
 pub const EXPOSED_HEADERS: &str = "x-magnetar-worker, x-magnetar-attempts, x-magnetar-algo, \
-     x-magnetar-request-id, x-magnetar-outcome, x-magnetar-fallback";
+     x-magnetar-request-id, x-magnetar-outcome, x-magnetar-fallback, x-magnetar-hedged";
 
 /// A JSON error response.
 pub fn error(status: u16, kind: &str, message: impl Into<String>) -> Result<Response> {

@@ -7,11 +7,13 @@
 //! [`Deadline`], and [`Deadline::run`] aborts it when the time is up, whether the request went
 //! through the global `fetch` or a service binding.
 
+use std::cell::RefCell;
 use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
-use worker::{AbortController, Delay, Request};
+use worker::{AbortController, AbortSignal, Delay, Request};
 
 /// Runs `fut` until it completes or `timeout_ms` passes; `None` on timeout. Does not abort
 /// anything: use [`Deadline`] for subrequests.
@@ -26,21 +28,41 @@ pub async fn race<T>(fut: impl Future<Output = T>, timeout_ms: u64) -> Option<T>
 
 /// One subrequest's deadline.
 pub struct Deadline {
-    controller: AbortController,
+    controller: Rc<RefCell<Option<AbortController>>>,
+    signal: AbortSignal,
     timeout_ms: u64,
+}
+
+/// Aborts a [`Deadline`]'s subrequest before its time is up (a hedge answered first).
+#[derive(Clone)]
+pub struct Canceller(Rc<RefCell<Option<AbortController>>>);
+
+impl Canceller {
+    /// Aborts the subrequest if it is still running (a no-op once it finished or was aborted).
+    pub fn abort(&self) {
+        if let Some(controller) = self.0.borrow_mut().take() {
+            controller.abort();
+        }
+    }
 }
 
 impl Deadline {
     /// A deadline `timeout_ms` from when [`Deadline::run`] starts.
     pub fn new(timeout_ms: u64) -> Self {
-        Deadline { controller: AbortController::default(), timeout_ms }
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        Deadline { controller: Rc::new(RefCell::new(Some(controller))), signal, timeout_ms }
+    }
+
+    /// A handle that aborts this deadline's subrequest early.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.controller.clone())
     }
 
     /// `request` with this deadline's abort signal attached (the same request otherwise).
     pub fn attach(&self, request: &Request) -> worker::Result<Request> {
         let init = web_sys::RequestInit::new();
-        let signal = self.controller.signal();
-        init.set_signal(Some(&*signal));
+        init.set_signal(Some(&*self.signal));
         let inner = web_sys::Request::new_with_request_and_init(request.inner(), &init)?;
         Ok(Request::from(inner))
     }
@@ -51,7 +73,10 @@ impl Deadline {
     pub async fn run<T>(self, fut: impl Future<Output = T>) -> Option<T> {
         let result = race(fut, self.timeout_ms).await;
         if result.is_none() {
-            self.controller.abort();
+            self.canceller().abort();
+        } else {
+            // Finished: nothing left to abort.
+            self.controller.borrow_mut().take();
         }
         result
     }

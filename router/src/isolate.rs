@@ -15,6 +15,7 @@ use std::rc::Rc;
 use magnetar_core::config::{ConfigError, RouterConfig};
 use magnetar_core::health::{self, FleetHealth, HealthView};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget};
+use magnetar_core::retry_after::Vetoes;
 use magnetar_core::strategy::{
     ArmId, Feedback, PosteriorSnapshot, SelectContext, Strategy, StrategyKind, StrategyParams,
 };
@@ -58,6 +59,7 @@ const VARS: &[&str] = &[
     "LEARNER_TOKEN",
     "ROUTES",
     "FORWARDED_TRUST",
+    "HEDGE",
 ];
 
 /// Counters of one isolate, exposed by `/_magnetar/state`.
@@ -76,6 +78,14 @@ pub struct Counters {
     pub retries_denied: u64,
     /// Requests refused with 413: their body was over `MAX_BODY_BYTES`.
     pub bodies_too_large: u64,
+    /// Hedges sent (`HEDGE=auto`).
+    pub hedges: u64,
+    /// Hedges due that the retry budget refused.
+    pub hedges_denied: u64,
+    /// Attempts aborted because another attempt of their request answered first.
+    pub attempts_abandoned: u64,
+    /// 429/503 answers whose `Retry-After` vetoed their downstream.
+    pub retry_after_vetoes: u64,
 }
 
 struct State {
@@ -96,6 +106,8 @@ struct State {
     params: StrategyParams,
     /// Passive health of the fleet (ejections, probes, slow start), shared by all routes.
     health: FleetHealth,
+    /// Downstreams that asked, with `Retry-After`, to be left alone until a time.
+    vetoes: Vetoes,
 }
 
 /// The isolate's state: a cheap handle (clone it into background work such as `wait_until`).
@@ -147,6 +159,7 @@ impl Isolate {
             counters: Counters::default(),
             params: config.strategy_params(),
             health: FleetHealth::new(config.health.clone(), config.fleet.len()),
+            vetoes: Vetoes::new(config.fleet.len()),
         };
         let isolate = Isolate { config, state: Rc::new(RefCell::new(state)) };
         ISOLATE.with_borrow_mut(|slot| *slot = Some(isolate.clone()));
@@ -189,6 +202,50 @@ impl Isolate {
     pub fn attempt_deadline_ms(&self, route: &str, kind: StrategyKind, arm: ArmId) -> Option<f64> {
         let arms = self.config.fleet.len();
         self.with(|state| state.strategy(route, kind, arms).attempt_deadline_ms(arm))
+    }
+
+    /// The hedge delay a local strategy asks for an attempt on `arm` (see
+    /// [`Strategy::hedge_delay_ms`](magnetar_core::strategy::Strategy::hedge_delay_ms)).
+    pub fn hedge_delay_ms(&self, route: &str, kind: StrategyKind, arm: ArmId) -> Option<f64> {
+        let arms = self.config.fleet.len();
+        self.with(|state| state.strategy(route, kind, arms).hedge_delay_ms(arm))
+    }
+
+    /// Tells a local strategy that the attempt on `arm` sent at `sent_ms` was abandoned.
+    pub fn abandoned(&self, route: &str, kind: StrategyKind, arm: ArmId, sent_ms: u64, now: u64) {
+        let arms = self.config.fleet.len();
+        self.with(|state| {
+            state.counters.attempts_abandoned += 1;
+            state.strategy(route, kind, arms).abandoned(arm, sent_ms, now);
+        });
+    }
+
+    /// Pays for a hedge from the retry budget: whether it may be sent (always, without a
+    /// budget). Counts the hedge, or its refusal.
+    pub fn pay_for_hedge(&self, now_ms: u64) -> bool {
+        self.with(|state| {
+            let paid = state.retry_budget.as_mut().is_none_or(|b| b.try_withdraw(now_ms));
+            if paid {
+                state.counters.hedges += 1;
+            } else {
+                state.counters.hedges_denied += 1;
+            }
+            paid
+        })
+    }
+
+    /// `arm` answered 429 or 503 with `Retry-After` asking to be left alone until `until_ms`.
+    pub fn veto(&self, arm: ArmId, until_ms: u64) {
+        self.with(|state| {
+            state.counters.retry_after_vetoes += 1;
+            state.vetoes.note(arm, until_ms);
+        });
+    }
+
+    /// `excluded` plus the downstreams a `Retry-After` still vetoes at `now_ms` (unless that
+    /// would exclude the whole fleet).
+    pub fn exclusions(&self, excluded: &[ArmId], now_ms: u64) -> Vec<ArmId> {
+        self.with(|state| state.vetoes.exclusions(excluded, now_ms))
     }
 
     /// A client request arrived: it pays into the retry budget (when there is one).

@@ -30,6 +30,7 @@ pub mod isolate;
 pub mod learner;
 pub mod log;
 pub mod proxy;
+pub mod race;
 pub mod tags;
 pub mod telemetry;
 

@@ -3,19 +3,22 @@
 
 use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::request::{BodyError, parse_request_options};
-use magnetar_core::retry::{AttemptPlan, AttemptRecord, IDEMPOTENCY_KEY_HEADER, Next, Replay};
-use magnetar_core::strategy::{ArmId, Feedback, SelectContext, StrategyKind};
+use magnetar_core::retry::{AttemptPlan, IDEMPOTENCY_KEY_HEADER, Next, Replay};
+use magnetar_core::strategy::{ArmId, SelectContext, StrategyKind};
 use magnetar_core::tags::TAGS_HEADER;
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use magnetar_core::{Outcome, forward};
 use serde_json::json;
 use worker::{Context, Method, Request, Response, Result, RouteContext};
 
-use crate::attempt::{self, Answer, AttemptResult, Outgoing};
+use crate::attempt::{self, Answer, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
-use crate::{control, health, learner, log, tags, telemetry};
+use crate::{control, health, learner, log, race, tags, telemetry};
+
+/// Set to `1` on a response when a hedge was sent for its request.
+pub const HEDGED_HEADER: &str = "x-magnetar-hedged";
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
@@ -116,56 +119,15 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             .started_at(started_ms)
             .replay(replay);
 
-    let mut last_answer: Option<Answer> = None;
-    let mut fell_back = false;
-    let mut next = Next::GiveUp;
-    loop {
-        let attempt_no = plan.next_attempt();
-        let chosen_at = now_ms();
-        let vetoed = health::veto(&isolate, &required.veto(plan.excluded()), chosen_at);
-        let ctx_sel = health::context(plan.select_context(chosen_at), &vetoed);
-        let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
-            Some(choice) => choice,
-            None => break,
-        };
-        fell_back |= matches!(algo, Algo::Learner) && local_kind.is_some();
-        let Some(downstream) = config.fleet.get(arm) else { break };
-        // Read after choose(): the wait for the learner's recommendation is neither part of the
-        // attempt's latency nor left of the request's deadline.
-        let sent = now_ms();
-        let hint = isolate.attempt_deadline_ms(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm);
-        let timeout = plan.attempt_timeout_ms(sent, config.attempt_timeout_ms, hint);
-        let result = attempt::send(&ctx.env, downstream, &out, attempt_no, timeout).await;
-        let finished = now_ms();
-        let (outcome, status, answer) = match result {
-            AttemptResult::Answered(a) => (Outcome::from_status(a.status), Some(a.status), Some(a)),
-            AttemptResult::TimedOut => (Outcome::Timeout, None, None),
-            AttemptResult::Failed(_) => (Outcome::ConnectError, None, None),
-            // The origin had the request and answered, but not in full: a server failure, not a
-            // connection error (which would make a POST look safe to retry).
-            AttemptResult::BrokenBody(status, _) => (Outcome::ServerError, Some(status), None),
-        };
-        let latency_ms = finished.saturating_sub(sent) as f64;
-        let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: attempt_no };
-        // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
-        // the fallback so it is ready when the learner is not.
-        isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
-        health::observe(&isolate, arm, outcome, finished);
-        isolate.count(|c| c.attempts += 1);
-        last_answer = answer;
-        next = isolate.record_attempt(
-            &mut plan,
-            AttemptRecord { arm, outcome, status, latency_ms },
-            finished,
-        );
-        if next != Next::Retry {
-            break;
-        }
-    }
+    let raced = race::run(&ctx.env, &isolate, &route, algo, &out, &required, &mut plan).await;
+    let (next, last_answer, fell_back) = (raced.next, raced.answer, raced.fell_back);
 
     let finished_ms = now_ms();
     let id = request_id(started_ms);
-    let response = respond(&config, &plan, next, last_answer, algo, &id, fell_back)?;
+    let mut response = respond(&config, &plan, next, last_answer, algo, &id, fell_back)?;
+    if raced.hedges > 0 {
+        response.headers_mut().set(HEDGED_HEADER, "1")?;
+    }
     if let Some(telemetry_config) = config.telemetry.clone() {
         let record = TelemetryRecord {
             schema: TELEMETRY_SCHEMA,
@@ -190,7 +152,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
 
 /// Picks the arm of the next attempt. Returns the local strategy that chose it (`None` when the
 /// learner chose).
-async fn choose(
+pub(crate) async fn choose(
     isolate: &Isolate,
     route: &str,
     algo: Algo,
@@ -222,6 +184,7 @@ fn attempts_telemetry(config: &RouterConfig, plan: &AttemptPlan) -> Vec<AttemptT
             status: a.status,
             outcome: a.outcome,
             latency_ms: a.latency_ms,
+            hedged: a.hedged,
         })
         .collect()
 }

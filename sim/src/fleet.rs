@@ -294,6 +294,7 @@ impl Routers for Isolates<'_> {
                 status: a.status,
                 outcome: a.outcome,
                 latency_ms: a.latency_ms,
+                hedged: a.hedged,
             })
             .collect();
         let record = TelemetryRecord {
@@ -309,6 +310,9 @@ impl Routers for Isolates<'_> {
             attempts,
             final_outcome: request.final_outcome,
             final_status: 0,
+            pool: None,
+            experiment: None,
+            variant: None,
         };
         let lag_us = learner.sync.telemetry_lag_ms.saturating_mul(1_000);
         learner.in_transit.push_back((request.finished_us.saturating_add(lag_us), record));

@@ -19,6 +19,12 @@
 //! ([`oracle`]: attempt budget, distinct or repeat retries, deadline), and a run reports its
 //! success as a percentage of it ([`RunResult::percent_of_oracle`]).
 //!
+//! Hedging ([`SimConfig::hedge`], off by default so the tables of runs without it stand) is the
+//! router's: [`magnetar_core::hedge::due_ms`] says when a request's next hedge is due, the
+//! budget pays for it, the first good answer wins and the attempts still in flight are
+//! abandoned ([`Strategy::abandoned`]); [`RunResult::hedges`] and [`RunResult::abandoned`]
+//! count what it cost.
+//!
 //! Public API in brief: [`Scenario::builtin`] / [`Scenario::builtins`] (names in [`SCENARIOS`]),
 //! [`SimConfig`], [`run_kind`] / [`run`] for one seeded run, [`aggregate`] over seeds, and
 //! [`oracle::best_chain`].
@@ -33,6 +39,7 @@ use serde::Serialize;
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
 use magnetar_core::Outcome;
 use magnetar_core::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
+use magnetar_core::hedge::{self, HedgeMode, InFlight};
 use magnetar_core::retry::{
     AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig, RetryMode,
 };
@@ -89,6 +96,8 @@ pub struct SimConfig {
     /// Report the share of requests that succeeded within this many ms of their arrival
     /// (`OBJECTIVE=latency_slo:N`'s objective); `None` (`null`): no objective.
     pub latency_objective_ms: Option<u64>,
+    /// Whether slow attempts are hedged (the router's `HEDGE`; off by default here).
+    pub hedge: HedgeMode,
 }
 
 impl Default for SimConfig {
@@ -104,6 +113,7 @@ impl Default for SimConfig {
             request_deadline_ms: DEFAULT_REQUEST_DEADLINE_MS,
             series_points: DEFAULT_SERIES_POINTS,
             latency_objective_ms: None,
+            hedge: HedgeMode::Off,
         }
     }
 }
@@ -164,6 +174,11 @@ pub struct RunResult {
     pub oracle_latency_ms: f64,
     /// Retries the retry budget refused.
     pub retries_denied: u64,
+    /// Hedges sent.
+    pub hedges: u64,
+    /// Attempts abandoned without an outcome (another attempt of their request answered
+    /// first); they are not in `summary.attempts`.
+    pub abandoned: u64,
     pub series: Series,
     /// What the isolates did, for a fleet run ([`run_fleet`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +186,11 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// Attempts sent per request, abandoned ones included.
+    pub fn sent_per_request(&self) -> f64 {
+        (self.summary.attempts + self.abandoned) as f64 / self.summary.requests.max(1) as f64
+    }
+
     /// Success rate as a percentage of the oracle's (100 when the oracle serves nothing).
     pub fn percent_of_oracle(&self) -> f64 {
         if self.oracle_success_rate > 0.0 {
@@ -181,6 +201,16 @@ impl RunResult {
     }
 }
 
+/// One attempt in flight: what its downstream will answer and when it was sent.
+struct Flight {
+    /// The sequence number of its completion event.
+    id: u64,
+    at: InFlight,
+    attempt: u32,
+    outcome: Outcome,
+    latency_ms: f64,
+}
+
 struct Request {
     index: u64,
     isolate: usize,
@@ -189,9 +219,18 @@ struct Request {
     oracle: f64,
     kind: RequestKind,
     first_success: Option<bool>,
-    arm: ArmId,
-    outcome: Outcome,
-    latency_ms: f64,
+    flights: Vec<Flight>,
+    /// The sequence number of the pending hedge timer, if any.
+    hedge_timer: Option<u64>,
+}
+
+/// What a queued event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// The attempt with this sequence number answers.
+    Answer,
+    /// The request's hedge timer with this sequence number fires.
+    Hedge,
 }
 
 /// Derives an independent stream seed.
@@ -234,9 +273,9 @@ pub(crate) fn strategy_seed(seed: u64) -> u64 {
 pub(crate) struct Engine<'a, R: Routers> {
     scenario: &'a Scenario,
     routers: R,
+    arrivals: ArrivalClock,
     /// The caller's configuration with the scenario's own arrival rate and attempt timeout.
     config: SimConfig,
-    arrivals: ArrivalClock,
     env_rng: SmallRng,
     request_rng: SmallRng,
     states: Vec<DownstreamState>,
@@ -245,11 +284,13 @@ pub(crate) struct Engine<'a, R: Routers> {
     series: Series,
     slots: Vec<Option<Request>>,
     free: Vec<usize>,
-    events: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: BinaryHeap<Reverse<(u64, u64, usize, Event)>>,
     seq: u64,
     oracle_sum: f64,
     oracle_latency_sum: f64,
     retries_denied: u64,
+    hedges: u64,
+    abandoned: u64,
     probabilities: Vec<f64>,
     odds: Vec<oracle::HostOdds>,
 }
@@ -280,6 +321,8 @@ impl<'a, R: Routers> Engine<'a, R> {
             oracle_sum: 0.0,
             oracle_latency_sum: 0.0,
             retries_denied: 0,
+            hedges: 0,
+            abandoned: 0,
             probabilities: vec![0.0; arms],
             odds: Vec::with_capacity(arms),
         }
@@ -289,7 +332,7 @@ impl<'a, R: Routers> Engine<'a, R> {
         let mut next = 0u64;
         loop {
             let arrival = (next < self.config.requests).then(|| self.arrivals.peek());
-            let completion = self.events.peek().map(|Reverse((t, _, _))| *t);
+            let completion = self.events.peek().map(|Reverse((t, _, _, _))| *t);
             // A completion at the same time as an arrival is handled first.
             match (arrival, completion) {
                 (None, None) => break,
@@ -309,6 +352,8 @@ impl<'a, R: Routers> Engine<'a, R> {
             oracle_success_rate: self.oracle_sum / requests,
             oracle_latency_ms: self.oracle_latency_sum / requests,
             retries_denied: self.retries_denied,
+            hedges: self.hedges,
+            abandoned: self.abandoned,
             series: self.series,
             fleet: self.routers.stats(),
         }
@@ -396,9 +441,8 @@ impl<'a, R: Routers> Engine<'a, R> {
             oracle,
             kind,
             first_success: None,
-            arm: 0,
-            outcome: Outcome::ServerError,
-            latency_ms: 0.0,
+            flights: Vec::new(),
+            hedge_timer: None,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -410,27 +454,42 @@ impl<'a, R: Routers> Engine<'a, R> {
                 self.slots.len() - 1
             }
         };
-        self.start_attempt(slot, t_us);
+        self.start_attempt(slot, t_us, false);
     }
 
-    fn start_attempt(&mut self, slot: usize, t_us: u64) {
+    /// Sends the next attempt of the request in `slot`: a retry or first attempt when nothing is
+    /// in flight, a hedge (`hedged`) beside the attempts in flight.
+    fn start_attempt(&mut self, slot: usize, t_us: u64, hedged: bool) {
         let Some(req) = self.slots[slot].as_mut() else { return };
-        let attempt = req.plan.next_attempt();
-        let ctx = req.plan.select_context(t_us / 1_000);
-        let (strategy, rng) = self.routers.strategy(req.isolate);
+        let now_ms = t_us / 1_000;
+        let in_flight: Vec<InFlight> = req.flights.iter().map(|f| f.at).collect();
+        let attempt = req.plan.next_attempt() + in_flight.len() as u32;
+        let excluded = if hedged {
+            hedge::exclusions(&req.plan, &in_flight)
+        } else {
+            req.plan.excluded().to_vec()
+        };
+        let ctx = if hedged {
+            hedge::select_context(&req.plan, &excluded, in_flight.len(), now_ms)
+        } else {
+            req.plan.select_context(now_ms)
+        };
+        let isolate = req.isolate;
+        let (strategy, rng) = self.routers.strategy(isolate);
         let pick = strategy.select(&ctx, rng);
         let arm = match pick {
-            Some(arm) if arm < self.scenario.arms() && !req.plan.excluded().contains(&arm) => arm,
+            Some(arm) if arm < self.scenario.arms() && !excluded.contains(&arm) => arm,
             Some(arm) => panic!("{} chose arm {arm}, excluded or unknown", strategy.kind()),
+            None if hedged => return,
             None => return self.finish(slot, t_us),
         };
-        let hint = strategy.attempt_deadline_ms(arm);
         let index = req.index;
         self.refresh_probabilities(t_us);
         let mut cond = self.conditions(t_us);
         let Some(req) = self.slots[slot].as_mut() else { return };
         // The router's own rule for this attempt's deadline (shorter when the strategy asks and a
         // retry could follow).
+        let hint = self.routers.strategy(isolate).0.attempt_deadline_ms(arm);
         cond.attempt_timeout_ms =
             req.plan.attempt_timeout_ms(t_us / 1_000, self.config.attempt_timeout_ms, hint) as f64;
         // A host that already failed this request answers a retry with its repeat odds.
@@ -443,7 +502,7 @@ impl<'a, R: Routers> Engine<'a, R> {
         }
         let retry_of_failed = failed(arm);
         let best = (0..self.probabilities.len())
-            .filter(|a| !req.plan.excluded().contains(a))
+            .filter(|a| !excluded.contains(a))
             .map(|a| self.probabilities[a])
             .fold(0.0, f64::max);
         let regret = best - self.probabilities[arm];
@@ -461,27 +520,71 @@ impl<'a, R: Routers> Engine<'a, R> {
             Attempted { kind: req.kind, retry_of_failed },
             &mut self.env_rng,
         );
-        req.arm = arm;
-        req.outcome = outcome;
-        req.latency_ms = latency_ms;
         let done = t_us + (latency_ms * 1_000.0).round().max(1.0) as u64;
         self.seq += 1;
-        self.events.push(Reverse((done, self.seq, slot)));
+        let at = InFlight {
+            arm,
+            sent_ms: now_ms,
+            timeout_ms: now_ms + cond.attempt_timeout_ms as u64,
+            hedged,
+        };
+        req.flights.push(Flight { id: self.seq, at, attempt, outcome, latency_ms });
+        self.events.push(Reverse((done, self.seq, slot, Event::Answer)));
+        if hedged {
+            self.hedges += 1;
+        }
+        self.schedule_hedge(slot);
+    }
+
+    /// Sets the request's hedge timer when a hedge of its newest attempt may follow.
+    fn schedule_hedge(&mut self, slot: usize) {
+        let Some(req) = self.slots[slot].as_mut() else { return };
+        req.hedge_timer = None;
+        let in_flight: Vec<InFlight> = req.flights.iter().map(|f| f.at).collect();
+        let Some(newest) = in_flight.iter().max_by_key(|f| f.sent_ms) else { return };
+        let delay = self.routers.strategy(req.isolate).0.hedge_delay_ms(newest.arm);
+        if let Some(due_ms) = hedge::due_ms(self.config.hedge, &req.plan, &in_flight, delay) {
+            self.seq += 1;
+            req.hedge_timer = Some(self.seq);
+            self.events.push(Reverse((due_ms * 1_000, self.seq, slot, Event::Hedge)));
+        }
     }
 
     fn complete(&mut self) {
-        let Some(Reverse((t_us, _, slot))) = self.events.pop() else { return };
+        let Some(Reverse((t_us, id, slot, event))) = self.events.pop() else { return };
         let now_ms = t_us / 1_000;
         let Some(req) = self.slots[slot].as_mut() else { return };
-        let attempt = req.plan.next_attempt();
-        let (arm, outcome, latency_ms) = (req.arm, req.outcome, req.latency_ms);
+        if event == Event::Hedge {
+            if req.hedge_timer != Some(id) {
+                return;
+            }
+            req.hedge_timer = None;
+            // A hedge is a retry as far as the budget is concerned.
+            if self.budget.as_mut().is_none_or(|b| b.try_withdraw(now_ms)) {
+                self.start_attempt(slot, t_us, true);
+            } else {
+                self.retries_denied += 1;
+            }
+            return;
+        }
+        // An answer of an attempt already abandoned (its request is over) is ignored.
+        let Some(i) = req.flights.iter().position(|f| f.id == id) else { return };
+        let f = req.flights.remove(i);
+        let (arm, outcome, latency_ms, attempt) = (f.at.arm, f.outcome, f.latency_ms, f.attempt);
         let (strategy, _) = self.routers.strategy(req.isolate);
         strategy.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
         self.metrics.record_attempt(arm, outcome, attempt);
         if attempt == 1 {
             req.first_success = Some(outcome.is_success());
         }
-        let record = AttemptRecord { arm, outcome, status: None, latency_ms };
+        let record = AttemptRecord { arm, outcome, status: None, latency_ms, hedged: f.at.hedged };
+        let others = req.flights.len();
+        if others > 0 {
+            if hedge::record_racing(&mut req.plan, record, now_ms, others).is_some() {
+                self.finish(slot, t_us);
+            }
+            return;
+        }
         let next = match &mut self.budget {
             Some(b) => req.plan.record_budgeted(record, now_ms, b),
             None => req.plan.record(record, now_ms),
@@ -490,7 +593,7 @@ impl<'a, R: Routers> Engine<'a, R> {
             self.retries_denied += 1;
         }
         match next {
-            Next::Retry => self.start_attempt(slot, t_us),
+            Next::Retry => self.start_attempt(slot, t_us, false),
             Next::Answer | Next::GiveUp => self.finish(slot, t_us),
         }
     }
@@ -498,6 +601,10 @@ impl<'a, R: Routers> Engine<'a, R> {
     fn finish(&mut self, slot: usize, t_us: u64) {
         let Some(req) = self.slots[slot].take() else { return };
         self.free.push(slot);
+        for f in &req.flights {
+            self.routers.strategy(req.isolate).0.abandoned(f.at.arm, f.at.sent_ms, t_us / 1_000);
+            self.abandoned += 1;
+        }
         let succeeded = req.plan.succeeded();
         self.metrics.record_request(&RequestRecord {
             succeeded,

@@ -223,6 +223,16 @@ pub trait Strategy: Send {
         None
     }
 
+    /// How long an attempt on `arm` may be outstanding before a hedge is sent to another
+    /// downstream ([`crate::hedge`]), ms; `None` (the default): never hedge it.
+    fn hedge_delay_ms(&self, _arm: ArmId) -> Option<f64> {
+        None
+    }
+
+    /// The caller gave up on the attempt on `arm` sent at `sent_ms` without an outcome (a hedge
+    /// of it answered first, and it was aborted at `now_ms`). The default learns nothing.
+    fn abandoned(&mut self, _arm: ArmId, _sent_ms: u64, _now_ms: u64) {}
+
     /// Exports the learned state. Stateless strategies export zero counts.
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {
         PosteriorSnapshot {

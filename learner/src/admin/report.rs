@@ -275,7 +275,8 @@ mod tests {
                 downstream: "d".into(),
                 status: Some(200),
                 outcome,
-                latency_ms: 1.0
+                latency_ms: 1.0,
+                hedged: false,
             };
             attempts
         ];

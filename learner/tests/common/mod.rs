@@ -88,6 +88,7 @@ pub fn record(request_id: &str, route: &str, attempts: &[(&str, Outcome)]) -> Te
             status: None,
             outcome: *o,
             latency_ms: 3.0,
+            hedged: false,
         })
         .collect();
     let final_outcome = attempts.last().map_or(Outcome::ConnectError, |a| a.outcome);

@@ -51,6 +51,7 @@ pub const ROUTER_KEYS: &[(&str, &str)] = &[
     ("retry_budget_percent", "RETRY_BUDGET_PERCENT"),
     ("retry_budget_min_per_sec", "RETRY_BUDGET_MIN_PER_SEC"),
     ("retry_budget_ttl_ms", "RETRY_BUDGET_TTL_MS"),
+    ("hedge", "HEDGE"),
 ];
 
 /// Keys of a downstream entry that are not behaviour.

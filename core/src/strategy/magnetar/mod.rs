@@ -23,6 +23,13 @@
 //! - what its **429s** taught ([`rate_limit`](super::rate_limit)): paced to the learned limit and
 //!   rested after each 429, which is not counted as a failure (as V6 does).
 //!
+//! - **hedging** ([`crate::hedge`], `HEDGE=auto`): an attempt outstanding longer than the
+//!   downstream's latency 95th percentile ([`HEDGE_Z`], once [`DEADLINE_MIN_SAMPLES`] answers
+//!   are known) is hedged by one to another downstream. An attempt abandoned after its p99
+//!   (it lost the race) is learned as a slow failure, as its cut-off at the deadline would be;
+//!   one abandoned sooner (usually the hedge, cut short by the first answer) only leaves
+//!   [`Pending`].
+//!
 //! A selection then asks [`chain`] for the first downstream of the best chain of the request's
 //! remaining attempts ([`SelectContext::remaining`]): the most probable slots, ordered by success
 //! per unit of expected cost (expected latency plus [`MagnetarConfig::attempt_cost_ms`]). With one
@@ -137,6 +144,10 @@ pub const DEADLINE_P99_FACTOR: f64 = 5.0;
 pub const DEADLINE_MIN_MS: f64 = 50.0;
 /// Latencies a downstream's model must have seen before it shortens its attempts.
 pub const DEADLINE_MIN_SAMPLES: u64 = 20;
+/// The standard normal quantile of a hedge's delay: the 95th percentile.
+pub const HEDGE_Z: f64 = 1.645;
+/// A hedge is never sent sooner than this after its attempt, ms.
+pub const HEDGE_MIN_DELAY_MS: f64 = 5.0;
 
 /// The strategy's parameters (see the module documentation for why these defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -339,12 +350,6 @@ impl Magnetar {
     pub fn latency(&self, arm: ArmId) -> Option<&LatencyModel> {
         self.arms.get(arm).map(|a| &a.latency)
     }
-
-    /// A hedge delay for an attempt on `arm`: its latency model's 95th percentile, once known.
-    pub fn hedge_delay_ms(&self, arm: ArmId) -> Option<f64> {
-        let a = self.arms.get(arm)?;
-        a.latency.known().then(|| a.latency.quantile(1.645))
-    }
 }
 
 impl Strategy for Magnetar {
@@ -423,6 +428,32 @@ impl Strategy for Magnetar {
         let model = &self.arms.get(arm)?.latency;
         (model.samples() >= DEADLINE_MIN_SAMPLES)
             .then(|| (model.p99() * DEADLINE_P99_FACTOR).max(DEADLINE_MIN_MS))
+    }
+
+    /// The latency model's 95th percentile ("The Tail at Scale"), once it has seen
+    /// [`DEADLINE_MIN_SAMPLES`] answers, and at least [`HEDGE_MIN_DELAY_MS`].
+    fn hedge_delay_ms(&self, arm: ArmId) -> Option<f64> {
+        let model = &self.arms.get(arm)?.latency;
+        (model.samples() >= DEADLINE_MIN_SAMPLES)
+            .then(|| model.quantile(HEDGE_Z).max(HEDGE_MIN_DELAY_MS))
+    }
+
+    /// The abandoned attempt is no longer in flight. What it took so far is only a lower bound of
+    /// its latency. Beyond the downstream's 99th percentile it is what an attempt cut off at its
+    /// deadline is: a slow answer (learned as a peak) and a failure, so a downstream whose
+    /// attempts keep losing to hedges loses its traffic as it would to timeouts. Below, it says
+    /// nothing (most abandoned attempts are hedges cut short by the first attempt's answer,
+    /// after a few ms) and is only forgotten.
+    fn abandoned(&mut self, arm: ArmId, sent_ms: u64, now_ms: u64) {
+        let hazard = self.hazard_per_ms();
+        let Some(a) = self.arms.get_mut(arm) else { return };
+        let elapsed = now_ms.saturating_sub(sent_ms) as f64;
+        a.pending.answered(now_ms, elapsed);
+        if a.latency.known() && elapsed > a.latency.p99() {
+            a.latency.observe(elapsed);
+            a.change.observe(false, now_ms, hazard);
+            a.refresh();
+        }
     }
 
     fn snapshot(&self, now_ms: u64) -> PosteriorSnapshot {

@@ -167,7 +167,13 @@ fn repeats_a_downstream_whose_failures_are_independent() {
                 arm,
                 &Feedback { outcome, latency_ms: 1.0, now_ms: now, attempt: ctx.attempt },
             );
-            let rec = crate::retry::AttemptRecord { arm, outcome, status: None, latency_ms: 1.0 };
+            let rec = crate::retry::AttemptRecord {
+                arm,
+                outcome,
+                status: None,
+                latency_ms: 1.0,
+                hedged: false,
+            };
             if plan.record(rec, now) != crate::retry::Next::Retry {
                 break;
             }
@@ -265,4 +271,34 @@ fn attempts_are_cut_short_only_once_the_latency_is_known() {
     let d = s.attempt_deadline_ms(0).unwrap();
     assert!((50.0..=200.0).contains(&d), "{d}");
     assert_eq!(s.attempt_deadline_ms(3), None);
+}
+
+#[test]
+fn the_hedge_delay_is_the_latency_p95_and_only_a_slow_abandoned_attempt_is_a_failure() {
+    let mut s = Magnetar::new(1);
+    let mut rng = SmallRng::seed_from_u64(11);
+    assert_eq!(s.hedge_delay_ms(0), None, "nothing learned");
+    for i in 0..DEADLINE_MIN_SAMPLES {
+        let now = i * 10;
+        if i == DEADLINE_MIN_SAMPLES - 1 {
+            assert_eq!(s.hedge_delay_ms(0), None, "too few samples");
+        }
+        assert_eq!(s.select(&SelectContext::first(now).remaining(3), &mut rng), Some(0));
+        s.update(0, &fb(Outcome::Success, 20.0 + (i % 5) as f64, now + 20));
+    }
+    let p95 = s.latency(0).unwrap().quantile(HEDGE_Z);
+    assert_eq!(s.hedge_delay_ms(0), Some(p95));
+    assert!((22.0..30.0).contains(&p95), "p95 of 20-24 ms answers: {p95}");
+    let before = s.settled(0).unwrap().clone();
+    // A hedge cut short after 3 ms teaches nothing, and is no longer in flight.
+    assert_eq!(s.select(&SelectContext::first(2_000), &mut rng), Some(0));
+    s.abandoned(0, 2_000, 2_003);
+    assert_eq!(s.settled(0).unwrap(), &before);
+    assert!(s.arms[0].pending.is_empty());
+    // An attempt abandoned beyond its p99 is a failure, and its slowness is learned.
+    assert_eq!(s.select(&SelectContext::first(3_000), &mut rng), Some(0));
+    s.abandoned(0, 3_000, 3_400);
+    assert_eq!(s.settled(0).unwrap().failures, before.failures + 1.0);
+    assert!(s.latency(0).unwrap().quantile(0.0) > 30.0, "the slow answer was learned");
+    assert!(s.arms[0].pending.is_empty());
 }
