@@ -33,8 +33,9 @@
 //! - the flaky-load-balancer design (V1 to V8): [`discover_exploit`], [`ucb1`], [`ucb_attempt`],
 //!   [`thompson`], [`thompson_attempt`], [`thompson_masked`], [`thompson_window`],
 //!   [`blocking_bandit`];
-//! - the bandit literature: [`thompson_discounted`], [`kl_ucb`], [`ucb1_tuned`], [`moss`],
-//!   [`epsilon_greedy`], [`exp3`];
+//! - the bandit literature: [`thompson_discounted`], [`kl_ucb`], [`kl_ucb_plus`], [`ucb1_tuned`],
+//!   [`moss`] (already the anytime MOSS), [`gaussian_thompson`], [`epsilon_greedy`], [`exp3`],
+//!   [`fpl`];
 //! - a peer baseline: [`envoy_outlier`] (what Envoy's outlier detection would do).
 //!
 //! Every learning strategy reads an outcome the same way unless its module says otherwise: a
@@ -58,7 +59,10 @@ pub mod discover_exploit;
 pub mod envoy_outlier;
 pub mod epsilon_greedy;
 pub mod exp3;
+pub mod fpl;
+pub mod gaussian_thompson;
 pub mod kl_ucb;
+pub mod kl_ucb_plus;
 pub mod least_outstanding;
 pub mod magnetar;
 pub mod moss;
@@ -625,6 +629,19 @@ strategy_registry! {
     Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits" {
         learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, _| Box::new(exp3::Exp3::new(arms)),
+    },
+    GaussianThompson => "gaussian_thompson":
+        "Gaussian Thompson sampling over success weighted by latency (1 - latency / 2 s)" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
+        build: |arms, _| Box::new(gaussian_thompson::GaussianThompson::new(arms)),
+    },
+    KlUcbPlus => "kl_ucb_plus": "KL-UCB+: KL-UCB with each downstream's ln(t / N) exploration" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
+        build: |arms, _| Box::new(kl_ucb_plus::KlUcbPlus::new(arms)),
+    },
+    Fpl => "fpl": "Follow the Perturbed Leader with geometric resampling (adversarial bandits)" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
+        build: |arms, _| Box::new(fpl::Fpl::new(arms)),
     },
     Magnetar => "magnetar":
         "Magnetar: change-point Thompson sampling, latency-aware attempt chains, same-host \
