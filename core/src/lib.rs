@@ -14,6 +14,7 @@
 //! - [`retry`]: the attempt plan (penalty-free budget, distinct downstreams) and retry budget;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
 //! - [`config`]: the router's configuration (wrangler variables), parsed once;
+//! - [`context`]: what the edge knows about a request, and its feature vector (contextual strategies);
 //! - [`bench`]: the micro-benchmark workload shared by the native and the wasm32 benchmarks.
 //!
 //! The flaky test origin is the `magnetar-flaky` crate and the simulator (with its metrics) the
@@ -22,6 +23,7 @@
 pub mod arm;
 pub mod bench;
 pub mod config;
+pub mod context;
 pub mod fleet;
 pub mod forward;
 pub mod outcome;
