@@ -280,8 +280,8 @@ mod tests {
     #[test]
     fn the_edge_reads_cf_codes_and_checks_the_caller() {
         let headers = |h: &str| (h == "x-caller-id").then(|| "svc-b".to_owned());
-        let f = RequestFacts::from_edge("get", "/a/b/c", 5, Some("fra"), Some("de"), headers)
-            .unwrap();
+        let f =
+            RequestFacts::from_edge("get", "/a/b/c", 5, Some("fra"), Some("de"), headers).unwrap();
         assert_eq!(f.colo.as_deref(), Some("FRA"));
         assert_eq!(f.country.as_deref(), Some("DE"));
         assert_eq!((f.method.as_str(), f.path_class.as_str()), ("GET", "/a/b"));

@@ -8,6 +8,11 @@
 //! strategies see the feedback delay and the concurrency a real router sees (at the default 100
 //! requests/s and 20 ms latency, about two attempts are in flight at any time).
 //!
+//! In a scenario where context matters (a [`context::ContextSplit`]) every request carries a
+//! [`RequestContext`], drawn at arrival from a stream of its own: the strategy sees it in its
+//! `SelectContext` and with its feedback (`Strategy::update_in_context`), and the downstreams'
+//! odds for the request (so the oracle and the regret) depend on it.
+//!
 //! Randomness: the downstreams draw from one RNG and the strategy from another, both derived
 //! from the seed, so two strategies run with the same seed face the same luck as far as their
 //! choices allow, and a run is a pure function of (scenario, strategy, config, seed).
@@ -33,11 +38,13 @@ use serde::Serialize;
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
 use magnetar_core::Outcome;
 use magnetar_core::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
+use magnetar_core::context::RequestContext;
 use magnetar_core::retry::{
     AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig, RetryMode,
 };
 use magnetar_core::strategy::{ArmId, Feedback, Strategy, StrategyKind, StrategyParams};
 
+pub mod context;
 pub mod file;
 pub mod metrics;
 pub mod model;
@@ -174,6 +181,9 @@ struct Request {
     arm: ArmId,
     outcome: Outcome,
     latency_ms: f64,
+    /// The request's context and whether it is of the scenario's special class (scenarios with
+    /// a [`context::ContextSplit`] only).
+    context: Option<(bool, RequestContext)>,
 }
 
 /// Derives an independent stream seed.
@@ -214,6 +224,7 @@ struct Engine<'a> {
     config: SimConfig,
     env_rng: SmallRng,
     request_rng: SmallRng,
+    context_rng: SmallRng,
     strategy_rng: SmallRng,
     states: Vec<DownstreamState>,
     budget: Option<RetryBudget>,
@@ -245,6 +256,7 @@ impl<'a> Engine<'a> {
             env_rng: SmallRng::seed_from_u64(stream(seed, 1)),
             strategy_rng: SmallRng::seed_from_u64(stream(seed, 2)),
             request_rng: SmallRng::seed_from_u64(stream(seed, 3)),
+            context_rng: SmallRng::seed_from_u64(stream(seed, 4)),
             states: (0..arms)
                 .map(|i| {
                     DownstreamState::new(&scenario.downstreams[i], stream(seed, 100 + i as u64))
@@ -304,11 +316,16 @@ impl<'a> Engine<'a> {
         Conditions { attempt_timeout_ms: self.config.attempt_timeout_ms as f64, success_cap }
     }
 
-    /// Refreshes `self.odds` and `self.probabilities` at `t_us`.
-    fn refresh_probabilities(&mut self, t_us: u64) {
-        let cond = self.conditions(t_us);
+    /// Refreshes `self.odds` and `self.probabilities` at `t_us` for a request of the scenario's
+    /// special class or not (see [`context::ContextSplit::cap`]).
+    fn refresh_probabilities(&mut self, t_us: u64, special: bool) {
+        let base = self.conditions(t_us);
         self.odds.clear();
         for (i, d) in self.scenario.downstreams.iter().enumerate() {
+            let mut cond = base;
+            if let Some(split) = &self.scenario.context {
+                cond.success_cap = cond.success_cap.min(split.cap(special, i));
+            }
             let odds = self.states[i].odds(d, t_us, &cond);
             self.probabilities[i] = odds.success;
             self.odds.push(odds);
@@ -342,8 +359,9 @@ impl<'a> Engine<'a> {
         if let Some(b) = &mut self.budget {
             b.deposit(now_ms);
         }
-        self.refresh_probabilities(t_us);
         let kind = self.draw_kind();
+        let context = self.scenario.context.as_ref().map(|c| c.draw(&mut self.context_rng));
+        self.refresh_probabilities(t_us, context.as_ref().is_some_and(|c| c.0));
         let chain = oracle::best_chain(&self.odds, &self.retry_options());
         // A 5xx poison request fails on every host: the oracle cannot serve it either. A 4xx
         // one is answered (a success by the project's definition) by any host that answers.
@@ -377,6 +395,7 @@ impl<'a> Engine<'a> {
             arm: 0,
             outcome: Outcome::ServerError,
             latency_ms: 0.0,
+            context,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -394,7 +413,8 @@ impl<'a> Engine<'a> {
     fn start_attempt(&mut self, slot: usize, t_us: u64) {
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
-        let ctx = req.plan.select_context(t_us / 1_000);
+        let request = req.context.as_ref().map(|c| &c.1);
+        let ctx = req.plan.select_context(t_us / 1_000).request(request);
         let pick = self.strategy.select(&ctx, &mut self.strategy_rng);
         let arm = match pick {
             Some(arm) if arm < self.scenario.arms() && !req.plan.excluded().contains(&arm) => arm,
@@ -402,8 +422,12 @@ impl<'a> Engine<'a> {
             None => return self.finish(slot, t_us),
         };
         let index = req.index;
-        self.refresh_probabilities(t_us);
+        let special = req.context.as_ref().is_some_and(|c| c.0);
+        self.refresh_probabilities(t_us, special);
         let mut cond = self.conditions(t_us);
+        if let Some(split) = &self.scenario.context {
+            cond.success_cap = cond.success_cap.min(split.cap(special, arm));
+        }
         let Some(req) = self.slots[slot].as_mut() else { return };
         // The router's own rule for this attempt's deadline (shorter when the strategy asks and a
         // retry could follow).
@@ -452,7 +476,8 @@ impl<'a> Engine<'a> {
         let Some(req) = self.slots[slot].as_mut() else { return };
         let attempt = req.plan.next_attempt();
         let (arm, outcome, latency_ms) = (req.arm, req.outcome, req.latency_ms);
-        self.strategy.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
+        let feedback = Feedback { outcome, latency_ms, now_ms, attempt };
+        self.strategy.update_in_context(arm, &feedback, req.context.as_ref().map(|c| &c.1));
         self.metrics.record_attempt(arm, outcome, attempt);
         if attempt == 1 {
             req.first_success = Some(outcome.is_success());

@@ -24,6 +24,7 @@
 //! | `sticky`       | the same fleet, failures sticky (0.5): a retry on a host that failed the request fails again half the time on top |
 //! | `poison`       | 97/92/85%, 2% of requests fail on every host (5xx), 1% get a 4xx (a success by the project's definition, not retried) |
 //! | `brownout`     | 99/97/95%, every host at 20% success for 60 s from a third of the run     |
+//! | `contextual`   | 97/90/80/75%, but half the requests (path class `/eu/orders`) succeed only on the last two: the best host depends on the request |
 //!
 //! A scenario may carry its own arrival rate and attempt timeout (`slow_host` does);
 //! [`Scenario::configure`] applies them to a run's [`SimConfig`] and the engine always runs with
@@ -35,6 +36,7 @@ use magnetar_flaky::OutageCycle;
 use serde::{Deserialize, Serialize};
 
 use super::SimConfig;
+use super::context::ContextSplit;
 use super::model::{LatencyStep, MarkovState, SimDownstream, SuccessCurve};
 
 /// A share of requests that fail on every host.
@@ -76,6 +78,10 @@ pub struct Scenario {
     pub poison: Option<Poison>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brownout: Option<Brownout>,
+    /// Requests of two kinds, one served only by some downstreams ([`ContextSplit`]): every
+    /// request then carries a context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextSplit>,
 }
 
 /// Every scenario name, in table order.
@@ -98,6 +104,7 @@ pub const SCENARIOS: &[&str] = &[
     "sticky",
     "poison",
     "brownout",
+    "contextual",
 ];
 
 /// Linkerd's slow-host benchmark: arrivals every millisecond (1,000 requests/s).
@@ -254,6 +261,20 @@ impl Scenario {
                     Some(Brownout { from_ms: from, until_ms: from + 60_000, success: 0.2 });
                 ("99/97/95%, all at 20% success for 60 s", fleet(&[0.99, 0.97, 0.95]), Some(from))
             }
+            "contextual" => {
+                extra.context = Some(ContextSplit {
+                    share: 0.5,
+                    path_class: "/eu/orders".to_owned(),
+                    other_path_class: "/us/orders".to_owned(),
+                    served_by: vec![2, 3],
+                    elsewhere: 0.0,
+                });
+                (
+                    "97/90/80/75%; half the requests (/eu/orders) succeed only on the 80% and 75% hosts",
+                    fleet(&[0.97, 0.9, 0.8, 0.75]),
+                    None,
+                )
+            }
             other => return Err(UnknownScenario(other.to_owned())),
         };
         Ok(Scenario {
@@ -276,6 +297,7 @@ impl Scenario {
             attempt_timeout_ms: None,
             poison: None,
             brownout: None,
+            context: None,
         }
     }
 

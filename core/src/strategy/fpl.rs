@@ -152,7 +152,8 @@ mod tests {
         let arm = s.select(&SelectContext::first(100), &mut rng).unwrap();
         let resamples = s.rule.pending[arm][0].resamples;
         assert!((1..=MAX_RESAMPLES).contains(&resamples));
-        let failure = Feedback { outcome: Outcome::ServerError, latency_ms: 20.0, now_ms: 120, attempt: 1 };
+        let failure =
+            Feedback { outcome: Outcome::ServerError, latency_ms: 20.0, now_ms: 120, attempt: 1 };
         s.update(arm, &failure);
         assert_eq!(s.rule.losses()[arm], f64::from(resamples));
         assert!(s.rule.pending[arm].is_empty());
@@ -215,6 +216,10 @@ mod tests {
         ];
         s.restore(&PosteriorSnapshot::of(&arms, 0)).unwrap();
         let l = s.rule.losses();
-        assert!((l[0] - 20.0).abs() < 1e-9 && (l[1] - 100.0).abs() < 1e-9 && (l[2] - 100.0).abs() < 1e-9);
+        assert!(
+            (l[0] - 20.0).abs() < 1e-9
+                && (l[1] - 100.0).abs() < 1e-9
+                && (l[2] - 100.0).abs() < 1e-9
+        );
     }
 }

@@ -140,9 +140,13 @@ mod tests {
     #[test]
     fn index_solves_the_kl_constraint() {
         // (0.9, 50, 3): Pinsker's start is above 1, where the first Newton steps are tiny.
-        for (p, n, rhs) in
-            [(0.5, 10.0, 2.0), (0.9, 1000.0, 7.0), (0.0, 5.0, 3.0), (1.0, 3.0, 1.0), (0.9, 50.0, 3.0)]
-        {
+        for (p, n, rhs) in [
+            (0.5, 10.0, 2.0),
+            (0.9, 1000.0, 7.0),
+            (0.0, 5.0, 3.0),
+            (1.0, 3.0, 1.0),
+            (0.9, 50.0, 3.0),
+        ] {
             let q = kl_index(p, n, rhs);
             assert!(q >= p && q <= 1.0, "{p} {n} {rhs}: {q}");
             if q < 1.0 - 1e-9 {

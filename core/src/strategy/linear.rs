@@ -178,7 +178,8 @@ impl<R: LinearRule> Strategy for Linear<R> {
         request: Option<&RequestContext>,
     ) {
         let success = feedback.outcome.is_success();
-        if let (Some(model), Some(_)) = (self.models.get_mut(arm), self.counts.observe(arm, success))
+        if let (Some(model), Some(_)) =
+            (self.models.get_mut(arm), self.counts.observe(arm, success))
         {
             model.observe(features_of(request), f64::from(u8::from(success)));
         }
