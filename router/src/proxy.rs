@@ -14,7 +14,7 @@ use crate::attempt::{self, Answer, AttemptResult, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
-use crate::{control, learner, log, telemetry};
+use crate::{context, control, learner, log, telemetry};
 
 /// Strategy the `learner` algo falls back to when the learner does not answer.
 pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
@@ -76,6 +76,13 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             return Ok(control::with_cors(response, &config));
         }
     };
+    let request_context = match context::of(&req, url.path(), body.len(), lookup) {
+        Ok(c) => c,
+        Err(e) => {
+            let response = control::error(400, "bad_request", e.to_string())?;
+            return Ok(control::with_cors(response, &config));
+        }
+    };
     isolate.count(|c| c.requests += 1);
     isolate.deposit_retry_budget(started_ms);
     let algo = options.algo.unwrap_or(config.default_algo);
@@ -113,7 +120,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
     let mut next = Next::GiveUp;
     loop {
         let attempt_no = plan.next_attempt();
-        let ctx_sel = plan.select_context(now_ms());
+        let ctx_sel = plan.select_context(now_ms()).request(Some(&request_context));
         let (arm, local_kind) = match choose(&isolate, &route, algo, &ctx_sel).await {
             Some(choice) => choice,
             None => break,
@@ -139,7 +146,8 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: attempt_no };
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
-        isolate.update(&route, local_kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        let kind = local_kind.unwrap_or(LEARNER_FALLBACK);
+        isolate.update_in_context(&route, kind, arm, &feedback, Some(&request_context));
         isolate.count(|c| c.attempts += 1);
         last_answer = answer;
         next = isolate.record_attempt(
