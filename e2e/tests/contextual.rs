@@ -24,7 +24,7 @@ fn client() -> reqwest::Client {
 /// The path class of request `i`, its `x-flaky-config` and the downstream that serves it.
 fn request_of(i: usize) -> (&'static str, Value, &'static str) {
     let fail = json!({ "mode": "All_fail" });
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let only_3 = json!({ "downstream-1": fail, "downstream-2": fail });
         ("media", only_3, "downstream-3")
     } else {

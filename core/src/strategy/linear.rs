@@ -219,16 +219,16 @@ mod tests {
         }
         let xs = [x(&[0, 1, 5]), x(&[0, 2, 6, 11]), x(&[0, 5]), x(&[0, 1, 5, 14]), x(&[0, 3])];
         for (k, xv) in xs.iter().cycle().take(40).enumerate() {
-            r.observe(xv, (k % 3 == 0) as u8 as f64);
-            for i in 0..DIM {
-                for j in 0..DIM {
-                    a[i][j] += xv[i] * xv[j];
+            r.observe(xv, f64::from(u8::from(k.is_multiple_of(3))));
+            for (row, xi) in a.iter_mut().zip(xv) {
+                for (aij, xj) in row.iter_mut().zip(xv) {
+                    *aij += xi * xj;
                 }
             }
         }
-        for i in 0..DIM {
+        for (i, row) in a.iter().enumerate() {
             for j in 0..DIM {
-                let product: f64 = (0..DIM).map(|k| a[i][k] * r.a_inv[k][j]).sum();
+                let product: f64 = row.iter().zip(&r.a_inv).map(|(aik, inv)| aik * inv[j]).sum();
                 let want = if i == j { 1.0 } else { 0.0 };
                 assert!((product - want).abs() < 1e-9, "({i},{j}): {product}");
             }
