@@ -14,10 +14,11 @@
 //! request; it explores by sampling rather than by a bonus, so it stops exploring a downstream
 //! that is clearly worse for a kind of request as fast as the evidence allows.
 //!
-//! Parameter: `v` = [`DEFAULT_V`] = 0.25 (and the ridge penalty `λ` = 1). The paper's
-//! `v = R sqrt(24 d ln(1/δ) / ε)` is what its proof needs (above 10 here), and spreads the draws
-//! so wide that the sampler hardly exploits within a run; 0.25 is about the standard deviation of
-//! a success rate between 50% and 90%, the noise of one outcome.
+//! Parameter: `v` = [`DEFAULT_V`] = 0.5 (and the ridge penalty `λ` = 1), the standard deviation
+//! of one outcome of a 50% downstream. The paper's `v = R sqrt(24 d ln(1/δ) / ε)` is what its
+//! proof needs (above 10 here), and spreads the draws so wide that the sampler hardly exploits
+//! within a run. Measured on the simulator (6 seeds × 20,000 requests, success %), `v` = 0.25 /
+//! 0.5 / 1 give 87.9 / 87.6 / 86.6 on `contextual` and 89.8 / 95.0 / 90.2 on `many`.
 //!
 //! Randomness: one number from the caller's generator seeds a local generator for the draws of
 //! one selection. Snapshot: lossy, the counts per downstream (see [`linear`](super::linear)).
@@ -29,7 +30,7 @@ use super::StrategyKind;
 use super::linear::{Linear, LinearRule};
 
 /// Scale of the posterior draws.
-pub const DEFAULT_V: f64 = 0.25;
+pub const DEFAULT_V: f64 = 0.5;
 
 /// Linear Thompson sampling's rule: a draw from `N(xᵀθ, v² xᵀA⁻¹x)`.
 #[derive(Debug, Clone)]

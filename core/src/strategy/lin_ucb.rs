@@ -12,10 +12,12 @@
 //! their update (Sherman–Morrison, no linear algebra crate) and their memory are described in
 //! [`linear`](super::linear).
 //!
-//! Parameters: `α` = [`DEFAULT_ALPHA`] = 0.5 and the ridge penalty `λ` = 1
-//! ([`linear::DEFAULT_LAMBDA`](super::linear::DEFAULT_LAMBDA)). The paper's confidence-derived
-//! `α = 1 + sqrt(ln(2/δ) / 2)` (2.22 for `δ = 0.05`) keeps exploring for several times longer on
-//! the simulator's `contextual` scenario; its experiments, too, found the best `α` well below it.
+//! Parameters: `α` = [`DEFAULT_ALPHA`] = 1 and the ridge penalty `λ` = 1
+//! ([`linear::DEFAULT_LAMBDA`](super::linear::DEFAULT_LAMBDA)). The bonus does not grow with
+//! time, so a small `α` can settle on a worse downstream for good: measured on the simulator
+//! (6 seeds × 20,000 requests, success %), `α` = 0.5 / 1 / 2.22 (the paper's confidence-derived
+//! `1 + sqrt(ln(2/δ) / 2)` for `δ = 0.05`) give 87.9 / 87.9 / 87.1 on `contextual`, 79.2 / 94.0 /
+//! 94.1 on `spread` and 81.2 / 94.2 / 93.6 on `many`.
 //!
 //! Snapshot: lossy, the counts per downstream (see [`linear`](super::linear)).
 
@@ -25,7 +27,7 @@ use super::StrategyKind;
 use super::linear::{Linear, LinearRule};
 
 /// Width of the confidence bonus.
-pub const DEFAULT_ALPHA: f64 = 0.5;
+pub const DEFAULT_ALPHA: f64 = 1.0;
 
 /// LinUCB's rule: estimate plus `α` standard deviations.
 #[derive(Debug, Clone)]
