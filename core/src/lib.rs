@@ -20,6 +20,7 @@
 //! - [`retry_after`]: a 429/503's `Retry-After`, kept as a veto on the downstream until then;
 //! - [`telemetry`]: the versioned telemetry record and the Kafka REST proxy v2 envelope;
 //! - [`config`]: the router's configuration (wrangler variables), parsed once;
+//! - [`context`]: what the edge knows about a request, and its feature vector (contextual strategies);
 //! - [`bench`]: the micro-benchmark workload shared by the native and the wasm32 benchmarks.
 //!
 //! The flaky test origin is the `magnetar-flaky` crate and the simulator (with its metrics) the
@@ -28,6 +29,7 @@
 pub mod arm;
 pub mod bench;
 pub mod config;
+pub mod context;
 pub mod fleet;
 pub mod forward;
 pub mod health;

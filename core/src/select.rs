@@ -2,6 +2,7 @@
 //! the retry plan (which builds it) so that neither imports the other for it.
 
 use crate::arm::ArmId;
+use crate::context::RequestContext;
 
 /// Everything a strategy may look at to choose one attempt's downstream.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +21,8 @@ pub struct SelectContext<'a> {
     pub previous: Option<ArmId>,
     /// Time since the request arrived, ms (for objectives with a latency target).
     pub elapsed_ms: u64,
+    /// What the edge knows about the request (contextual strategies); `None` when unknown.
+    pub request: Option<&'a RequestContext>,
 }
 
 impl<'a> SelectContext<'a> {
@@ -32,7 +35,15 @@ impl<'a> SelectContext<'a> {
     /// and with no repeat allowed; see [`remaining`](Self::remaining) and
     /// [`previous`](Self::previous) to say more.
     pub fn new(excluded: &'a [ArmId], attempt: u32, now_ms: u64) -> Self {
-        SelectContext { excluded, attempt, now_ms, remaining: 1, previous: None, elapsed_ms: 0 }
+        SelectContext {
+            excluded,
+            attempt,
+            now_ms,
+            remaining: 1,
+            previous: None,
+            elapsed_ms: 0,
+            request: None,
+        }
     }
 
     /// The same context with `remaining` attempts left (this one included; at least 1).
@@ -50,6 +61,12 @@ impl<'a> SelectContext<'a> {
     /// The same context for a request that arrived `elapsed_ms` ago.
     pub fn elapsed(mut self, elapsed_ms: u64) -> Self {
         self.elapsed_ms = elapsed_ms;
+        self
+    }
+
+    /// The same context for a request with this context.
+    pub fn request(mut self, request: Option<&'a RequestContext>) -> Self {
+        self.request = request;
         self
     }
 

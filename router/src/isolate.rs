@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use magnetar_core::config::{ConfigError, RouterConfig};
+use magnetar_core::context::RequestContext;
 use magnetar_core::health::{self, FleetHealth, HealthView};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next, RetryBudget};
 use magnetar_core::retry_after::Vetoes;
@@ -195,6 +196,22 @@ impl Isolate {
     pub fn update(&self, route: &str, kind: StrategyKind, arm: ArmId, feedback: &Feedback) {
         let arms = self.config.fleet.len();
         self.with(|state| state.strategy(route, kind, arms).update(arm, feedback));
+    }
+
+    /// Reports one attempt's outcome to a local strategy, with the request's context (see
+    /// `Strategy::update_in_context`).
+    pub fn update_in_context(
+        &self,
+        route: &str,
+        kind: StrategyKind,
+        arm: ArmId,
+        feedback: &Feedback,
+        request: Option<&RequestContext>,
+    ) {
+        let arms = self.config.fleet.len();
+        self.with(|state| {
+            state.strategy(route, kind, arms).update_in_context(arm, feedback, request)
+        });
     }
 
     /// The attempt deadline a local strategy asks for `arm` (see

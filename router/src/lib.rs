@@ -23,6 +23,7 @@ use worker::{Context, Env, Request, Response, Result, Router, event};
 pub mod attempt;
 pub mod body;
 pub mod clock;
+pub mod context;
 pub mod control;
 pub mod deadline;
 pub mod health;

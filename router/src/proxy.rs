@@ -15,7 +15,7 @@ use crate::attempt::{self, Answer, Outgoing};
 use crate::body::{self, BodyRead};
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
-use crate::{control, health, learner, log, race, tags, telemetry};
+use crate::{context, control, health, learner, log, race, tags, telemetry};
 
 /// Set to `1` on a response when a hedge was sent for its request.
 pub const HEDGED_HEADER: &str = "x-magnetar-hedged";
@@ -85,6 +85,13 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         Err(refusal) => return Ok(control::with_cors(refusal.response()?, &config)),
     };
     let route = required.learning_route(&route);
+    let request_context = match context::of(&req, url.path(), body.len(), lookup) {
+        Ok(c) => c,
+        Err(e) => {
+            let response = control::error(400, "bad_request", e.to_string())?;
+            return Ok(control::with_cors(response, &config));
+        }
+    };
     isolate.count(|c| c.requests += 1);
     isolate.deposit_retry_budget(started_ms);
     health::start_due_probes(&isolate, &ctx.env, &ctx.data, started_ms);
@@ -119,7 +126,17 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             .started_at(started_ms)
             .replay(replay);
 
-    let raced = race::run(&ctx.env, &isolate, &route, algo, &out, &required, &mut plan).await;
+    let raced = race::run(
+        &ctx.env,
+        &isolate,
+        &route,
+        algo,
+        &out,
+        &required,
+        Some(&request_context),
+        &mut plan,
+    )
+    .await;
     let (next, last_answer, fell_back) = (raced.next, raced.answer, raced.fell_back);
 
     let finished_ms = now_ms();

@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures_util::future::{Either, LocalBoxFuture, select};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use magnetar_core::config::Algo;
+use magnetar_core::context::RequestContext;
 use magnetar_core::hedge::{self, InFlight};
 use magnetar_core::retry::{AttemptPlan, AttemptRecord, Next};
 use magnetar_core::strategy::{Feedback, StrategyKind};
@@ -62,6 +63,8 @@ struct Race<'a> {
     out: &'a Outgoing,
     /// Downstreams the request's tags leave out.
     required: &'a Required,
+    /// What the edge knows about the request (contextual strategies choose by it).
+    request: Option<&'a RequestContext>,
     flights: Vec<Option<Flight>>,
     running: FuturesUnordered<LocalBoxFuture<'a, Done>>,
     fell_back: bool,
@@ -85,9 +88,9 @@ impl<'a> Race<'a> {
         let base = health::veto(self.isolate, &self.required.veto(&base), now);
         let excluded = self.isolate.exclusions(&base, now);
         let ctx = if hedged {
-            hedge::select_context(plan, &excluded, in_flight.len(), now)
+            hedge::select_context(plan, &excluded, in_flight.len(), now).request(self.request)
         } else {
-            health::context(plan.select_context(now), &excluded)
+            health::context(plan.select_context(now), &excluded).request(self.request)
         };
         let Some((arm, kind)) = choose(self.isolate, self.route, self.algo, &ctx).await else {
             return false;
@@ -157,6 +160,7 @@ pub async fn run(
     algo: Algo,
     out: &Outgoing,
     required: &Required,
+    request: Option<&RequestContext>,
     plan: &mut AttemptPlan,
 ) -> Raced {
     let mut race = Race {
@@ -166,6 +170,7 @@ pub async fn run(
         algo,
         out,
         required,
+        request,
         flights: Vec::new(),
         running: FuturesUnordered::new(),
         fell_back: false,
@@ -208,7 +213,8 @@ pub async fn run(
         let feedback = Feedback { outcome, latency_ms, now_ms: finished, attempt: flight.attempt };
         // Every attempt teaches the local strategy that chose it; learner-routed attempts teach
         // the fallback so it is ready when the learner is not.
-        isolate.update(route, flight.kind.unwrap_or(LEARNER_FALLBACK), arm, &feedback);
+        let kind = flight.kind.unwrap_or(LEARNER_FALLBACK);
+        isolate.update_in_context(route, kind, arm, &feedback, request);
         health::observe(isolate, arm, outcome, finished);
         isolate.count(|c| c.attempts += 1);
         let record = AttemptRecord { arm, outcome, status, latency_ms, hedged: flight.at.hedged };

@@ -13,6 +13,7 @@
 //! # attempt_timeout_ms = 1000    # optional: this fleet's attempt timeout
 //! # poison = { server_error_share = 0.02, client_error_share = 0.01 }
 //! # brownout = { from_ms = 60000, until_ms = 120000, success = 0.2 }
+//! # context = { share = 0.5, path_class = "/eu/orders", other_path_class = "/us/orders", served_by = [1], elsewhere = 0.0 }
 //!
 //! [[downstreams]]
 //! name = "a"
@@ -172,6 +173,9 @@ impl Scenario {
             probability("poison.server_error_share", p.server_error_share)?;
             probability("poison.client_error_share", p.client_error_share)?;
             probability("poison (both shares)", p.server_error_share + p.client_error_share)?;
+        }
+        if let Some(c) = &self.context {
+            c.check(self.downstreams.len())?;
         }
         if let Some(b) = self.brownout {
             probability("brownout.success", b.success)?;

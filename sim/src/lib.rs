@@ -8,6 +8,11 @@
 //! strategies see the feedback delay and the concurrency a real router sees (at the default 100
 //! requests/s and 20 ms latency, about two attempts are in flight at any time).
 //!
+//! In a scenario where context matters (a [`context::ContextSplit`]) every request carries a
+//! [`RequestContext`], drawn at arrival from a stream of its own: the strategy sees it in its
+//! `SelectContext` and with its feedback (`Strategy::update_in_context`), and the downstreams'
+//! odds for the request (so the oracle and the regret) depend on it.
+//!
 //! Randomness: the downstreams draw from one RNG and the strategy from another, both derived
 //! from the seed, so two strategies run with the same seed face the same luck as far as their
 //! choices allow, and a run is a pure function of (scenario, strategy, config, seed).
@@ -39,6 +44,7 @@ use serde::Serialize;
 use crate::metrics::{Metrics, MetricsSummary, RequestRecord};
 use magnetar_core::Outcome;
 use magnetar_core::config::{DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_REQUEST_DEADLINE_MS};
+use magnetar_core::context::RequestContext;
 use magnetar_core::hedge::{self, HedgeMode, InFlight};
 use magnetar_core::retry::{
     AttemptPlan, AttemptRecord, Next, RetryBudget, RetryBudgetConfig, RetryMode,
@@ -46,6 +52,7 @@ use magnetar_core::retry::{
 use magnetar_core::strategy::{ArmId, Feedback, Strategy, StrategyKind, StrategyParams};
 
 pub mod arrivals;
+pub mod context;
 pub mod file;
 pub mod fleet;
 pub mod metrics;
@@ -222,6 +229,9 @@ struct Request {
     flights: Vec<Flight>,
     /// The sequence number of the pending hedge timer, if any.
     hedge_timer: Option<u64>,
+    /// The request's context and whether it is of the scenario's special class (scenarios with
+    /// a [`context::ContextSplit`] only).
+    context: Option<(bool, RequestContext)>,
 }
 
 /// What a queued event is.
@@ -278,6 +288,7 @@ pub(crate) struct Engine<'a, R: Routers> {
     config: SimConfig,
     env_rng: SmallRng,
     request_rng: SmallRng,
+    context_rng: SmallRng,
     states: Vec<DownstreamState>,
     budget: Option<RetryBudget>,
     metrics: Metrics,
@@ -305,6 +316,7 @@ impl<'a, R: Routers> Engine<'a, R> {
             arrivals: ArrivalClock::new(&config, stream(seed, 6)),
             env_rng: SmallRng::seed_from_u64(stream(seed, 1)),
             request_rng: SmallRng::seed_from_u64(stream(seed, 3)),
+            context_rng: SmallRng::seed_from_u64(stream(seed, 4)),
             states: (0..arms)
                 .map(|i| {
                     DownstreamState::new(&scenario.downstreams[i], stream(seed, 100 + i as u64))
@@ -369,11 +381,16 @@ impl<'a, R: Routers> Engine<'a, R> {
         Conditions { attempt_timeout_ms: self.config.attempt_timeout_ms as f64, success_cap }
     }
 
-    /// Refreshes `self.odds` and `self.probabilities` at `t_us`.
-    fn refresh_probabilities(&mut self, t_us: u64) {
-        let cond = self.conditions(t_us);
+    /// Refreshes `self.odds` and `self.probabilities` at `t_us` for a request of the scenario's
+    /// special class or not (see [`context::ContextSplit::cap`]).
+    fn refresh_probabilities(&mut self, t_us: u64, special: bool) {
+        let base = self.conditions(t_us);
         self.odds.clear();
         for (i, d) in self.scenario.downstreams.iter().enumerate() {
+            let mut cond = base;
+            if let Some(split) = &self.scenario.context {
+                cond.success_cap = cond.success_cap.min(split.cap(special, i));
+            }
             let odds = self.states[i].odds(d, t_us, &cond);
             self.probabilities[i] = odds.success;
             self.odds.push(odds);
@@ -407,8 +424,9 @@ impl<'a, R: Routers> Engine<'a, R> {
         if let Some(b) = &mut self.budget {
             b.deposit(now_ms);
         }
-        self.refresh_probabilities(t_us);
         let kind = self.draw_kind();
+        let context = self.scenario.context.as_ref().map(|c| c.draw(&mut self.context_rng));
+        self.refresh_probabilities(t_us, context.as_ref().is_some_and(|c| c.0));
         let isolate = self.routers.assign(t_us);
         let chain = oracle::best_chain(&self.odds, &self.retry_options());
         // A 5xx poison request fails on every host: the oracle cannot serve it either. A 4xx
@@ -443,6 +461,7 @@ impl<'a, R: Routers> Engine<'a, R> {
             first_success: None,
             flights: Vec::new(),
             hedge_timer: None,
+            context,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -469,10 +488,11 @@ impl<'a, R: Routers> Engine<'a, R> {
         } else {
             req.plan.excluded().to_vec()
         };
+        let request = req.context.as_ref().map(|c| &c.1);
         let ctx = if hedged {
-            hedge::select_context(&req.plan, &excluded, in_flight.len(), now_ms)
+            hedge::select_context(&req.plan, &excluded, in_flight.len(), now_ms).request(request)
         } else {
-            req.plan.select_context(now_ms)
+            req.plan.select_context(now_ms).request(request)
         };
         let isolate = req.isolate;
         let (strategy, rng) = self.routers.strategy(isolate);
@@ -484,8 +504,12 @@ impl<'a, R: Routers> Engine<'a, R> {
             None => return self.finish(slot, t_us),
         };
         let index = req.index;
-        self.refresh_probabilities(t_us);
+        let special = req.context.as_ref().is_some_and(|c| c.0);
+        self.refresh_probabilities(t_us, special);
         let mut cond = self.conditions(t_us);
+        if let Some(split) = &self.scenario.context {
+            cond.success_cap = cond.success_cap.min(split.cap(special, arm));
+        }
         let Some(req) = self.slots[slot].as_mut() else { return };
         // The router's own rule for this attempt's deadline (shorter when the strategy asks and a
         // retry could follow).
@@ -572,7 +596,8 @@ impl<'a, R: Routers> Engine<'a, R> {
         let f = req.flights.remove(i);
         let (arm, outcome, latency_ms, attempt) = (f.at.arm, f.outcome, f.latency_ms, f.attempt);
         let (strategy, _) = self.routers.strategy(req.isolate);
-        strategy.update(arm, &Feedback { outcome, latency_ms, now_ms, attempt });
+        let feedback = Feedback { outcome, latency_ms, now_ms, attempt };
+        strategy.update_in_context(arm, &feedback, req.context.as_ref().map(|c| &c.1));
         self.metrics.record_attempt(arm, outcome, attempt);
         if attempt == 1 {
             req.first_success = Some(outcome.is_success());

@@ -25,6 +25,7 @@
 //! | `poison`       | 97/92/85%, 2% of requests fail on every host (5xx), 1% get a 4xx (a success by the project's definition, not retried) |
 //! | `brownout`     | 99/97/95%, every host at 20% success for 60 s from a third of the run     |
 //! | `degrading`    | Poisson arrivals; the best (98%, 20 ms) degrades linearly to 60% and 200 ms over the middle half of the run; 93/90/85% steady |
+//! | `contextual`   | 97/90/80/75%, but half the requests (path class `/eu/orders`) succeed only on the last two: the best host depends on the request |
 //!
 //! A scenario may carry its own arrival rate and attempt timeout (`slow_host` does);
 //! [`Scenario::configure`] applies them to a run's [`SimConfig`] and the engine always runs with
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SimConfig;
 use super::arrivals::Arrivals;
+use super::context::ContextSplit;
 use super::model::{
     LatencyPoint, LatencyStep, MarkovState, SimDownstream, SuccessCurve, SuccessPoint,
 };
@@ -86,6 +88,10 @@ pub struct Scenario {
     pub poison: Option<Poison>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brownout: Option<Brownout>,
+    /// Requests of two kinds, one served only by some downstreams ([`ContextSplit`]): every
+    /// request then carries a context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextSplit>,
 }
 
 /// Every scenario name, in table order.
@@ -109,6 +115,7 @@ pub const SCENARIOS: &[&str] = &[
     "poison",
     "brownout",
     "degrading",
+    "contextual",
 ];
 
 /// Linkerd's slow-host benchmark: arrivals every millisecond (1,000 requests/s).
@@ -286,6 +293,20 @@ impl Scenario {
                     Some(from),
                 )
             }
+            "contextual" => {
+                extra.context = Some(ContextSplit {
+                    share: 0.5,
+                    path_class: "/eu/orders".to_owned(),
+                    other_path_class: "/us/orders".to_owned(),
+                    served_by: vec![2, 3],
+                    elsewhere: 0.0,
+                });
+                (
+                    "97/90/80/75%; half the requests (/eu/orders) succeed only on the 80% and 75% hosts",
+                    fleet(&[0.97, 0.9, 0.8, 0.75]),
+                    None,
+                )
+            }
             other => return Err(UnknownScenario(other.to_owned())),
         };
         Ok(Scenario {
@@ -310,6 +331,7 @@ impl Scenario {
             latency_objective_ms: None,
             poison: None,
             brownout: None,
+            context: None,
         }
     }
 

@@ -67,6 +67,12 @@ fn near_the_oracle_and_the_best(max_attempts: u32) {
     let mut failures = Vec::new();
     for name in SCENARIOS {
         let scenario = Scenario::builtin(name, &config).expect("built-in scenario");
+        // `magnetar` does not read the request's context: where the best downstream depends on
+        // the request, neither the per-request oracle nor the contextual strategies are its
+        // yardstick (sim/tests/contextual.rs measures those).
+        if scenario.context.is_some() {
+            continue;
+        }
         let rows = table(&scenario, &config);
         let (_, ours, oracle) =
             *rows.iter().find(|r| r.0 == StrategyKind::Magnetar).expect("magnetar row");

@@ -143,6 +143,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 attempt_timeout_ms,
                 arrivals,
                 latency_objective_ms: objective,
+                context: None,
                 poison: poison.map(|(server_error_share, client_error_share)| Poison {
                     server_error_share,
                     client_error_share,

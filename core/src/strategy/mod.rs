@@ -12,7 +12,8 @@
 //! ([`ArmCounts`](counts::ArmCounts), which count, export and import the same way for all of
 //! them) and a [`CountRule`](counts::CountRule), only the algorithm's index or choice rule. For
 //! the count-based strategies a restored instance chooses exactly as the original; the
-//! snapshots of [`discover_exploit`], [`exp3`] and [`thompson_window`] are lossy (their modules
+//! snapshots of [`discover_exploit`], [`exp3`], [`fpl`], [`thompson_window`] and the linear
+//! contextual strategies ([`linear`]) are lossy (their modules
 //! say what is lost, their registry rows that they are), and local state is never exported:
 //! what 429s taught ([`rate_limit`]), round robin's rotation, in-flight counts, Envoy-style
 //! ejections.
@@ -33,8 +34,11 @@
 //! - the flaky-load-balancer design (V1 to V8): [`discover_exploit`], [`ucb1`], [`ucb_attempt`],
 //!   [`thompson`], [`thompson_attempt`], [`thompson_masked`], [`thompson_window`],
 //!   [`blocking_bandit`];
-//! - the bandit literature: [`thompson_discounted`], [`kl_ucb`], [`ucb1_tuned`], [`moss`],
-//!   [`epsilon_greedy`], [`exp3`];
+//! - the bandit literature: [`thompson_discounted`], [`kl_ucb`], [`kl_ucb_plus`], [`ucb1_tuned`],
+//!   [`moss`] (already the anytime MOSS), [`gaussian_thompson`], [`epsilon_greedy`], [`exp3`],
+//!   [`fpl`];
+//! - contextual (the request's features, [`crate::context`]): [`lin_ucb`], [`lin_thompson`], over
+//!   the per-downstream ridge regressions of [`linear`];
 //! - a peer baseline: [`envoy_outlier`] (what Envoy's outlier detection would do).
 //!
 //! Every learning strategy reads an outcome the same way unless its module says otherwise: a
@@ -58,8 +62,14 @@ pub mod discover_exploit;
 pub mod envoy_outlier;
 pub mod epsilon_greedy;
 pub mod exp3;
+pub mod fpl;
+pub mod gaussian_thompson;
 pub mod kl_ucb;
+pub mod kl_ucb_plus;
 pub mod least_outstanding;
+pub mod lin_thompson;
+pub mod lin_ucb;
+pub mod linear;
 pub mod magnetar;
 pub mod moss;
 pub mod random;
@@ -214,6 +224,18 @@ pub trait Strategy: Send {
 
     /// Learns from one attempt's outcome on `arm`. Out-of-range arms are ignored.
     fn update(&mut self, arm: ArmId, feedback: &Feedback);
+
+    /// Learns from one attempt's outcome on `arm` for a request with this context (the one its
+    /// [`SelectContext::request`] carried; `None` when unknown). Only contextual strategies read
+    /// it; by default this is [`update`](Self::update).
+    fn update_in_context(
+        &mut self,
+        arm: ArmId,
+        feedback: &Feedback,
+        _request: Option<&crate::context::RequestContext>,
+    ) {
+        self.update(arm, feedback);
+    }
 
     /// A deadline for an attempt on `arm` shorter than the configured attempt timeout, when the
     /// strategy's latency model says an answer later than that is unlikely to come at all. The
@@ -635,6 +657,29 @@ strategy_registry! {
     Exp3 => "exp3": "EXP3: exponential weights for adversarial bandits" {
         learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
         build: |arms, _| Box::new(exp3::Exp3::new(arms)),
+    },
+    GaussianThompson => "gaussian_thompson":
+        "Gaussian Thompson sampling over success weighted by latency (1 - latency / 2 s)" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
+        build: |arms, _| Box::new(gaussian_thompson::GaussianThompson::new(arms)),
+    },
+    KlUcbPlus => "kl_ucb_plus": "KL-UCB+: KL-UCB with each downstream's ln(t / N) exploration" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Exactly, plans_repeats: false,
+        build: |arms, _| Box::new(kl_ucb_plus::KlUcbPlus::new(arms)),
+    },
+    Fpl => "fpl": "Follow the Perturbed Leader with geometric resampling (adversarial bandits)" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
+        build: |arms, _| Box::new(fpl::Fpl::new(arms)),
+    },
+    LinUcb => "lin_ucb":
+        "LinUCB (disjoint): per-downstream ridge regression on the request's context, UCB" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
+        build: |arms, _| Box::new(lin_ucb::LinUcb::new(arms)),
+    },
+    LinThompson => "lin_thompson":
+        "linear Thompson sampling: per-downstream ridge regression on the request's context" {
+        learns: Learns::Counts, imports_params: false, restores: Restores::Lossy, plans_repeats: false,
+        build: |arms, _| Box::new(lin_thompson::LinThompson::new(arms)),
     },
     Magnetar => "magnetar":
         "Magnetar: change-point Thompson sampling, latency-aware attempt chains, same-host \
