@@ -36,7 +36,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::CLIENT_ID_HEADERS;
+/// Headers that name the caller, in order of precedence (the first one present wins).
+pub const CLIENT_ID_HEADERS: [&str; 2] = ["x-magnetar-client-id", "x-caller-id"];
 
 /// Dimension of the feature vector.
 pub const DIM: usize = 16;

@@ -19,7 +19,7 @@ use crate::strategy::UnknownStrategy;
 
 pub const ALGO_HEADER: &str = "x-magnetar-algo";
 pub const MAX_ATTEMPTS_HEADER: &str = "x-magnetar-max-attempts";
-pub const CLIENT_ID_HEADERS: [&str; 2] = ["x-magnetar-client-id", "x-caller-id"];
+pub use crate::context::CLIENT_ID_HEADERS;
 
 /// JSON bodies up to this size are scanned for the `algo` field; larger ones are not parsed.
 pub const ALGO_SCAN_LIMIT_BYTES: usize = 64 * 1024;

@@ -5,6 +5,7 @@
 //! bytes between the client, the downstreams, the learner and the Kafka REST proxy.
 //!
 //! - [`proxy`]: one client request: buffer the body once, attempt downstreams, answer;
+//! - [`choose`]: who picks an attempt's downstream (local strategy or the learner, with fallback);
 //! - [`body`]: the client's body, read under `MAX_BODY_BYTES`;
 //! - [`attempt`]: one attempt, cut off at its deadline;
 //! - [`deadline`]: AbortController + Delay for every subrequest;
@@ -22,6 +23,7 @@ use worker::{Context, Env, Request, Response, Result, Router, event};
 
 pub mod attempt;
 pub mod body;
+pub mod choose;
 pub mod clock;
 pub mod context;
 pub mod control;

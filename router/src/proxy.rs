@@ -4,7 +4,6 @@
 use magnetar_core::config::{Algo, RouterConfig};
 use magnetar_core::request::{BodyError, parse_request_options};
 use magnetar_core::retry::{AttemptPlan, IDEMPOTENCY_KEY_HEADER, Next, Replay};
-use magnetar_core::strategy::{ArmId, SelectContext, StrategyKind};
 use magnetar_core::tags::TAGS_HEADER;
 use magnetar_core::telemetry::{AttemptTelemetry, TELEMETRY_SCHEMA, TelemetryRecord};
 use magnetar_core::{Outcome, forward};
@@ -13,15 +12,13 @@ use worker::{Context, Method, Request, Response, Result, RouteContext};
 
 use crate::attempt::{self, Answer, Outgoing};
 use crate::body::{self, BodyRead};
+use crate::choose::LEARNER_FALLBACK;
 use crate::clock::now_ms;
 use crate::isolate::Isolate;
 use crate::{context, control, health, learner, log, race, tags, telemetry};
 
 /// Set to `1` on a response when a hedge was sent for its request.
 pub const HEDGED_HEADER: &str = "x-magnetar-hedged";
-
-/// Strategy the `learner` algo falls back to when the learner does not answer.
-pub const LEARNER_FALLBACK: StrategyKind = StrategyKind::Thompson;
 
 fn request_id(started_ms: u64) -> String {
     let rand = (js_sys::Math::random() * 1e12) as u64;
@@ -126,17 +123,8 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
             .started_at(started_ms)
             .replay(replay);
 
-    let raced = race::run(
-        &ctx.env,
-        &isolate,
-        &route,
-        algo,
-        &out,
-        &required,
-        Some(&request_context),
-        &mut plan,
-    )
-    .await;
+    let ask = race::Ask { out: &out, required: &required, context: Some(&request_context) };
+    let raced = race::run(&ctx.env, &isolate, &route, algo, ask, &mut plan).await;
     let (next, last_answer, fell_back) = (raced.next, raced.answer, raced.fell_back);
 
     let finished_ms = now_ms();
@@ -165,32 +153,6 @@ pub async fn handle(mut req: Request, ctx: RouteContext<Context>) -> Result<Resp
         ctx.data.wait_until(telemetry::post(isolate.clone(), telemetry_config, record));
     }
     Ok(control::with_cors(response, &config))
-}
-
-/// Picks the arm of the next attempt. Returns the local strategy that chose it (`None` when the
-/// learner chose).
-pub(crate) async fn choose(
-    isolate: &Isolate,
-    route: &str,
-    algo: Algo,
-    ctx: &SelectContext<'_>,
-) -> Option<(ArmId, Option<StrategyKind>)> {
-    match algo {
-        Algo::Local(kind) => isolate.select(route, kind, ctx).map(|arm| (arm, Some(kind))),
-        Algo::Learner => {
-            if let Some(arm) = learner::recommend(isolate.config(), route, ctx.excluded).await {
-                isolate.count(|c| c.learner_recommendations += 1);
-                return Some((arm, None));
-            }
-            let fallbacks = isolate.tally(|c| &mut c.learner_fallbacks);
-            log::sparse_warn(
-                "learner gave no usable recommendation, local fallback",
-                fallbacks,
-                "",
-            );
-            isolate.select(route, LEARNER_FALLBACK, ctx).map(|arm| (arm, Some(LEARNER_FALLBACK)))
-        }
-    }
 }
 
 fn attempts_telemetry(config: &RouterConfig, plan: &AttemptPlan) -> Vec<AttemptTelemetry> {

@@ -25,11 +25,11 @@ use magnetar_core::{Outcome, retry_after};
 use worker::{Delay, Env};
 
 use crate::attempt::{self, Answer, AttemptResult, Outgoing};
+use crate::choose::{LEARNER_FALLBACK, choose};
 use crate::clock::now_ms;
 use crate::deadline::{Canceller, Deadline};
 use crate::health;
 use crate::isolate::Isolate;
-use crate::proxy::{LEARNER_FALLBACK, choose};
 use crate::tags::Required;
 
 /// How the attempts of a request ended.
@@ -151,6 +151,14 @@ fn classify(result: AttemptResult) -> (Outcome, Option<u16>, Option<Answer>) {
     }
 }
 
+/// What one client request asks of its attempts: the outgoing request, the downstreams its tags
+/// leave out, and what the edge knows about it.
+pub struct Ask<'a> {
+    pub out: &'a Outgoing,
+    pub required: &'a Required,
+    pub context: Option<&'a RequestContext>,
+}
+
 /// Runs the attempts of one request under `plan` until an answer goes to the client or the
 /// plan gives up.
 pub async fn run(
@@ -158,18 +166,17 @@ pub async fn run(
     isolate: &Isolate,
     route: &str,
     algo: Algo,
-    out: &Outgoing,
-    required: &Required,
-    request: Option<&RequestContext>,
+    ask: Ask<'_>,
     plan: &mut AttemptPlan,
 ) -> Raced {
+    let request = ask.context;
     let mut race = Race {
         env,
         isolate,
         route,
         algo,
-        out,
-        required,
+        out: ask.out,
+        required: ask.required,
         request,
         flights: Vec::new(),
         running: FuturesUnordered::new(),

@@ -19,12 +19,18 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
-use crate::file::ScenarioError;
-
 const CALLERS: [&str; 8] =
     ["web", "ios", "android", "batch", "partner-a", "partner-b", "cli", "cron"];
 const COUNTRIES: [&str; 5] = ["DE", "FR", "US", "BR", "JP"];
 const COLOS: [&str; 3] = ["FRA", "CDG", "IAD"];
+
+/// A [`ContextSplit`] that does not fit its fleet: the field (`context.share`, ...) and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct SplitError {
+    pub field: String,
+    pub problem: String,
+}
 
 /// Two kinds of request told apart by their path class, one served only by some downstreams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,8 +72,8 @@ impl ContextSplit {
     }
 
     /// Checks the split against a fleet of `arms`; the error names the field.
-    pub fn check(&self, arms: usize) -> Result<(), ScenarioError> {
-        let invalid = |field: &str, problem: String| ScenarioError::Invalid {
+    pub fn check(&self, arms: usize) -> Result<(), SplitError> {
+        let invalid = |field: &str, problem: String| SplitError {
             field: format!("context.{field}"),
             problem,
         };

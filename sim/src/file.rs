@@ -175,7 +175,8 @@ impl Scenario {
             probability("poison (both shares)", p.server_error_share + p.client_error_share)?;
         }
         if let Some(c) = &self.context {
-            c.check(self.downstreams.len())?;
+            c.check(self.downstreams.len())
+                .map_err(|e| ScenarioError::Invalid { field: e.field, problem: e.problem })?;
         }
         if let Some(b) = self.brownout {
             probability("brownout.success", b.success)?;

@@ -48,6 +48,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde::Serialize;
 
+pub use crate::routers::FleetStats;
 use crate::routers::{Finished, Routers};
 use crate::{Engine, RunResult, Scenario, SimConfig, strategy_seed, stream};
 
@@ -145,20 +146,6 @@ impl FleetConfig {
         }
         Ok(())
     }
-}
-
-/// What the isolates of one run did.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct FleetStats {
-    pub isolates: usize,
-    /// Isolates that served at least one request.
-    pub isolates_used: usize,
-    /// `/params` imports applied.
-    pub imports: u64,
-    /// Isolates replaced by fresh ones.
-    pub recycles: u64,
-    /// Telemetry records the learner learned from.
-    pub records_learned: u64,
 }
 
 struct Isolate {

@@ -12,7 +12,7 @@ use magnetar_core::strategy::{Strategy, StrategyKind};
 use rand::RngCore;
 use rand::rngs::SmallRng;
 
-use crate::fleet::FleetStats;
+use serde::Serialize;
 
 /// A finished request, as its isolate reports it.
 #[derive(Clone, Copy, Debug)]
@@ -65,4 +65,18 @@ impl Routers for Single<'_> {
     }
 
     fn finished(&mut self, _request: Finished<'_>) {}
+}
+
+/// What the isolates of one run did (a fleet run, [`crate::fleet`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FleetStats {
+    pub isolates: usize,
+    /// Isolates that served at least one request.
+    pub isolates_used: usize,
+    /// `/params` imports applied.
+    pub imports: u64,
+    /// Isolates replaced by fresh ones.
+    pub recycles: u64,
+    /// Telemetry records the learner learned from.
+    pub records_learned: u64,
 }
