@@ -650,6 +650,22 @@ pub fn shares(observed: &[Observed], names: &[&str]) -> Vec<f64> {
 
 pub mod postgres;
 
+/// Reads from `socket` until a whole HTTP request head has arrived (and whatever body came
+/// with it); `None` when the client closed or failed first. For the test origins written by
+/// hand, which must see exactly what the router sent.
+pub async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// The learner binary built by `cargo build -p magnetar-learner` (scripts/test.sh builds it),
 /// in `CARGO_TARGET_DIR` when that is set, else in the repository's `target/`.
 pub fn learner_bin() -> PathBuf {

@@ -371,7 +371,7 @@ async fn post_is_not_retried_after_a_5xx_unless_it_carries_an_idempotency_key() 
 fn raw_origin(
     answer: fn(&str) -> (Vec<&'static str>, Duration),
 ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
     listener.set_nonblocking(true).expect("nonblocking");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -382,14 +382,7 @@ fn raw_origin(
         while let Ok((mut socket, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = magnetar_e2e::read_request_head(&mut socket).await else { return };
                 let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let (chunks, pause) = answer(&head);
                 seen.lock().expect("heads").push(head);

@@ -255,7 +255,7 @@ async fn v3_telemetry_with_basic_auth_from_router_secrets() {
 
 /// Serves `answers` in turn, one per HTTP request, on a loopback port; returns its base URL.
 async fn serve_garbage(answers: Vec<(u16, &'static str)>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move {
@@ -264,14 +264,9 @@ async fn serve_garbage(answers: Vec<(u16, &'static str)>) -> String {
             let (status, body) = answers[n % answers.len()];
             n += 1;
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut seen = Vec::new();
                 // Read the request head (and whatever body came with it), then answer.
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => seen.extend_from_slice(&buf[..k]),
-                    }
+                if magnetar_e2e::read_request_head(&mut socket).await.is_none() {
+                    return;
                 }
                 let head = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

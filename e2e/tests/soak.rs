@@ -48,17 +48,12 @@ fn hanging_origin(hang: Arc<AtomicBool>) -> String {
         while let Ok((mut socket, _)) = listener.accept().await {
             let hang = hang.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if magnetar_e2e::read_request_head(&mut socket).await.is_none() {
+                    return;
                 }
                 if hang.load(Ordering::Relaxed) {
                     // Never answers: the router's attempt deadline has to end this.
-                    let _ = socket.read(&mut buf).await;
+                    let _ = socket.read(&mut [0u8; 1]).await;
                     return;
                 }
                 let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
